@@ -1,0 +1,505 @@
+//! Settings: where each one comes from, which source wins, and the secret token.
+//!
+//! One setting can be given in five places. They are kept as separate [`Layer`]s and merged
+//! on every request, never copied into one mutable struct, so that a
+//! `workspace/didChangeConfiguration` from one editor cannot clobber what another editor
+//! set, and so that `cfgate/status` can say exactly what is missing.
+//! Precedence: request > client (initializationOptions, then didChangeConfiguration) >
+//! environment > config file > defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub const DEFAULT_MODEL: &str = "@cf/meta/llama-3.3-70b-instruct-fp8-fast";
+pub const DEFAULT_GATEWAY_ID: &str = "default";
+pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+pub const DEFAULT_GATEWAY_URL: &str = "https://gateway.ai.cloudflare.com/v1";
+
+pub const ENV_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
+pub const ENV_ACCOUNT: &str = "CLOUDFLARE_ACCOUNT_ID";
+pub const ENV_GATEWAY: &str = "CLOUDFLARE_AI_GATEWAY_ID";
+pub const ENV_GATEWAY_TOKEN: &str = "CLOUDFLARE_AI_GATEWAY_TOKEN";
+pub const ENV_CONFIG: &str = "CFGATE_CONFIG";
+
+/// The names every source uses for the same settings.
+pub const SETTING_NAMES: &[&str] = &[
+    "api_token",
+    "account_id",
+    "gateway_id",
+    "gateway_token",
+    "base_url",
+    "gateway_url",
+    "model",
+    "max_tokens",
+    "timeout_secs",
+    "allow_insecure_http",
+];
+
+/// One source's view of the settings: each field is unset unless that source sets it.
+#[derive(Default, Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Layer {
+    pub api_token: Option<SecretString>,
+    pub account_id: Option<String>,
+    pub gateway_id: Option<String>,
+    /// For gateways with authentication turned on: sent as `cf-aig-authorization`.
+    pub gateway_token: Option<SecretString>,
+    pub base_url: Option<String>,
+    /// Where `{account_id}/{gateway_id}/compat` is appended (proxies, tests).
+    pub gateway_url: Option<String>,
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub timeout_secs: Option<u64>,
+    pub allow_insecure_http: Option<bool>,
+}
+
+impl Layer {
+    /// Fields set here override those of `lower`.
+    pub fn over(&self, lower: &Layer) -> Layer {
+        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+            a.clone().or_else(|| b.clone())
+        }
+        Layer {
+            api_token: pick(&self.api_token, &lower.api_token),
+            account_id: pick(&self.account_id, &lower.account_id),
+            gateway_id: pick(&self.gateway_id, &lower.gateway_id),
+            gateway_token: pick(&self.gateway_token, &lower.gateway_token),
+            base_url: pick(&self.base_url, &lower.base_url),
+            gateway_url: pick(&self.gateway_url, &lower.gateway_url),
+            model: pick(&self.model, &lower.model),
+            max_tokens: pick(&self.max_tokens, &lower.max_tokens),
+            timeout_secs: pick(&self.timeout_secs, &lower.timeout_secs),
+            allow_insecure_http: pick(&self.allow_insecure_http, &lower.allow_insecure_http),
+        }
+    }
+
+    /// The environment's layer. Empty variables count as unset, as a shell's `FOO=` means.
+    pub fn from_env() -> Layer {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Layer {
+            api_token: var(ENV_TOKEN).map(SecretString::from),
+            account_id: var(ENV_ACCOUNT),
+            gateway_id: var(ENV_GATEWAY),
+            gateway_token: var(ENV_GATEWAY_TOKEN).map(SecretString::from),
+            ..Layer::default()
+        }
+    }
+
+    /// Settings sent by a client (initializationOptions or didChangeConfiguration).
+    /// Editors that namespace their settings send `{"cfgate": {...}}`; both shapes work.
+    pub fn from_client_json(value: &Value) -> Result<Layer, String> {
+        let value = match value {
+            Value::Null => return Ok(Layer::default()),
+            Value::Object(map) => match map.get("cfgate") {
+                Some(inner @ Value::Object(_)) => inner,
+                _ => value,
+            },
+            _ => return Err("settings must be a JSON object".into()),
+        };
+        Layer::deserialize(value).map_err(|e| explain_unknown(e.to_string()))
+    }
+
+    /// A TOML config file's layer.
+    pub fn from_toml(text: &str) -> Result<Layer, String> {
+        toml::from_str(text).map_err(|e| explain_unknown(e.to_string()))
+    }
+}
+
+fn explain_unknown(message: String) -> String {
+    if message.contains("unknown field") {
+        format!("{message} (known settings: {})", SETTING_NAMES.join(", "))
+    } else {
+        message
+    }
+}
+
+/// The config file and what was learned reading it.
+pub struct ConfigFile {
+    pub path: Option<PathBuf>,
+    pub layer: Layer,
+    /// Problems worth a log line: unreadable file, bad TOML, a token others can read.
+    pub warnings: Vec<String>,
+}
+
+/// `$CFGATE_CONFIG`, else `config.toml` in the platform config dir.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(ENV_CONFIG).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "cfgate")
+}
+
+/// Reads the config file. A missing file is normal; a broken one is reported, not fatal,
+/// because the daemon may still be fully configured by the client or the environment.
+pub fn load_config_file() -> ConfigFile {
+    let Some(path) = config_path() else {
+        return ConfigFile {
+            path: None,
+            layer: Layer::default(),
+            warnings: vec![],
+        };
+    };
+    let mut warnings = Vec::new();
+    let layer = match std::fs::read_to_string(&path) {
+        Ok(text) => match Layer::from_toml(&text) {
+            Ok(layer) => {
+                if layer.api_token.is_some() {
+                    warnings.extend(check_private(&path));
+                }
+                layer
+            }
+            Err(e) => {
+                warnings.push(format!("config file {} ignored: {e}", path.display()));
+                Layer::default()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Layer::default(),
+        Err(e) => {
+            warnings.push(format!("config file {} unreadable: {e}", path.display()));
+            Layer::default()
+        }
+    };
+    ConfigFile {
+        path: Some(path),
+        layer,
+        warnings,
+    }
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config file {} holds api_token but can be read by other users (mode {:o}); run: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Option<String> {
+    None
+}
+
+/// Settings resolved for one request: every default applied, every value checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub api_token: SecretString,
+    pub gateway_token: Option<SecretString>,
+    /// `{base}/chat/completions` is where chat goes.
+    pub base_url: String,
+    pub account_id: Option<String>,
+    pub gateway_id: String,
+    pub model: String,
+    pub max_tokens: Option<u32>,
+    pub timeout: Duration,
+}
+
+/// What stops a request before any byte is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsError {
+    /// Names the environment variables (or setting names) that are missing.
+    Missing(Vec<&'static str>),
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingsError::Missing(names) => write!(
+                f,
+                "missing credentials: {} not set (set the environment variable{}, or the same \
+                 setting in the config file or initializationOptions)",
+                names.join(" and "),
+                if names.len() > 1 { "s" } else { "" }
+            ),
+            SettingsError::Invalid { setting, reason } => {
+                write!(f, "invalid setting {setting}: {reason}")
+            }
+        }
+    }
+}
+
+/// Ids go into the URL path: only the characters Cloudflare uses, so `../x` can never
+/// change which URL the token is sent to.
+pub fn validate_id(setting: &'static str, value: &str) -> Result<(), SettingsError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid {
+            setting,
+            reason: format!(
+                "{value:?} may hold only letters, digits, `-` and `_` (1 to 128 characters)"
+            ),
+        })
+    }
+}
+
+fn validate_base_url(
+    setting: &'static str,
+    url: &str,
+    allow_insecure_http: bool,
+) -> Result<String, SettingsError> {
+    let invalid = |reason: String| SettingsError::Invalid { setting, reason };
+    let trimmed = url.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed).map_err(|e| invalid(format!("{url:?}: {e}")))?;
+    if trimmed.ends_with("/chat/completions") {
+        return Err(invalid(format!(
+            "{url:?} must end at the API root (for AI Gateway: .../compat); cfgate appends /chat/completions itself"
+        )));
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback && !allow_insecure_http {
+                return Err(invalid(format!(
+                    "{url:?} is plain http to a non-loopback host, which would send the token in clear; \
+                     use https, or set allow_insecure_http = true"
+                )));
+            }
+        }
+        other => return Err(invalid(format!("{url:?}: scheme {other:?} is not http(s)"))),
+    }
+    Ok(trimmed.to_string())
+}
+
+impl Layer {
+    /// Applies defaults and checks everything a request needs.
+    pub fn resolve(&self) -> Result<Settings, SettingsError> {
+        let mut missing = Vec::new();
+        let token = self
+            .api_token
+            .clone()
+            .filter(|t| !t.expose_secret().trim().is_empty());
+        if token.is_none() {
+            missing.push(ENV_TOKEN);
+        }
+        let account_id = self.account_id.clone().filter(|a| !a.trim().is_empty());
+        if account_id.is_none() && self.base_url.is_none() {
+            missing.push(ENV_ACCOUNT);
+        }
+        if !missing.is_empty() {
+            return Err(SettingsError::Missing(missing));
+        }
+        let gateway_id = self
+            .gateway_id
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GATEWAY_ID.to_string());
+        let insecure = self.allow_insecure_http.unwrap_or(false);
+        let base_url = match &self.base_url {
+            Some(url) => validate_base_url("base_url", url, insecure)?,
+            None => {
+                let account = account_id.as_deref().unwrap_or_default();
+                validate_id("account_id", account)?;
+                validate_id("gateway_id", &gateway_id)?;
+                let root = match &self.gateway_url {
+                    Some(url) => validate_base_url("gateway_url", url, insecure)?,
+                    None => DEFAULT_GATEWAY_URL.to_string(),
+                };
+                format!("{root}/{account}/{gateway_id}/compat")
+            }
+        };
+        let timeout_secs = self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
+        if timeout_secs == 0 {
+            return Err(SettingsError::Invalid {
+                setting: "timeout_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Settings {
+            api_token: token.unwrap_or_else(|| SecretString::from(String::new())),
+            gateway_token: self
+                .gateway_token
+                .clone()
+                .filter(|t| !t.expose_secret().trim().is_empty()),
+            base_url,
+            account_id,
+            gateway_id,
+            model: self
+                .model
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            max_tokens: self.max_tokens,
+            timeout: Duration::from_secs(timeout_secs),
+        })
+    }
+
+    /// The environment variables (or settings) a request would still need.
+    pub fn missing(&self) -> Vec<&'static str> {
+        match self.resolve() {
+            Err(SettingsError::Missing(names)) => names,
+            _ => vec![],
+        }
+    }
+}
+
+/// Account ids are not secret, but there is no need to print them whole either.
+pub fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// Turns client JSON settings into a layer, or says which field is wrong.
+pub fn client_layer(value: Option<&Value>) -> Result<Layer, String> {
+    value.map_or(Ok(Layer::default()), Layer::from_client_json)
+}
+
+/// A request's own overrides, taken out of its params.
+pub fn request_layer(model: Option<&str>, extra: &Map<String, Value>) -> Layer {
+    Layer {
+        model: model.map(str::to_string),
+        max_tokens: extra
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
+        ..Layer::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn layer(v: Value) -> Layer {
+        Layer::from_client_json(&v).unwrap()
+    }
+
+    #[test]
+    fn precedence_is_request_client_env_file() {
+        let file = layer(json!({"model": "file/m", "gateway_id": "filegw", "max_tokens": 1}));
+        let env = layer(json!({"model": "env/m", "gateway_id": "envgw"}));
+        let client = layer(json!({"model": "client/m"}));
+        let request = Layer {
+            model: Some("req/m".into()),
+            ..Layer::default()
+        };
+        let merged = request.over(&client.over(&env.over(&file)));
+        assert_eq!(merged.model.as_deref(), Some("req/m"));
+        assert_eq!(merged.gateway_id.as_deref(), Some("envgw"));
+        assert_eq!(merged.max_tokens, Some(1));
+        let merged = Layer::default().over(&client.over(&env.over(&file)));
+        assert_eq!(merged.model.as_deref(), Some("client/m"));
+    }
+
+    #[test]
+    fn missing_names_each_variable() {
+        let err = Layer::default().resolve().unwrap_err();
+        assert_eq!(err, SettingsError::Missing(vec![ENV_TOKEN, ENV_ACCOUNT]));
+        assert!(err.to_string().contains("CLOUDFLARE_API_TOKEN"));
+        let only_token = layer(json!({"api_token": "t"}));
+        assert_eq!(only_token.missing(), vec![ENV_ACCOUNT]);
+        let with_base = layer(json!({"api_token": "t", "base_url": "http://127.0.0.1:1/x"}));
+        assert!(with_base.missing().is_empty());
+    }
+
+    #[test]
+    fn builds_the_compat_url() {
+        let s = layer(json!({"api_token": "t", "account_id": "acc_1"}))
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            s.base_url,
+            "https://gateway.ai.cloudflare.com/v1/acc_1/default/compat"
+        );
+        assert_eq!(s.model, DEFAULT_MODEL);
+    }
+
+    #[test]
+    fn refuses_ids_that_would_change_the_path() {
+        for bad in ["../x", "a/b", "a b", "a?b", "%2e%2e", ""] {
+            let l = layer(json!({"api_token": "t", "account_id": "acc", "gateway_id": bad}));
+            let err = l.resolve().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    SettingsError::Invalid {
+                        setting: "gateway_id",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let l = layer(json!({"api_token": "t", "account_id": "../evil"}));
+        assert!(l.resolve().is_err());
+    }
+
+    #[test]
+    fn base_url_checks() {
+        let ok = |u: &str| {
+            layer(json!({"api_token": "t", "base_url": u}))
+                .resolve()
+                .map(|s| s.base_url)
+        };
+        assert_eq!(
+            ok("http://127.0.0.1:8787/v1/a/g/compat/").unwrap(),
+            "http://127.0.0.1:8787/v1/a/g/compat"
+        );
+        assert!(ok("http://localhost:1/x").is_ok());
+        assert!(ok("https://example.com/compat").is_ok());
+        assert!(ok("http://example.com/compat").is_err());
+        assert!(ok("ftp://example.com/compat").is_err());
+        assert!(ok("https://example.com/compat/chat/completions").is_err());
+        let insecure = layer(
+            json!({"api_token": "t", "base_url": "http://10.0.0.1/c", "allow_insecure_http": true}),
+        );
+        assert!(insecure.resolve().is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Layer::from_client_json(&json!({"modle": "x"})).unwrap_err();
+        assert!(
+            err.contains("modle") && err.contains("known settings"),
+            "{err}"
+        );
+        let nested = layer(json!({"cfgate": {"model": "a/b"}}));
+        assert_eq!(nested.model.as_deref(), Some("a/b"));
+        let toml = Layer::from_toml("model = \"a/b\"\nmax_tokens = 5\n").unwrap();
+        assert_eq!(toml.max_tokens, Some(5));
+    }
+
+    #[test]
+    fn token_is_redacted_in_debug() {
+        let l = layer(json!({"api_token": "sekrit-token-123"}));
+        assert!(!format!("{l:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn masks_account_ids() {
+        assert_eq!(mask("0123456789abcdef"), "0123…ef");
+        assert_eq!(mask("abc"), "***");
+    }
+}

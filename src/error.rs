@@ -1,0 +1,169 @@
+//! The one error type a caller sees, whatever failed: settings, routing, the network or
+//! the gateway. Each carries what a plugin needs to act without parsing prose: a stable
+//! `kind`, the upstream status and Cloudflare code when there was one, the upstream
+//! message, a hint saying what to do, and whether trying again may help.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::SettingsError;
+use crate::route::RouteError;
+
+/// Stable names a plugin can match on; each has its own JSON-RPC error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The params of a request are wrong; the message names the field.
+    InvalidParams,
+    /// A credential is not set anywhere; nothing was sent.
+    MissingCredentials,
+    /// A setting has a value that cannot be used; nothing was sent.
+    InvalidSetting,
+    /// The model id has a form the gateway cannot route; nothing was sent.
+    InvalidModel,
+    /// The gateway or vendor refused the request (4xx other than those below).
+    Upstream,
+    /// 401/403: the token or the gateway's authentication.
+    Unauthorized,
+    /// 429: a rate, spend or free-tier limit.
+    RateLimited,
+    /// 5xx or Cloudflare 7009: the upstream is failing; trying again may work.
+    Unavailable,
+    /// The gateway could not be reached.
+    Network,
+    /// No answer within the request timeout.
+    Timeout,
+    /// The stream ended before the answer was complete.
+    StreamCut,
+    /// The gateway answered something that is not a chat completion.
+    BadResponse,
+    /// A bug in cfgate.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Codes outside JSON-RPC's (-32768..-32000) and LSP's (-32899..-32800) reserved ranges.
+    pub fn code(self) -> i64 {
+        match self {
+            ErrorKind::InvalidParams => -32602,
+            ErrorKind::MissingCredentials => 1001,
+            ErrorKind::InvalidSetting => 1002,
+            ErrorKind::InvalidModel => 1003,
+            ErrorKind::Upstream => 1010,
+            ErrorKind::Unauthorized => 1011,
+            ErrorKind::RateLimited => 1012,
+            ErrorKind::Unavailable => 1013,
+            ErrorKind::Network => 1020,
+            ErrorKind::Timeout => 1021,
+            ErrorKind::StreamCut => 1022,
+            ErrorKind::BadResponse => 1023,
+            ErrorKind::Internal => -32603,
+        }
+    }
+}
+
+/// An error with everything a plugin shows or acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    /// One line for the user.
+    pub message: String,
+    /// The upstream HTTP status, when the gateway answered.
+    pub status: Option<u16>,
+    /// Cloudflare's (or the vendor's) numeric error code.
+    pub upstream_code: Option<i64>,
+    /// The upstream's own message, verbatim.
+    pub upstream_message: Option<String>,
+    /// What to do about it.
+    pub hint: Option<String>,
+    pub retryable: bool,
+    /// What had streamed before a cut, so nothing the user saw is lost.
+    pub partial_content: Option<String>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            status: None,
+            upstream_code: None,
+            upstream_message: None,
+            hint: None,
+            retryable: matches!(
+                kind,
+                ErrorKind::RateLimited
+                    | ErrorKind::Unavailable
+                    | ErrorKind::Network
+                    | ErrorKind::Timeout
+                    | ErrorKind::StreamCut
+            ),
+            partial_content: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+
+    /// The `data` member of the JSON-RPC error.
+    pub fn data(&self) -> Value {
+        #[derive(Serialize)]
+        struct Data<'a> {
+            kind: ErrorKind,
+            status: Option<u16>,
+            upstream_code: Option<i64>,
+            message: Option<&'a str>,
+            hint: Option<&'a str>,
+            retryable: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            partial_content: Option<&'a str>,
+        }
+        serde_json::to_value(Data {
+            kind: self.kind,
+            status: self.status,
+            upstream_code: self.upstream_code,
+            message: self.upstream_message.as_deref(),
+            hint: self.hint.as_deref(),
+            retryable: self.retryable,
+            partial_content: self.partial_content.as_deref(),
+        })
+        .unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<SettingsError> for Error {
+    fn from(err: SettingsError) -> Self {
+        match &err {
+            SettingsError::Missing(names) => Error::new(ErrorKind::MissingCredentials, err.to_string())
+                .with_hint(format!(
+                    "export {}=... in the environment that starts cfgate; `cfgate status` shows what is set",
+                    names.join("=... and export ")
+                )),
+            SettingsError::Invalid { .. } => Error::new(ErrorKind::InvalidSetting, err.to_string()),
+        }
+    }
+}
+
+impl From<RouteError> for Error {
+    fn from(err: RouteError) -> Self {
+        Error::new(ErrorKind::InvalidModel, err.to_string()).with_hint(crate::route::ACCEPTED_FORMS)
+    }
+}

@@ -1,0 +1,319 @@
+//! The one HTTP client to the gateway, and the reader of its answers.
+//!
+//! A [`Gateway`] is built once per process and shared: reqwest keeps a keep-alive pool (and
+//! HTTP/2 where the gateway offers it), so a warm request costs one write and one read, not
+//! a TLS handshake. Nothing here holds a lock; a [`Reply`] is owned by the one request that
+//! reads it, and dropping it drops the upstream connection's request at once (that is how
+//! `$/cancelRequest` reaches the gateway).
+
+pub mod answer;
+pub mod upstream_error;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorKind};
+use crate::protocol::Piece;
+pub use answer::Answer;
+
+/// Error bodies are short; this bounds what a misbehaving upstream can make us buffer.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// A whole (non-streamed) answer larger than this is refused rather than buffered.
+const MAX_WHOLE_BODY: usize = 32 * 1024 * 1024;
+
+/// Everything needed to send one chat completion.
+pub struct UpstreamRequest {
+    pub url: String,
+    pub token: SecretString,
+    /// Sent as `cf-aig-authorization` for gateways with authentication turned on.
+    pub gateway_token: Option<SecretString>,
+    pub body: Value,
+    pub stream: bool,
+    pub timeout: Duration,
+    /// The routed model id, for hints in errors.
+    pub model: String,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    http: reqwest::Client,
+}
+
+type EventStream = Pin<
+    Box<
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
+
+/// An answer being received: streamed pieces first, then the whole.
+pub struct Reply {
+    /// Every `cf-aig-*` response header, named without the prefix and with `_` for `-`.
+    pub gateway: Map<String, Value>,
+    events: Option<EventStream>,
+    queued: VecDeque<Piece>,
+    answer: Answer,
+}
+
+impl Gateway {
+    pub fn new() -> Result<Gateway, Error> {
+        // One process-wide crypto provider; a second install (tests, embedders) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("cfgate/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Gateway { http })
+    }
+
+    /// Sends a chat completion and returns once the answer's headers are in.
+    pub async fn send(&self, req: UpstreamRequest) -> Result<Reply, Error> {
+        let url = format!("{}/chat/completions", req.url);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, bearer(&req.token)?);
+        if let Some(token) = &req.gateway_token {
+            headers.insert("cf-aig-authorization", bearer(token)?);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let accept = if req.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
+        let body = serde_json::to_vec(&req.body)
+            .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
+        let response = self
+            .http
+            .post(&url)
+            .headers(headers)
+            .timeout(req.timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, &req.url))?;
+
+        let status = response.status();
+        let gateway = gateway_headers(response.headers());
+        if !status.is_success() {
+            let body = read_limited(response, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
+            let mut err = upstream_error::from_response(status.as_u16(), &body, &req.model);
+            if let Some(log_id) = gateway.get("log_id").and_then(Value::as_str) {
+                err.message.push_str(&format!(" [cf-aig-log-id {log_id}]"));
+            }
+            return Err(err);
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if req.stream && is_sse {
+            let events = response.bytes_stream().eventsource();
+            return Ok(Reply {
+                gateway,
+                events: Some(Box::pin(events)),
+                queued: VecDeque::new(),
+                answer: Answer::default(),
+            });
+        }
+        // Not a stream (asked for so, or a model that answers streams with plain JSON).
+        let text = read_limited(response, MAX_WHOLE_BODY)
+            .await
+            .map_err(|e| transport_error(&e, &req.url))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| {
+            let shown: String = text.chars().take(200).collect();
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("the gateway's answer is not JSON ({e}): {shown}"),
+            )
+        })?;
+        let answer = Answer::from_completion(&json)?;
+        let queued = if req.stream {
+            // Still give a streaming caller its pieces, in one go.
+            let mut q = VecDeque::new();
+            if let Some(r) = &answer.reasoning {
+                q.push_back(Piece::Reasoning(r.clone()));
+            }
+            if !answer.content.is_empty() {
+                q.push_back(Piece::Content(answer.content.clone()));
+            }
+            q
+        } else {
+            VecDeque::new()
+        };
+        Ok(Reply {
+            gateway,
+            events: None,
+            queued,
+            answer,
+        })
+    }
+}
+
+impl Reply {
+    /// The next piece of a streamed answer; `None` once the answer is complete.
+    /// A stream that stops before it says it is complete is an error, never a short answer.
+    pub async fn next_piece(&mut self) -> Result<Option<Piece>, Error> {
+        loop {
+            if let Some(piece) = self.queued.pop_front() {
+                return Ok(Some(piece));
+            }
+            let Some(events) = self.events.as_mut() else {
+                return Ok(None);
+            };
+            if self.answer.done {
+                self.events = None;
+                return Ok(None);
+            }
+            match events.next().await {
+                Some(Ok(event)) => {
+                    let pieces = self.answer.feed_event(&event.data)?;
+                    self.queued.extend(pieces);
+                }
+                Some(Err(e)) => {
+                    self.events = None;
+                    let mut err = match e {
+                        EventStreamError::Transport(e) => transport_error(&e, ""),
+                        other => {
+                            Error::new(ErrorKind::BadResponse, format!("bad event stream: {other}"))
+                        }
+                    };
+                    err.message = format!("the answer was cut off: {}", err.message);
+                    return Err(self.with_partial(err));
+                }
+                None => {
+                    self.events = None;
+                    if self.answer.is_complete() {
+                        return Ok(None);
+                    }
+                    let err = Error::new(
+                        ErrorKind::StreamCut,
+                        "the answer was cut off: the gateway closed the stream before it finished",
+                    )
+                    .with_hint("try again; what had arrived is in data.partial_content");
+                    return Err(self.with_partial(err));
+                }
+            }
+        }
+    }
+
+    fn with_partial(&self, mut err: Error) -> Error {
+        if err.kind != ErrorKind::Timeout {
+            err.kind = ErrorKind::StreamCut;
+        }
+        err.retryable = true;
+        err.partial_content = Some(self.answer.content.clone());
+        err
+    }
+
+    /// Reads to the end and returns the whole answer.
+    pub async fn finish(mut self) -> Result<(Answer, Map<String, Value>), Error> {
+        while self.next_piece().await?.is_some() {}
+        Ok((self.answer, self.gateway))
+    }
+}
+
+fn bearer(token: &SecretString) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret().trim()))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidSetting,
+                "invalid setting api_token: it holds characters that cannot go in an HTTP header",
+            )
+        })?;
+    // Keeps the value out of reqwest's and hyper's Debug output.
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn gateway_headers(headers: &HeaderMap) -> Map<String, Value> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.as_str().strip_prefix("cf-aig-")?;
+            let value = value.to_str().ok()?;
+            Some((key.replace('-', "_"), Value::from(value)))
+        })
+        .collect()
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<String, reqwest::Error> {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// A failure before or while reading the answer, without the URL's query or any header.
+fn transport_error(err: &reqwest::Error, base: &str) -> Error {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    let mut detail = Vec::new();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !detail.iter().any(|d: &String| d.contains(&text)) {
+            detail.push(text);
+        }
+        source = e.source();
+    }
+    let detail = detail.join(": ");
+    if err.is_timeout() {
+        return Error::new(
+            ErrorKind::Timeout,
+            format!("no answer from the gateway in time ({detail})"),
+        )
+        .with_hint("the request timeout is the timeout_secs setting; try again or raise it");
+    }
+    if err.is_connect() {
+        return Error::new(
+            ErrorKind::Network,
+            format!("cannot connect to the gateway at {base}: {detail}"),
+        )
+        .with_hint("check the network and base_url");
+    }
+    Error::new(
+        ErrorKind::Network,
+        format!("connection to the gateway failed: {detail}"),
+    )
+}
+
+/// Splits SSE bytes into pieces exactly as [`Reply`] does, without a network: the stream
+/// reader's behaviour for a byte stream cut anywhere, for property tests and fuzzing.
+pub async fn pieces_from_chunks(chunks: Vec<Bytes>) -> Result<(Vec<Piece>, Answer), Error> {
+    let stream =
+        futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let mut events = stream.eventsource();
+    let mut answer = Answer::default();
+    let mut pieces = Vec::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => pieces.extend(answer.feed_event(&event.data)?),
+            Err(e) => return Err(Error::new(ErrorKind::BadResponse, e.to_string())),
+        }
+        if answer.done {
+            break;
+        }
+    }
+    Ok((pieces, answer))
+}

@@ -1,0 +1,56 @@
+//! Logs to stderr and to a file, never to stdout (stdout carries only protocol frames).
+//!
+//! The file lives in the platform state dir (cache dir where there is none), because an
+//! editor usually hides a child's stderr; the level comes from `CFGATE_LOG` in
+//! tracing's EnvFilter syntax. Writing the file goes through a background thread so that
+//! no log line blocks the runtime.
+
+use std::path::PathBuf;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+pub const ENV_LOG: &str = "CFGATE_LOG";
+
+/// Where the log file goes.
+pub fn log_dir() -> Option<PathBuf> {
+    let dirs = crate::config::project_dirs()?;
+    Some(
+        dirs.state_dir()
+            .map(|d| d.to_path_buf())
+            .unwrap_or_else(|| dirs.cache_dir().to_path_buf()),
+    )
+}
+
+/// Sets up logging; keep the guard alive until exit so the file gets every line.
+pub fn init(default_level: &str) -> Option<WorkerGuard> {
+    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new(default_level));
+    let file = log_dir().and_then(|dir| {
+        std::fs::create_dir_all(&dir).ok()?;
+        let appender = tracing_appender::rolling::Builder::new()
+            .filename_prefix("cfgate")
+            .filename_suffix("log")
+            .max_log_files(5)
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .build(&dir)
+            .ok()?;
+        Some(tracing_appender::non_blocking(appender))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match file {
+        Some((writer, guard)) => {
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(std::io::stderr.and(writer))
+                .try_init();
+            Some(guard)
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+            None
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The command line: `cfgate serve` (what editors start), `cfgate chat`, `cfgate status`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use cfgate::config::{self, Layer};
+use cfgate::error::Error;
+use cfgate::protocol::{ChatParams, Piece};
+use cfgate::server::{self, Ending, framing};
+use cfgate::service::Service;
+
+#[derive(Parser)]
+#[command(
+    name = "cfgate",
+    version,
+    about = "Cloudflare AI Gateway for editors and scripts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve JSON-RPC (LSP framing) on stdin/stdout; what editor plugins start.
+    Serve {
+        /// Largest frame accepted, in bytes; larger ones are refused and skipped.
+        #[arg(long, default_value_t = framing::DEFAULT_MAX_FRAME)]
+        max_frame_bytes: usize,
+    },
+    /// Ask once and print the answer as it streams.
+    Chat {
+        /// The prompt; read from stdin when left out or `-`.
+        prompt: Option<String>,
+        /// Model id, e.g. @cf/meta/llama-3.3-70b-instruct-fp8-fast or openai/gpt-5-mini.
+        #[arg(long, short)]
+        model: Option<String>,
+        /// A system message.
+        #[arg(long, short)]
+        system: Option<String>,
+        /// Ask for a JSON object (JSON mode; not streamed, as Workers AI requires).
+        #[arg(long)]
+        json: bool,
+        /// Most tokens to generate.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+    },
+    /// Show the settings cfgate resolves (the token is never shown) and what is missing.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cfgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let guard = cfgate::logging::init(default_level);
+    let file = config::load_config_file();
+    for warning in &file.warnings {
+        tracing::warn!("{warning}");
+    }
+    let base = Layer::from_env().over(&file.layer);
+    let service = match Service::new(base) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("cfgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match cli.command {
+        Command::Serve { max_frame_bytes } => {
+            let ending = runtime.block_on(serve(service, max_frame_bytes));
+            tracing::info!(?ending, "connection ended");
+            drop(guard);
+            // Exit now: waiting for the runtime would wait for the blocking stdin read.
+            std::process::exit(match ending {
+                Ending::Eof
+                | Ending::Exit {
+                    after_shutdown: true,
+                } => 0,
+                _ => 1,
+            });
+        }
+        Command::Chat {
+            prompt,
+            model,
+            system,
+            json,
+            max_tokens,
+        } => runtime.block_on(chat(&service, prompt, model, system, json, max_tokens)),
+        Command::Status => status(&service, file.path.as_deref()),
+    };
+    drop(guard);
+    runtime.shutdown_background();
+    code
+}
+
+async fn serve(service: Arc<Service>, max_frame: usize) -> Ending {
+    let stop = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::select! {
+        ending = server::serve_stdio(service, max_frame) => ending,
+        _ = stop => Ending::Exit { after_shutdown: true },
+    }
+}
+
+async fn chat(
+    service: &Service,
+    prompt: Option<String>,
+    model: Option<String>,
+    system: Option<String>,
+    json_mode: bool,
+    max_tokens: Option<u32>,
+) -> ExitCode {
+    let prompt = match prompt.filter(|p| p != "-") {
+        Some(p) => p,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("cfgate: give a prompt, or pipe one on stdin");
+                return ExitCode::from(2);
+            }
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                eprintln!("cfgate: cannot read the prompt from stdin: {e}");
+                return ExitCode::from(2);
+            }
+            text
+        }
+    };
+    let mut messages = Vec::new();
+    if let Some(system) = system {
+        messages.push(message("system", system));
+    }
+    messages.push(message("user", prompt));
+    let mut body = Map::new();
+    if let Some(max) = max_tokens {
+        body.insert("max_tokens".into(), Value::from(max));
+    }
+    let params = ChatParams {
+        messages,
+        model,
+        json_mode,
+        work_done_token: None,
+        body,
+    };
+    match run_chat(service, params, !json_mode).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\ncfgate: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_chat(service: &Service, params: ChatParams, stream: bool) -> Result<(), Error> {
+    let mut chat = service.chat(&Layer::default(), params, stream).await?;
+    let mut out = std::io::stdout().lock();
+    let mut printed = false;
+    while let Some(piece) = chat.next_piece().await? {
+        if let Piece::Content(text) = piece {
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            printed = true;
+        }
+    }
+    let result = chat.finish().await?;
+    if !printed {
+        let _ = out.write_all(result.content.as_bytes());
+    }
+    if let Some(calls) = &result.tool_calls {
+        let _ = writeln!(out, "\n{}", json!({ "tool_calls": calls }));
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+fn message(role: &str, content: String) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("role".into(), Value::from(role));
+    m.insert("content".into(), Value::from(content));
+    m
+}
+
+fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode {
+    let status = service.status(&Layer::default());
+    let token_set = !status.missing.iter().any(|m| m == config::ENV_TOKEN);
+    let line = |k: &str, v: &str| println!("{k:<14}{v}");
+    line("cfgate", &status.version);
+    if let Some(path) = config_path {
+        let found = if path.exists() { "" } else { " (not present)" };
+        line("config file", &format!("{}{found}", path.display()));
+    }
+    line(
+        "api token",
+        if token_set { "set (hidden)" } else { "MISSING" },
+    );
+    line("account id", status.account_id.as_deref().unwrap_or("-"));
+    line("gateway id", &status.gateway_id);
+    line("base url", status.base_url.as_deref().unwrap_or("-"));
+    line("model", &status.model);
+    if let Some(problem) = &status.settings_error {
+        line("problem", problem);
+    }
+    if status.credentials_complete {
+        line("credentials", "complete");
+    } else {
+        line("missing", &status.missing.join(", "));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,162 @@
+//! The wire types of cfgate's own methods: the code side of `docs/protocol.md`.
+//!
+//! They live here rather than in an LSP types crate because they are cfgate's contract
+//! with its plugins, and one file that mirrors the doc is easier to keep honest than
+//! types spread over handlers. Field names follow the doc exactly: OpenAI's snake_case for
+//! what mirrors the OpenAI body, LSP's `workDoneToken` where LSP defines the parameter.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `workDoneToken`: LSP's `integer | string`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProgressToken {
+    Number(i64),
+    String(String),
+}
+
+/// Params of `cfgate/chat`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatParams {
+    pub messages: Vec<Map<String, Value>>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub json_mode: bool,
+    #[serde(default, rename = "workDoneToken")]
+    pub work_done_token: Option<ProgressToken>,
+    /// Every other OpenAI chat-completions field, passed through unchanged.
+    #[serde(flatten)]
+    pub body: Map<String, Value>,
+}
+
+/// Params of `cfgate/complete`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CompleteParams {
+    pub prefix: String,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub stop: Option<Value>,
+    #[serde(default, rename = "workDoneToken")]
+    pub work_done_token: Option<ProgressToken>,
+}
+
+/// Token counts as the gateway reported them (the last, cumulative report of a stream).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Result of `cfgate/chat`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChatResult {
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub tool_calls: Option<Vec<Value>>,
+    pub finish_reason: Option<String>,
+    /// The routed id that was sent, e.g. `workers-ai/@cf/...`.
+    pub model: String,
+    pub usage: Option<Usage>,
+    /// Every `cf-aig-*` response header, without the prefix and with `_` for `-`.
+    pub gateway: Map<String, Value>,
+}
+
+/// Result of `cfgate/complete`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CompleteResult {
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub model: String,
+    pub usage: Option<Usage>,
+}
+
+/// One piece of an answer as it streams.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Piece {
+    Content(String),
+    Reasoning(String),
+    /// The tool-call deltas of one chunk, as the gateway sent them.
+    ToolCalls(Vec<Value>),
+}
+
+/// `$/progress` params.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgressParams<'a> {
+    pub token: &'a ProgressToken,
+    pub value: ProgressValue,
+}
+
+/// The `value` of a `$/progress` notification: LSP work-done progress with cfgate's pieces.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProgressValue {
+    Begin {
+        title: &'static str,
+    },
+    Report {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reasoning: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_calls: Option<Vec<Value>>,
+    },
+    End {},
+}
+
+impl From<Piece> for ProgressValue {
+    fn from(piece: Piece) -> Self {
+        let (mut content, mut reasoning, mut tool_calls) = (None, None, None);
+        match piece {
+            Piece::Content(text) => content = Some(text),
+            Piece::Reasoning(text) => reasoning = Some(text),
+            Piece::ToolCalls(calls) => tool_calls = Some(calls),
+        }
+        ProgressValue::Report {
+            content,
+            reasoning,
+            tool_calls,
+        }
+    }
+}
+
+/// Result of `cfgate/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub version: String,
+    pub credentials_complete: bool,
+    /// Environment variable names of what is missing.
+    pub missing: Vec<String>,
+    /// First problem with the settings other than a missing value, if any.
+    pub settings_error: Option<String>,
+    pub account_id: Option<String>,
+    pub gateway_id: String,
+    pub base_url: Option<String>,
+    pub model: String,
+    pub uptime_secs: u64,
+    pub requests: RequestCounts,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub in_flight: u64,
+    pub failed: u64,
+}
+
+/// Methods cfgate adds to LSP, announced in `initialize`.
+pub const METHODS: &[&str] = &["cfgate/chat", "cfgate/complete", "cfgate/status"];

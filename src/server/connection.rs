@@ -1,0 +1,354 @@
+//! One client connection: our tolerant framing in front of tower-lsp-server.
+//!
+//! ```text
+//! input ─▶ FrameReader ─▶ check ─▶ duplex ─▶ tower-lsp-server ─▶ duplex ─▶ relay ─┐
+//!                           │ bad frame: JSON-RPC error                        ▼
+//!                           └──────────────────────────────────────────▶ outbox ─▶ output
+//!                         handlers' $/progress ─────────────────────────────▶ ┘
+//! ```
+//! Every frame written goes through one queue (the outbox) and one writer, so frames never
+//! interleave. A handler queues its progress notifications before it returns, and its
+//! response reaches the outbox only after it returned, so a client always sees every
+//! `$/progress` of a request before its answer.
+//!
+//! The connection ends when input ends or `exit` arrives. The tower server (and with it
+//! every request in flight, and their upstream HTTP requests) is dropped at that moment,
+//! rather than awaited: a daemon must never outlive its client.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tower_lsp_server::Server;
+use tracing::{debug, warn};
+
+use super::framing::{self, FrameReader, Incoming};
+use super::lsp::Backend;
+use crate::service::Service;
+
+/// Frames queued for the client before handlers wait for it to read.
+const OUTBOX_FRAMES: usize = 1024;
+/// How long answers already under way may still be written after the input ended.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Requests one connection may have in progress at once.
+const MAX_CONCURRENT_REQUESTS: usize = 4096;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Input closed.
+    Eof,
+    /// `exit` arrived; `after_shutdown` says whether `shutdown` came first.
+    Exit { after_shutdown: bool },
+    /// The output cannot be written any more.
+    OutputGone,
+}
+
+/// Queues frames for the client.
+#[derive(Clone)]
+pub struct Outbox(mpsc::Sender<Bytes>);
+
+impl Outbox {
+    /// Sends a notification; waits (backpressure) while the client is not reading.
+    pub async fn notify(&self, method: &str, params: impl serde::Serialize) {
+        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        self.send_json(&message).await;
+    }
+
+    /// Sends without waiting; for cleanup paths that cannot await.
+    pub fn try_notify(&self, method: &str, params: impl serde::Serialize) {
+        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        if let Ok(body) = serde_json::to_vec(&message) {
+            let _ = self.0.try_send(framing::encode(&body));
+        }
+    }
+
+    async fn send_json(&self, message: &Value) {
+        if let Ok(body) = serde_json::to_vec(message) {
+            let _ = self.0.send(framing::encode(&body)).await;
+        }
+    }
+
+    async fn error(&self, id: Value, code: i64, message: String) {
+        let reply =
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+        self.send_json(&reply).await;
+    }
+}
+
+/// Serves one client until it goes away.
+pub async fn serve<R, W>(input: R, output: W, service: Arc<Service>, max_frame: usize) -> Ending
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(OUTBOX_FRAMES);
+    let outbox = Outbox(out_tx);
+    let writer = framing::write_frames(output, out_rx);
+
+    let (mut to_tower, tower_input) = tokio::io::duplex(64 * 1024);
+    let (tower_output, from_tower) = tokio::io::duplex(64 * 1024);
+    let (lsp, socket) = Backend::service(service, outbox.clone());
+    let tower = Server::new(tower_input, tower_output, socket)
+        .concurrency_level(MAX_CONCURRENT_REQUESTS)
+        .serve(lsp);
+
+    let relay = relay_responses(from_tower, outbox.clone());
+    let replies = outbox.clone();
+    let read_input = async move {
+        let outbox = replies;
+        let mut reader = FrameReader::new(input, max_frame);
+        let mut after_shutdown = false;
+        loop {
+            let item = match reader.next().await {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ending::Eof,
+                Err(e) => {
+                    debug!("input read failed: {e}");
+                    return Ending::Eof;
+                }
+            };
+            let body = match item {
+                Incoming::Frame(body) => body,
+                Incoming::Malformed(reason) => {
+                    warn!("malformed frame: {reason}");
+                    outbox
+                        .error(
+                            Value::Null,
+                            -32700,
+                            format!("Parse error: malformed frame: {reason}"),
+                        )
+                        .await;
+                    continue;
+                }
+                Incoming::Oversized(len) => {
+                    warn!("frame of {len} bytes over the {max_frame}-byte limit skipped");
+                    let message = format!(
+                        "Invalid request: frame of {len} bytes is over the {max_frame}-byte limit"
+                    );
+                    outbox.error(Value::Null, -32600, message).await;
+                    continue;
+                }
+            };
+            match check(&body) {
+                Checked::Forward(body) => {
+                    if to_tower.write_all(&framing::encode(&body)).await.is_err() {
+                        return Ending::OutputGone;
+                    }
+                }
+                Checked::Shutdown(body) => {
+                    after_shutdown = true;
+                    if to_tower.write_all(&framing::encode(&body)).await.is_err() {
+                        return Ending::OutputGone;
+                    }
+                }
+                Checked::Exit => return Ending::Exit { after_shutdown },
+                Checked::Reject { id, code, message } => {
+                    warn!("rejected message: {message}");
+                    outbox.error(id, code, message).await;
+                }
+            }
+        }
+    };
+
+    tokio::pin!(read_input, tower, relay, writer);
+    let ending = tokio::select! {
+        ending = &mut read_input => ending,
+        _ = &mut tower => Ending::OutputGone,
+        _ = &mut relay => Ending::OutputGone,
+        _ = &mut writer => return Ending::OutputGone,
+    };
+    // Input is over (its end reached tower when `read_input` dropped its side). Answers
+    // already made, or made within the grace period, still go out; then everything left
+    // in flight is dropped with this function's futures.
+    drop(outbox);
+    let _ = tokio::time::timeout(FLUSH_GRACE, async {
+        tower.await;
+        relay.await;
+        let _ = writer.await;
+    })
+    .await;
+    ending
+}
+
+/// Moves tower's output frames into the outbox.
+async fn relay_responses<R: AsyncRead + Unpin>(from_tower: R, outbox: Outbox) {
+    let mut reader = FrameReader::new(from_tower, usize::MAX);
+    while let Ok(Some(item)) = reader.next().await {
+        if let Incoming::Frame(body) = item {
+            if outbox.0.send(framing::encode(&body)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+enum Checked {
+    Forward(Bytes),
+    Shutdown(Bytes),
+    Exit,
+    Reject {
+        id: Value,
+        code: i64,
+        message: String,
+    },
+}
+
+/// Lets through only what tower-lsp-server can decode (anything else would end its input
+/// stream), and answers the rest with the JSON-RPC error it deserves.
+fn check(body: &Bytes) -> Checked {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Checked::Reject {
+                id: Value::Null,
+                code: -32700,
+                message: format!("Parse error: {e}"),
+            };
+        }
+    };
+    let invalid = |id: Value, message: &str| Checked::Reject {
+        id,
+        code: -32600,
+        message: format!("Invalid request: {message}"),
+    };
+    let Value::Object(mut obj) = value else {
+        let what = if value.is_array() {
+            "batches are not supported; send one message per frame"
+        } else {
+            "a message must be a JSON object"
+        };
+        return invalid(Value::Null, what);
+    };
+    let id = obj.get("id").cloned();
+    let id_ok = match &id {
+        None | Some(Value::Null) | Some(Value::String(_)) => true,
+        Some(Value::Number(n)) => n.as_i64().is_some(),
+        _ => false,
+    };
+    let reply_id = if id_ok {
+        id.clone().unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return invalid(reply_id, "\"jsonrpc\" must be \"2.0\"");
+    }
+    if !id_ok {
+        return invalid(Value::Null, "\"id\" must be an integer, a string or null");
+    }
+    match obj.get("method") {
+        Some(Value::String(method)) => {
+            match obj.get("params") {
+                None | Some(Value::Null) | Some(Value::Object(_)) | Some(Value::Array(_)) => {}
+                Some(_) => return invalid(reply_id, "\"params\" must be an object or an array"),
+            }
+            match method.as_str() {
+                "exit" => return Checked::Exit,
+                "shutdown" => return Checked::Shutdown(body.clone()),
+                // cfgate's methods take params that may all be left out; tower wants them present.
+                m if m.starts_with("cfgate/")
+                    && matches!(obj.get("params"), None | Some(Value::Null)) =>
+                {
+                    obj.insert("params".into(), json!({}));
+                    return match serde_json::to_vec(&obj) {
+                        Ok(bytes) => Checked::Forward(Bytes::from(bytes)),
+                        Err(_) => invalid(reply_id, "cannot re-encode"),
+                    };
+                }
+                _ => {}
+            }
+            Checked::Forward(body.clone())
+        }
+        Some(_) => invalid(reply_id, "\"method\" must be a string"),
+        None if obj.contains_key("result") => Checked::Forward(body.clone()),
+        None if obj.contains_key("error") => {
+            let error_ok = obj
+                .get("error")
+                .and_then(Value::as_object)
+                .is_some_and(|e| {
+                    e.get("code").and_then(Value::as_i64).is_some()
+                        && e.get("message").is_some_and(Value::is_string)
+                        && e.keys()
+                            .all(|k| matches!(k.as_str(), "code" | "message" | "data"))
+                });
+            if error_ok {
+                Checked::Forward(body.clone())
+            } else {
+                invalid(
+                    reply_id,
+                    "\"error\" must be {code: integer, message: string, data?}",
+                )
+            }
+        }
+        None => invalid(reply_id, "no \"method\" (and not a response)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(body: &str) -> Option<i64> {
+        match check(&Bytes::from(body.to_string())) {
+            Checked::Reject { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn classifies_messages() {
+        assert_eq!(code_of("{"), Some(-32700));
+        assert_eq!(code_of("[1]"), Some(-32600));
+        assert_eq!(code_of("42"), Some(-32600));
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"1.0","method":"x","id":1}"#),
+            Some(-32600)
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","method":"x","id":1.5}"#),
+            Some(-32600)
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","method":"x","id":{}}"#),
+            Some(-32600)
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","method":7,"id":1}"#),
+            Some(-32600)
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","method":"x","params":3,"id":1}"#),
+            Some(-32600)
+        );
+        assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1}"#), Some(-32600));
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x","message":"m"}}"#),
+            Some(-32600)
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","method":"x","id":"a","params":{}}"#),
+            None
+        );
+        assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1,"result":null}"#), None);
+        assert!(matches!(
+            check(&Bytes::from_static(br#"{"jsonrpc":"2.0","method":"exit"}"#)),
+            Checked::Exit
+        ));
+    }
+
+    #[test]
+    fn fills_in_absent_params_of_cfgate_methods() {
+        match check(&Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"cfgate/status","id":1}"#,
+        )) {
+            Checked::Forward(b) => {
+                let v: Value = serde_json::from_slice(&b).unwrap();
+                assert_eq!(v["params"], json!({}));
+            }
+            _ => panic!("not forwarded"),
+        }
+    }
+}

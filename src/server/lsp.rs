@@ -1,0 +1,236 @@
+//! The LSP face of the service: lifecycle, settings from the client, and cfgate's methods
+//! with their `$/progress` streams. Handlers only translate; the work is in [`Service`].
+
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+use tower_lsp_server::jsonrpc::{self, ErrorCode};
+use tower_lsp_server::ls_types::{
+    DidChangeConfigurationParams, InitializeParams, InitializeResult, InitializedParams,
+    MessageType, ServerCapabilities, ServerInfo,
+};
+use tower_lsp_server::{Client, ClientSocket, LanguageServer, LspService};
+use tracing::{info, warn};
+
+use super::connection::Outbox;
+use crate::config::{self, Layer};
+use crate::error::Error;
+use crate::protocol::{
+    ChatParams, ChatResult, CompleteParams, CompleteResult, METHODS, Piece, ProgressParams,
+    ProgressToken, ProgressValue, StatusResult,
+};
+use crate::service::Service;
+
+pub struct Backend {
+    client: Client,
+    service: Arc<Service>,
+    outbox: Outbox,
+    /// This client's settings (initializationOptions, then didChangeConfiguration).
+    /// Read into an owned copy at the start of each request; never held across an await.
+    settings: RwLock<Layer>,
+}
+
+/// `cfgate/status` takes no params; an empty object (or none) is accepted.
+#[derive(Deserialize)]
+pub struct NoParams {}
+
+impl Backend {
+    pub fn service(service: Arc<Service>, outbox: Outbox) -> (LspService<Backend>, ClientSocket) {
+        LspService::build(|client| Backend {
+            client,
+            service,
+            outbox,
+            settings: RwLock::new(Layer::default()),
+        })
+        .custom_method("cfgate/chat", Backend::chat)
+        .custom_method("cfgate/complete", Backend::complete)
+        .custom_method("cfgate/status", Backend::status)
+        .finish()
+    }
+
+    fn client_settings(&self) -> Layer {
+        self.settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    fn set_client_settings(&self, layer: Layer) {
+        let mut guard = self
+            .settings
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = layer;
+    }
+
+    async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
+        let settings = self.client_settings();
+        let mut progress = params
+            .work_done_token
+            .clone()
+            .map(|token| WorkDone::begin(&self.outbox, token, "cfgate/chat"));
+        if let Some(p) = &mut progress {
+            p.send_begin().await;
+        }
+        let result = async {
+            let mut chat = self
+                .service
+                .chat(&settings, params, progress.is_some())
+                .await?;
+            while let Some(piece) = chat.next_piece().await? {
+                if let Some(p) = &progress {
+                    p.report(piece.into()).await;
+                }
+            }
+            chat.finish().await
+        }
+        .await;
+        if let Some(p) = progress {
+            p.end().await;
+        }
+        result.map_err(to_rpc_error)
+    }
+
+    async fn complete(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
+        let settings = self.client_settings();
+        let mut progress = params
+            .work_done_token
+            .clone()
+            .map(|token| WorkDone::begin(&self.outbox, token, "cfgate/complete"));
+        if let Some(p) = &mut progress {
+            p.send_begin().await;
+        }
+        let result = async {
+            let mut completion = self
+                .service
+                .complete(&settings, params, progress.is_some())
+                .await?;
+            while let Some(text) = completion.next_text().await? {
+                if let Some(p) = &progress {
+                    p.report(Piece::Content(text).into()).await;
+                }
+            }
+            let (result, rest) = completion.finish().await?;
+            if let (Some(p), Some(rest)) = (&progress, rest) {
+                p.report(Piece::Content(rest).into()).await;
+            }
+            Ok::<_, Error>(result)
+        }
+        .await;
+        if let Some(p) = progress {
+            p.end().await;
+        }
+        result.map_err(to_rpc_error)
+    }
+
+    async fn status(&self, _params: NoParams) -> jsonrpc::Result<StatusResult> {
+        Ok(self.service.status(&self.client_settings()))
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        let layer = config::client_layer(params.initialization_options.as_ref())
+            .map_err(|e| jsonrpc::Error::invalid_params(format!("initializationOptions: {e}")))?;
+        if let Some(info) = &params.client_info {
+            info!(client = %info.name, version = ?info.version, "client connected");
+        }
+        self.set_client_settings(layer);
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                experimental: Some(serde_json::json!({ "cfgate": { "methods": METHODS } })),
+                ..ServerCapabilities::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "cfgate".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {}
+
+    async fn shutdown(&self) -> jsonrpc::Result<()> {
+        Ok(())
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        match Layer::from_client_json(&params.settings) {
+            Ok(update) => {
+                let merged = update.over(&self.client_settings());
+                self.set_client_settings(merged);
+            }
+            Err(e) => {
+                warn!("didChangeConfiguration ignored: {e}");
+                self.client
+                    .show_message(
+                        MessageType::ERROR,
+                        format!("cfgate: settings not applied: {e}"),
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// LSP work-done progress on the client's token. `end` is sent even when the request fails
+/// or is cancelled, so a plugin's spinner never stays on.
+struct WorkDone {
+    outbox: Outbox,
+    token: ProgressToken,
+    title: &'static str,
+    ended: bool,
+}
+
+impl WorkDone {
+    fn begin(outbox: &Outbox, token: ProgressToken, title: &'static str) -> WorkDone {
+        WorkDone {
+            outbox: outbox.clone(),
+            token,
+            title,
+            ended: false,
+        }
+    }
+
+    async fn send_begin(&mut self) {
+        self.send(ProgressValue::Begin { title: self.title }).await;
+    }
+
+    async fn report(&self, value: ProgressValue) {
+        self.send(value).await;
+    }
+
+    async fn end(mut self) {
+        self.ended = true;
+        self.send(ProgressValue::End {}).await;
+    }
+
+    async fn send(&self, value: ProgressValue) {
+        let params = ProgressParams {
+            token: &self.token,
+            value,
+        };
+        self.outbox.notify("$/progress", params).await;
+    }
+}
+
+impl Drop for WorkDone {
+    fn drop(&mut self) {
+        if !self.ended {
+            let params = ProgressParams {
+                token: &self.token,
+                value: ProgressValue::End {},
+            };
+            self.outbox.try_notify("$/progress", params);
+        }
+    }
+}
+
+pub fn to_rpc_error(err: Error) -> jsonrpc::Error {
+    jsonrpc::Error {
+        code: ErrorCode::from(err.kind.code()),
+        message: err.message.clone().into(),
+        data: Some(err.data()),
+    }
+}

@@ -1,0 +1,381 @@
+//! What cfgate does, apart from how it is reached: chat, complete, status.
+//!
+//! Every front end (the stdio server, the one-shot CLI) calls the same [`Service`], so a
+//! behaviour is written once. Work flows one way: front end → service → gateway, and back
+//! as a stream of pieces that the front end forwards as it likes. Nothing here blocks and
+//! no lock is held across an `.await`: the settings a request uses are resolved into an
+//! owned value before anything is sent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::complete::{self, InsertionCleaner};
+use crate::config::{self, Layer, Settings};
+use crate::error::{Error, ErrorKind};
+use crate::gateway::{Gateway, Reply, UpstreamRequest};
+use crate::protocol::{
+    ChatParams, ChatResult, CompleteParams, CompleteResult, Piece, RequestCounts, StatusResult,
+};
+use crate::route::route_model;
+
+const JSON_INSTRUCTION: &str =
+    "Respond only with one valid JSON object: no text before or after it, and no code fences.";
+
+/// Fields of the OpenAI body that cfgate itself sets.
+const OWN_FIELDS: &[&str] = &["model", "messages", "stream"];
+
+pub struct Service {
+    gateway: Gateway,
+    /// Environment over config file: fixed for the life of the process.
+    base: Layer,
+    started: Instant,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    total: AtomicU64,
+    in_flight: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Counts a request as in flight until dropped, whether it finished, failed or was cancelled.
+struct InFlight {
+    counters: Arc<Counters>,
+    failed: bool,
+}
+
+impl InFlight {
+    fn start(counters: &Arc<Counters>) -> InFlight {
+        counters.total.fetch_add(1, Ordering::Relaxed);
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            counters: counters.clone(),
+            failed: false,
+        }
+    }
+
+    fn fail<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if result.is_err() && !self.failed {
+            self.failed = true;
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A chat answer on its way: pieces while it streams, then the whole.
+pub struct Chat {
+    reply: Reply,
+    model: String,
+    in_flight: InFlight,
+}
+
+impl Chat {
+    pub async fn next_piece(&mut self) -> Result<Option<Piece>, Error> {
+        let result = self.reply.next_piece().await;
+        self.in_flight.fail(result)
+    }
+
+    pub async fn finish(mut self) -> Result<ChatResult, Error> {
+        let result = self.reply.finish().await;
+        let (answer, gateway) = self.in_flight.fail(result)?;
+        Ok(ChatResult {
+            tool_calls: answer.tool_calls_value(),
+            content: answer.content,
+            reasoning: answer.reasoning,
+            finish_reason: answer.finish_reason,
+            model: self.model,
+            usage: answer.usage,
+            gateway,
+        })
+    }
+}
+
+/// A completion on its way: only the cleaned insertion is ever shown.
+pub struct Completion {
+    chat: Chat,
+    cleaner: InsertionCleaner,
+}
+
+impl Completion {
+    /// The next certain part of the insertion; `None` at the end.
+    pub async fn next_text(&mut self) -> Result<Option<String>, Error> {
+        while let Some(piece) = self.chat.next_piece().await? {
+            if let Piece::Content(text) = piece {
+                if let Some(clean) = self.cleaner.push(&text) {
+                    return Ok(Some(clean));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The whole insertion, and its last part if not yet shown.
+    pub async fn finish(self) -> Result<(CompleteResult, Option<String>), Error> {
+        let Completion { chat, mut cleaner } = self;
+        let result = chat.finish().await?;
+        if !result.content.is_empty() && cleaner.is_empty() {
+            // The answer came whole (not streamed): clean it in one go.
+            cleaner.push(&result.content);
+        }
+        let (text, rest) = cleaner.finish();
+        Ok((
+            CompleteResult {
+                text,
+                finish_reason: result.finish_reason,
+                model: result.model,
+                usage: result.usage,
+            },
+            rest,
+        ))
+    }
+}
+
+impl Service {
+    pub fn new(base: Layer) -> Result<Service, Error> {
+        Ok(Service {
+            gateway: Gateway::new()?,
+            base,
+            started: Instant::now(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// The settings for a request: the request's own over the client's over the base.
+    fn settings(&self, client: &Layer, request: &Layer) -> Result<Settings, Error> {
+        Ok(request.over(&client.over(&self.base)).resolve()?)
+    }
+
+    /// Starts a chat. With `stream`, pieces arrive as the model writes them.
+    pub async fn chat(
+        &self,
+        client: &Layer,
+        params: ChatParams,
+        stream: bool,
+    ) -> Result<Chat, Error> {
+        let mut in_flight = InFlight::start(&self.counters);
+        let started = self.start_chat(client, params, stream).await;
+        let (reply, model) = in_flight.fail(started)?;
+        Ok(Chat {
+            reply,
+            model,
+            in_flight,
+        })
+    }
+
+    async fn start_chat(
+        &self,
+        client: &Layer,
+        params: ChatParams,
+        stream: bool,
+    ) -> Result<(Reply, String), Error> {
+        let ChatParams {
+            messages,
+            model,
+            json_mode,
+            body: extra,
+            ..
+        } = params;
+        check_messages(&messages)?;
+        let settings = self.settings(client, &config::request_layer(model.as_deref(), &extra))?;
+        let routed = route_model(&settings.model)?;
+        let mut messages: Vec<Value> = messages.into_iter().map(Value::Object).collect();
+        let mut body: Map<String, Value> = extra
+            .into_iter()
+            .filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str()))
+            .collect();
+        if json_mode {
+            add_json_instruction(&mut messages);
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        if let Some(max) = settings.max_tokens {
+            body.entry("max_tokens").or_insert(Value::from(max));
+        }
+        body.insert("model".into(), Value::from(routed.clone()));
+        body.insert("messages".into(), Value::Array(messages));
+        if stream {
+            body.insert("stream".into(), Value::Bool(true));
+            let options = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        let reply = self
+            .gateway
+            .send(UpstreamRequest {
+                url: settings.base_url.clone(),
+                token: settings.api_token.clone(),
+                gateway_token: settings.gateway_token.clone(),
+                body: Value::Object(body),
+                stream,
+                timeout: settings.timeout,
+                model: routed.clone(),
+            })
+            .await?;
+        Ok((reply, routed))
+    }
+
+    /// Starts a completion of the text between `prefix` and `suffix`.
+    pub async fn complete(
+        &self,
+        client: &Layer,
+        params: CompleteParams,
+        stream: bool,
+    ) -> Result<Completion, Error> {
+        let cleaner =
+            InsertionCleaner::new(&params.prefix, params.suffix.as_deref().unwrap_or_default());
+        let mut body = Map::new();
+        let max_tokens = params
+            .max_tokens
+            .or(request_or_client_max_tokens(client, &self.base))
+            .unwrap_or(complete::DEFAULT_MAX_TOKENS);
+        body.insert("max_tokens".into(), Value::from(max_tokens));
+        body.insert(
+            "temperature".into(),
+            Value::from(params.temperature.unwrap_or(complete::DEFAULT_TEMPERATURE)),
+        );
+        if let Some(stop) = &params.stop {
+            body.insert("stop".into(), stop.clone());
+        }
+        let messages = complete::prompt(&params)
+            .into_iter()
+            .filter_map(|m| match m {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .collect();
+        let chat = self
+            .chat(
+                client,
+                ChatParams {
+                    messages,
+                    model: params.model,
+                    json_mode: false,
+                    work_done_token: None,
+                    body,
+                },
+                stream,
+            )
+            .await?;
+        Ok(Completion { chat, cleaner })
+    }
+
+    pub fn status(&self, client: &Layer) -> StatusResult {
+        let merged = client.over(&self.base);
+        let missing = merged.missing();
+        let resolved = merged.resolve();
+        let settings_error = match &resolved {
+            Err(e @ config::SettingsError::Invalid { .. }) => Some(e.to_string()),
+            _ => None,
+        };
+        StatusResult {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            credentials_complete: missing.is_empty(),
+            missing: missing.iter().map(|m| m.to_string()).collect(),
+            settings_error,
+            account_id: merged.account_id.as_deref().map(config::mask),
+            gateway_id: merged
+                .gateway_id
+                .clone()
+                .unwrap_or_else(|| config::DEFAULT_GATEWAY_ID.to_string()),
+            base_url: resolved.as_ref().ok().map(|s| s.base_url.clone()),
+            model: merged
+                .model
+                .clone()
+                .unwrap_or_else(|| config::DEFAULT_MODEL.to_string()),
+            uptime_secs: self.started.elapsed().as_secs(),
+            requests: RequestCounts {
+                total: self.counters.total.load(Ordering::Relaxed),
+                in_flight: self.counters.in_flight.load(Ordering::Relaxed),
+                failed: self.counters.failed.load(Ordering::Relaxed),
+            },
+        }
+    }
+}
+
+fn request_or_client_max_tokens(client: &Layer, base: &Layer) -> Option<u32> {
+    client.max_tokens.or(base.max_tokens)
+}
+
+/// Each message must be an object with a string `role`; everything else is the vendor's.
+fn check_messages(messages: &[Map<String, Value>]) -> Result<(), Error> {
+    if messages.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidParams,
+            "invalid params: messages must hold at least one message",
+        ));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        match message.get("role") {
+            Some(Value::String(role)) if !role.is_empty() => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParams,
+                    format!(
+                        "invalid params: messages[{i}].role must be a non-empty string (system, user, assistant or tool)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For models without native structured output: say it in the system message as well.
+fn add_json_instruction(messages: &mut Vec<Value>) {
+    if let Some(Value::Object(first)) = messages.first_mut() {
+        if first.get("role").and_then(Value::as_str) == Some("system") {
+            if let Some(Value::String(text)) = first.get_mut("content") {
+                text.push_str("\n\n");
+                text.push_str(JSON_INSTRUCTION);
+                return;
+            }
+        }
+    }
+    messages.insert(0, json!({"role": "system", "content": JSON_INSTRUCTION}));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_instruction_joins_or_leads() {
+        let mut with_system = vec![
+            json!({"role":"system","content":"Be brief."}),
+            json!({"role":"user","content":"hi"}),
+        ];
+        add_json_instruction(&mut with_system);
+        assert_eq!(with_system.len(), 2);
+        assert!(
+            with_system[0]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("Be brief.\n\nRespond only")
+        );
+        let mut without = vec![json!({"role":"user","content":"hi"})];
+        add_json_instruction(&mut without);
+        assert_eq!(without[0]["role"], "system");
+        assert_eq!(without.len(), 2);
+    }
+
+    #[test]
+    fn messages_are_checked() {
+        assert!(check_messages(&[]).is_err());
+        let bad: Map<String, Value> = serde_json::from_value(json!({"content":"x"})).unwrap();
+        let err = check_messages(&[bad]).unwrap_err();
+        assert!(err.message.contains("messages[0].role"));
+    }
+}

@@ -1,0 +1,356 @@
+//! A faithful, scriptable stand-in for Cloudflare AI Gateway's OpenAI-compatible
+//! ("compat") chat endpoint, for cfgate's integration tests, editor tests and benchmarks.
+//!
+//! Every wire fact it reproduces comes from `../../shared/gateway-wire.md`
+//! (beside the repository, at `/work/shared/gateway-wire.md`):
+//!
+//! * URLs (section 2.1): `POST /v1/{account}/{gateway}/compat/chat/completions`,
+//!   `GET /v1/{account}/{gateway}/compat/models`, and the REST successor
+//!   `POST /client/v4/accounts/{account}/ai/v1/chat/completions` (+ `cf-aig-gateway-id`).
+//! * Authentication (section 2.2): token in `Authorization` *or* `cf-aig-authorization`;
+//!   gateway auth -> 401 `AiGatewayError` 2009; provider token rejected -> 401 v4 envelope 10000.
+//! * Model ids (section 2.3 / 8.3): bare `@cf/..` -> 2008, no `/` -> 2005, `dynamic/<route>`
+//!   adds `cf-aig-model` / `cf-aig-provider`, unknown Workers AI model -> 5007.
+//! * Headers and caching (section 3): `cf-aig-log-id`, `cf-aig-event-id`, `cf-aig-request-id`,
+//!   `cf-aig-step`, `cf-aig-cache-status`; `cf-aig-cache-ttl` / `cf-aig-cache-key` /
+//!   `cf-aig-skip-cache`; streams are never cached.
+//! * Streaming (section 4): OpenAI `chat.completion.chunk` SSE ending in `data: [DONE]`, and on
+//!   request ([`Script::workers_ai_style`]) the Workers AI quirks (padding `p`, incremental usage,
+//!   `{"choices":[],"usage":..}` chunk, native `{"response":"","usage":..}` trailer, `-external`
+//!   model echo, CRLF framing, null tool-call finalisation delta).
+//! * Error bodies (section 5): the `AiGatewayError` shape and the Cloudflare v4 envelope.
+//! * Non-streamed success shape (section 8.7).
+//!
+//! Tests drive it either through this crate's API ([`FakeGateway::push_script`],
+//! [`FakeGateway::requests`], ...) or over HTTP through the control endpoints
+//! (`POST /__fake/script`, `POST /__fake/reset`, `GET /__fake/requests`, `GET /__fake/stats`),
+//! which the `fake-gateway` binary exposes to non-Rust tests.
+
+mod answer;
+mod server;
+mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// How the fake behaves when no [`Script`] is queued.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// If `Some`: requests must carry `Authorization: Bearer <t>` or
+    /// `cf-aig-authorization: Bearer <t>`, else 401 with the Cloudflare v4 envelope
+    /// code 10000 "Authentication error".
+    pub api_token: Option<String>,
+    /// If `Some` (authenticated gateway): `cf-aig-authorization: Bearer <t>` is required,
+    /// else 401 `AiGatewayError` 2009 "Unauthorized".
+    pub gateway_token: Option<String>,
+    /// `None`: any gateway id is accepted; `Some(list)`: other ids get 400 `AiGatewayError`
+    /// 2001 "Please configure AI Gateway in the Cloudflare dashboard".
+    pub known_gateways: Option<Vec<String>>,
+    /// Default delay between the content pieces of a stream.
+    pub chunk_delay: Duration,
+}
+
+/// One request the fake received (control endpoints excluded).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names are lower-case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body parsed as JSON; `Null` if empty or not JSON.
+    pub body: serde_json::Value,
+    /// The body as (lossy UTF-8) text.
+    pub raw_body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A scripted answer for the next chat request(s). Scripts are consumed FIFO by chat
+/// requests (either chat endpoint) that passed the gateway checks (route, gateway id,
+/// gateway auth, token) and were not served from the cache; a scripted request skips
+/// body/model validation.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Script {
+    /// HTTP status of the reply. With `body`: that body with this status. Without `body`:
+    /// overrides the status of whatever the script would otherwise send.
+    pub status: Option<u16>,
+    /// Raw body sent verbatim (Content-Type `application/json` unless `headers` say otherwise).
+    pub body: Option<String>,
+    /// Extra response headers (e.g. `retry-after`); a name given here replaces the fake's own.
+    pub headers: Vec<(String, String)>,
+    /// Assistant text (default: `"echo: " + <last user message text>`).
+    pub content: Option<String>,
+    /// Explicit stream content pieces (overrides splitting `content`).
+    pub chunks: Option<Vec<String>>,
+    /// Reasoning pieces streamed before the content as `delta.reasoning_content`
+    /// (`message.reasoning_content` when not streamed).
+    pub reasoning: Option<Vec<String>>,
+    /// OpenAI `tool_calls` array for the answer.
+    pub tool_calls: Option<serde_json::Value>,
+    /// Default `"stop"` (`"tool_calls"` when `tool_calls` is given, `"length"` on `max_tokens`).
+    pub finish_reason: Option<String>,
+    /// Default computed: prompt = word count of all message contents, completion = number of
+    /// content pieces.
+    pub usage: Option<serde_json::Value>,
+    /// Stream these exact bytes as the SSE body, ignoring content/chunks.
+    pub raw_sse: Option<String>,
+    /// With `raw_sse`: cut it into separate body frames at these byte offsets, flushed
+    /// separately and paced (at least 2 ms apart) so the client sees separate reads.
+    pub split_raw_at: Option<Vec<usize>>,
+    /// The stream ends without `data: [DONE]`.
+    pub omit_done: bool,
+    /// The stream has no finish chunk (no `finish_reason`).
+    pub omit_finish: bool,
+    /// Overrides [`Config::chunk_delay`].
+    pub chunk_delay_ms: Option<u64>,
+    /// After the pieces, keep the stream open forever (no finish chunk, no `[DONE]`).
+    pub hold_open: bool,
+    pub fault: Option<Fault>,
+    /// Reproduce the Workers AI stream quirks of wire notes section 4.
+    pub workers_ai_style: bool,
+    /// Answer this many subsequent chat requests with the script (0 or 1 = once).
+    pub repeat: u32,
+}
+
+/// Transport-level misbehaviour.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Read the request, then abort the TCP connection (RST) without answering.
+    ResetBeforeHeaders,
+    /// Send the headers and this many body frames (SSE events), then abort the connection
+    /// (no terminating chunk).
+    ResetAfterChunks(usize),
+    /// Never answer (until the client goes away).
+    StallBeforeHeaders,
+    /// Send the headers and this many body frames, then nothing more.
+    StallAfterChunks(usize),
+    /// Send the body one byte per write.
+    DripBytes,
+}
+
+struct QueuedScript {
+    script: Script,
+    remaining: u32,
+}
+
+pub(crate) struct CacheEntry {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: bytes::Bytes,
+    pub(crate) expires: Instant,
+}
+
+/// State shared by the server tasks and the [`FakeGateway`] handle.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    scripts: Mutex<VecDeque<QueuedScript>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    request_count: watch::Sender<usize>,
+    connections: AtomicUsize,
+    dropped: watch::Sender<usize>,
+    pub(crate) cache: Mutex<HashMap<String, CacheEntry>>,
+}
+
+/// Locks ignoring poisoning (a panicking test thread must not wedge the fake).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn new(config: Config) -> Shared {
+        Shared {
+            config,
+            scripts: Mutex::new(VecDeque::new()),
+            requests: Mutex::new(Vec::new()),
+            request_count: watch::Sender::new(0),
+            connections: AtomicUsize::new(0),
+            dropped: watch::Sender::new(0),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn push_script(&self, script: Script) {
+        let remaining = script.repeat.max(1);
+        lock(&self.scripts).push_back(QueuedScript { script, remaining });
+    }
+
+    pub(crate) fn next_script(&self) -> Option<Script> {
+        let mut q = lock(&self.scripts);
+        let front = q.front_mut()?;
+        if front.remaining > 1 {
+            front.remaining -= 1;
+            return Some(front.script.clone());
+        }
+        q.pop_front().map(|s| s.script)
+    }
+
+    pub(crate) fn record(&self, req: RecordedRequest) {
+        // Publish the count while holding the lock so concurrent records stay ordered.
+        let mut r = lock(&self.requests);
+        r.push(req);
+        self.request_count.send_replace(r.len());
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.requests).clone()
+    }
+
+    pub(crate) fn clear_requests(&self) {
+        let mut r = lock(&self.requests);
+        r.clear();
+        self.request_count.send_replace(0);
+    }
+
+    pub(crate) fn reset(&self) {
+        lock(&self.scripts).clear();
+        lock(&self.cache).clear();
+        self.clear_requests();
+    }
+
+    pub(crate) fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn connections_accepted(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn stream_dropped(&self) {
+        self.dropped.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn streams_dropped(&self) -> usize {
+        *self.dropped.borrow()
+    }
+
+    pub(crate) fn stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connections_accepted": self.connections_accepted(),
+            "streams_dropped": self.streams_dropped(),
+            "requests": lock(&self.requests).len(),
+        })
+    }
+}
+
+/// A running fake gateway on `127.0.0.1:<ephemeral>`. Dropping it stops the accept loop
+/// and aborts every open connection.
+pub struct FakeGateway {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeGateway {
+    /// Starts with [`Config::default`] (no auth, any gateway id, no stream pacing).
+    pub async fn start() -> FakeGateway {
+        FakeGateway::start_with(Config::default()).await
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving. Panics if the port cannot be bound.
+    pub async fn start_with(config: Config) -> FakeGateway {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("fake-gateway: cannot bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("fake-gateway: no local address");
+        let shared = Arc::new(Shared::new(config));
+        let task = tokio::spawn(server::accept_loop(listener, shared.clone()));
+        FakeGateway { addr, shared, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `{url}/v1/{account}/{gateway}/compat` (what Agno/OpenAI SDKs use as base URL).
+    pub fn compat_base(&self, account: &str, gateway: &str) -> String {
+        format!("{}/v1/{account}/{gateway}/compat", self.url())
+    }
+
+    /// Queues a script (FIFO) for the next chat request(s).
+    pub fn push_script(&self, script: Script) {
+        self.shared.push_script(script);
+    }
+
+    /// Every request received so far (control endpoints excluded), in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests()
+    }
+
+    /// Waits until at least `n` requests were recorded; panics on timeout.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let mut rx = self.shared.request_count.subscribe();
+        let reached = tokio::time::timeout(timeout, async {
+            rx.wait_for(|count| *count >= n).await.is_ok()
+        })
+        .await;
+        let requests = self.requests();
+        match reached {
+            Ok(true) => requests,
+            _ => panic!(
+                "fake-gateway: timed out after {timeout:?} waiting for {n} request(s); {} received: {:?}",
+                requests.len(),
+                requests
+                    .iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    /// TCP connections accepted so far (including control-endpoint connections).
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.connections_accepted()
+    }
+
+    /// Streamed responses whose body was dropped before the fake finished sending it.
+    pub fn streams_dropped(&self) -> usize {
+        self.shared.streams_dropped()
+    }
+
+    /// `true` once [`FakeGateway::streams_dropped`] >= 1, `false` on timeout.
+    pub async fn wait_for_stream_dropped(&self, timeout: Duration) -> bool {
+        let mut rx = self.shared.dropped.subscribe();
+        tokio::time::timeout(timeout, async {
+            rx.wait_for(|count| *count >= 1).await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.clear_requests();
+    }
+}
+
+impl Drop for FakeGateway {
+    fn drop(&mut self) {
+        // Aborting the accept task drops its JoinSet, which aborts every connection task.
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;

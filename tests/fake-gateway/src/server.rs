@@ -1,0 +1,582 @@
+//! The HTTP side: accept loop, connection handling, routing (gateway-wire.md sections 2, 3
+//! and 8) and the control endpoints.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::answer::{Answer, DropGuard, PlanBody, Step, apply_fault, raw_plan};
+use crate::wire::{
+    DYNAMIC_MODEL, DYNAMIC_PROVIDER, PROVIDERS, gateway_error, ulid, uuid, v4_error,
+};
+use crate::{CacheEntry, Fault, RecordedRequest, Script, Shared, lock};
+
+type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
+type Headers = Vec<(String, String)>;
+
+/// Accepts connections until the task is aborted (dropping the [`JoinSet`] aborts every
+/// connection task with it).
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    shared.connection_accepted();
+                    connections.spawn(serve_connection(stream, shared.clone()));
+                }
+                // Transient accept errors (e.g. EMFILE): back off briefly instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    // Small SSE frames must leave at once (no Nagle).
+    let _ = stream.set_nodelay(true);
+    let kill = Arc::new(Notify::new());
+    let service = {
+        let kill = kill.clone();
+        service_fn(move |req| handle(shared.clone(), kill.clone(), req))
+    };
+    let mut conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = &mut conn => {}
+        _ = kill.notified() => {
+            // Fault::ResetBeforeHeaders: abort with RST (SO_LINGER 0) instead of a FIN.
+            let tcp = conn.into_parts().io.into_inner();
+            let _ = tcp.set_zero_linger();
+            drop(tcp);
+        }
+    }
+}
+
+/// What to answer, before the per-request headers are added.
+enum Reply {
+    Full {
+        status: u16,
+        headers: Headers,
+        body: Bytes,
+    },
+    Stream {
+        status: u16,
+        headers: Headers,
+        steps: Vec<Step>,
+    },
+    /// Abort the connection without answering.
+    Reset,
+    /// Never answer.
+    Stall,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(body),
+        }
+    }
+
+    fn sse(steps: Vec<Step>) -> Reply {
+        Reply::Stream {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "text/event-stream".into()),
+                ("cache-control".into(), "no-cache".into()),
+            ],
+            steps,
+        }
+    }
+
+    fn set_status(&mut self, new: u16) {
+        if let Reply::Full { status, .. } | Reply::Stream { status, .. } = self {
+            *status = new;
+        }
+    }
+
+    /// Adds headers; a name given here replaces the reply's own header of that name.
+    fn merge_headers(&mut self, extra: &[(String, String)]) {
+        if let Reply::Full { headers, .. } | Reply::Stream { headers, .. } = self {
+            headers.retain(|(n, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(n)));
+            headers.extend(extra.iter().cloned());
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    kill: Arc<Notify>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let raw = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let path = parts.uri.path().to_string();
+    if path == "/__fake" || path.starts_with("/__fake/") {
+        return Ok(control(&shared, parts.method.as_str(), &path, &raw));
+    }
+    let record = RecordedRequest {
+        method: parts.method.as_str().to_string(),
+        path,
+        query: parts.uri.query().map(str::to_string),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        raw_body: String::from_utf8_lossy(&raw).into_owned(),
+    };
+    shared.record(record.clone());
+    let response = match route(&shared, &record) {
+        Reply::Reset => {
+            kill.notify_one();
+            std::future::pending().await
+        }
+        Reply::Stall => std::future::pending().await,
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => respond(
+            status,
+            headers,
+            Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        ),
+        Reply::Stream {
+            status,
+            headers,
+            steps,
+        } => respond(
+            status,
+            headers,
+            PlanBody::new(steps, DropGuard::new(shared.clone())).boxed_unsync(),
+        ),
+    };
+    Ok(response)
+}
+
+/// Builds the response, adding the per-request `cf-aig-*` headers (section 3.2) that the
+/// reply does not already carry. Header names/values a script made invalid are skipped.
+fn respond(status: u16, mut headers: Headers, body: RespBody) -> Response<RespBody> {
+    let event_id = uuid();
+    let standard = [
+        ("cf-aig-log-id", ulid()),
+        ("cf-aig-event-id", event_id.clone()),
+        // Observed: the request id equals the event id (section 3.2, "Observed full set").
+        ("cf-aig-request-id", event_id),
+        ("cf-aig-step", "0".to_string()),
+        ("cf-aig-cache-status", "MISS".to_string()),
+    ];
+    for (name, value) in standard {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            headers.push((name.to_string(), value));
+        }
+    }
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+fn json_response(status: u16, body: &Value) -> Response<RespBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `/__fake/*`: not recorded, no auth.
+fn control(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Response<RespBody> {
+    match (method, path) {
+        ("POST", "/__fake/script") => match serde_json::from_slice::<Script>(body) {
+            Ok(script) => {
+                shared.push_script(script);
+                json_response(200, &json!({"queued": true}))
+            }
+            Err(e) => json_response(400, &json!({"error": format!("bad script: {e}")})),
+        },
+        ("POST", "/__fake/reset") => {
+            shared.reset();
+            json_response(200, &json!({"ok": true}))
+        }
+        ("GET", "/__fake/requests") => json_response(
+            200,
+            &serde_json::to_value(shared.requests()).unwrap_or(Value::Null),
+        ),
+        ("GET", "/__fake/stats") => json_response(200, &shared.stats()),
+        _ => json_response(
+            404,
+            &json!({"error": format!("unknown control endpoint {method} {path}")}),
+        ),
+    }
+}
+
+fn route(shared: &Shared, rec: &RecordedRequest) -> Reply {
+    let path = rec.path.as_str();
+    if let Some(tail) = path.strip_prefix("/v1/") {
+        let mut parts = tail.splitn(4, '/');
+        if let (Some(account), Some(gateway), Some("compat")) =
+            (parts.next(), parts.next(), parts.next())
+        {
+            if !account.is_empty() && !gateway.is_empty() {
+                let rest = parts.next().unwrap_or("");
+                return compat(shared, rec, account, gateway, rest);
+            }
+        }
+    }
+    let rest_target = path
+        .strip_prefix("/client/v4/accounts/")
+        .and_then(|tail| tail.split_once('/'))
+        .filter(|(account, rest)| {
+            !account.is_empty() && *rest == "ai/v1/chat/completions" && rec.method == "POST"
+        });
+    if let Some((account, _)) = rest_target {
+        return rest_api(shared, rec, account);
+    }
+    not_found(path)
+}
+
+/// Unknown paths: 404 in the Cloudflare v4 envelope (7003, section 5.2).
+fn not_found(path: &str) -> Reply {
+    Reply::json(
+        404,
+        v4_error(
+            7003,
+            &format!("Could not route to {path}, perhaps your object identifier is invalid?"),
+        ),
+    )
+}
+
+fn compat(
+    shared: &Shared,
+    rec: &RecordedRequest,
+    account: &str,
+    gateway: &str,
+    rest: &str,
+) -> Reply {
+    if let Some(refusal) = gateway_checks(shared, rec, gateway) {
+        return refusal;
+    }
+    match (rec.method.as_str(), rest) {
+        ("POST", "chat/completions") => chat(shared, rec, account, gateway),
+        ("GET", "models") => Reply::json(200, models_list()),
+        _ => Reply::json(
+            400,
+            gateway_error(
+                400,
+                2019,
+                &format!("Compatibility endpoint: {rest} is not supported."),
+            ),
+        ),
+    }
+}
+
+/// `POST /client/v4/accounts/{account}/ai/v1/chat/completions` (section 2.1, successor of
+/// compat). A missing `cf-aig-gateway-id` is answered like an unknown gateway: 400
+/// `AiGatewayError` 2001 (the closest documented shape; the real answer is UNCONFIRMED).
+fn rest_api(shared: &Shared, rec: &RecordedRequest, account: &str) -> Reply {
+    let Some(gateway) = rec
+        .header("cf-aig-gateway-id")
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+    else {
+        return Reply::json(400, err_2001());
+    };
+    if let Some(refusal) = gateway_checks(shared, rec, gateway) {
+        return refusal;
+    }
+    chat(shared, rec, account, gateway)
+}
+
+fn err_2001() -> String {
+    gateway_error(
+        400,
+        2001,
+        "Please configure AI Gateway in the Cloudflare dashboard",
+    )
+}
+
+fn bearer(value: Option<&str>) -> Option<&str> {
+    let value = value?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Gateway id (2001), gateway auth (2009), then the Cloudflare token (10000); section 2.2.
+fn gateway_checks(shared: &Shared, rec: &RecordedRequest, gateway: &str) -> Option<Reply> {
+    let config = &shared.config;
+    if let Some(known) = &config.known_gateways {
+        if !known.iter().any(|k| k == gateway) {
+            return Some(Reply::json(400, err_2001()));
+        }
+    }
+    let aig = bearer(rec.header("cf-aig-authorization"));
+    if let Some(token) = &config.gateway_token {
+        if aig != Some(token.as_str()) {
+            return Some(Reply::json(401, gateway_error(401, 2009, "Unauthorized")));
+        }
+    }
+    if let Some(token) = &config.api_token {
+        let authorization = bearer(rec.header("authorization"));
+        if authorization != Some(token.as_str()) && aig != Some(token.as_str()) {
+            return Some(Reply::json(401, v4_error(10000, "Authentication error")));
+        }
+    }
+    None
+}
+
+/// The observed `/compat/models` shape (section 2.1, Observed).
+fn models_list() -> String {
+    let model = |id: &str, created: u64, cost_in: Value, cost_out: Value, owner: &str| {
+        json!({
+            "id": id,
+            "object": "model",
+            "created_at": created,
+            "cost_in": cost_in,
+            "cost_out": cost_out,
+            "owned_by": owner,
+        })
+    };
+    json!({
+        "object": "list",
+        "data": [
+            model("workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast", 1_733_505_758, json!(0.29), json!(2.25), "workers-ai"),
+            model("workers-ai/@cf/google/gemma-4-26b-a4b-it", 1_775_000_000, json!(0.1), json!(0.3), "workers-ai"),
+            model("openai/gpt-5-mini", 1_754_500_000, json!(0.25), json!(2.0), "openai"),
+            model("google-ai-studio/gemini-2.5-flash", 1_750_000_000, json!(0.3), json!(2.5), "google-ai-studio"),
+            model("anthropic/claude-sonnet-4-5", 1_759_000_000, Value::Null, Value::Null, "anthropic"),
+        ],
+    })
+    .to_string()
+}
+
+/// The cache key of a cacheable request (section 3.1): non-streamed, with `cf-aig-cache-ttl`
+/// or `cf-aig-cache-key`, without `cf-aig-skip-cache: true`. Returns the key and the TTL.
+fn cache_key(rec: &RecordedRequest, account: &str, gateway: &str) -> Option<(String, Duration)> {
+    let header = |new: &str, old: &str| rec.header(new).or_else(|| rec.header(old));
+    if header("cf-aig-skip-cache", "cf-skip-cache")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return None;
+    }
+    let ttl = header("cf-aig-cache-ttl", "cf-cache-ttl");
+    let key = rec.header("cf-aig-cache-key");
+    let ttl = match (ttl, key) {
+        (Some(t), _) => Duration::from_secs(t.trim().parse().ok()?),
+        // A custom key with caching otherwise off is cached for 5 minutes.
+        (None, Some(_)) => Duration::from_secs(300),
+        (None, None) => return None,
+    };
+    let body = if rec.body.is_null() {
+        rec.raw_body.clone()
+    } else {
+        rec.body.to_string()
+    };
+    Some((
+        format!("{account}\n{gateway}\n{}\n{body}", key.unwrap_or("")),
+        ttl,
+    ))
+}
+
+fn chat(shared: &Shared, rec: &RecordedRequest, account: &str, gateway: &str) -> Reply {
+    let req = &rec.body;
+    let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
+    // Streams are never cached.
+    let cache = if stream {
+        None
+    } else {
+        cache_key(rec, account, gateway)
+    };
+    if let Some((key, _)) = &cache {
+        let mut entries = lock(&shared.cache);
+        match entries.get(key) {
+            Some(hit) if hit.expires > Instant::now() => {
+                let mut headers = hit.headers.clone();
+                headers.push(("cf-aig-cache-status".into(), "HIT".into()));
+                return Reply::Full {
+                    status: hit.status,
+                    headers,
+                    body: hit.body.clone(),
+                };
+            }
+            Some(_) => {
+                entries.remove(key);
+            }
+            None => {}
+        }
+    }
+    let reply = match shared.next_script() {
+        Some(script) => scripted(shared, req, &script, stream),
+        None => default_chat(shared, req, stream),
+    };
+    if let (
+        Some((key, ttl)),
+        Reply::Full {
+            status: 200,
+            headers,
+            body,
+        },
+    ) = (cache, &reply)
+    {
+        lock(&shared.cache).insert(
+            key,
+            CacheEntry {
+                status: 200,
+                headers: headers.clone(),
+                body: body.clone(),
+                expires: Instant::now() + ttl,
+            },
+        );
+    }
+    reply
+}
+
+/// Body validation and model routing (sections 2.3, 8.3), then the echo answer.
+fn default_chat(shared: &Shared, req: &Value, stream: bool) -> Reply {
+    let model = req.get("model").and_then(Value::as_str);
+    let has_messages = req.get("messages").is_some_and(Value::is_array);
+    let Some(model) = model.filter(|_| has_messages) else {
+        return Reply::json(400, gateway_error(400, 2019, "Chat completion bad format"));
+    };
+    let mut extra: Headers = Vec::new();
+    match model.split_once('/') {
+        None => {
+            return Reply::json(
+                400,
+                gateway_error(400, 2005, "Failed to get response from provider"),
+            );
+        }
+        Some((provider, _)) if provider.eq_ignore_ascii_case("dynamic") => {
+            extra.push(("cf-aig-model".into(), DYNAMIC_MODEL.into()));
+            extra.push(("cf-aig-provider".into(), DYNAMIC_PROVIDER.into()));
+        }
+        Some((provider, _)) if !PROVIDERS.iter().any(|p| p.eq_ignore_ascii_case(provider)) => {
+            return Reply::json(400, gateway_error(400, 2008, "Invalid provider"));
+        }
+        Some((provider, name)) if provider.eq_ignore_ascii_case("workers-ai") => {
+            // Workers AI serves Gemma, not Gemini; ids must be `@cf/..` or `@hf/..`.
+            let known_form = name.starts_with("@cf/") || name.starts_with("@hf/");
+            if !known_form || name.to_ascii_lowercase().contains("gemini") {
+                return Reply::json(400, v4_error(5007, "No such model"));
+            }
+        }
+        Some(_) => {}
+    }
+    let answer = Answer::new(req, None, shared.config.chunk_delay);
+    let mut reply = if stream {
+        Reply::sse(answer.stream_plan())
+    } else {
+        Reply::json(200, answer.completion_json())
+    };
+    reply.merge_headers(&extra);
+    reply
+}
+
+/// A body (non-SSE) with an optional post-headers fault: cut in two frames so that
+/// `ResetAfterChunks(1)` / `StallAfterChunks(1)` leave the client with half a body.
+fn body_reply(status: u16, body: Bytes, fault: Option<&Fault>) -> Reply {
+    let headers: Headers = vec![("content-type".into(), "application/json".into())];
+    match fault {
+        Some(Fault::ResetAfterChunks(_) | Fault::StallAfterChunks(_) | Fault::DripBytes) => {
+            let half = body.len() / 2;
+            let steps = vec![
+                Step::Data(body.slice(..half)),
+                Step::Data(body.slice(half..)),
+            ];
+            Reply::Stream {
+                status,
+                headers,
+                steps: apply_fault(steps, fault),
+            }
+        }
+        _ => Reply::Full {
+            status,
+            headers,
+            body,
+        },
+    }
+}
+
+fn scripted(shared: &Shared, req: &Value, script: &Script, stream: bool) -> Reply {
+    let fault = script.fault.as_ref();
+    match fault {
+        Some(Fault::ResetBeforeHeaders) => return Reply::Reset,
+        Some(Fault::StallBeforeHeaders) => return Reply::Stall,
+        _ => {}
+    }
+    let delay = script
+        .chunk_delay_ms
+        .map(Duration::from_millis)
+        .unwrap_or(shared.config.chunk_delay);
+    let mut reply = if let Some(body) = &script.body {
+        body_reply(
+            script.status.unwrap_or(200),
+            Bytes::from(body.clone()),
+            fault,
+        )
+    } else if let Some(raw) = &script.raw_sse {
+        let mut steps = raw_plan(raw, script.split_raw_at.as_deref(), delay);
+        if script.hold_open {
+            steps.push(Step::Hang);
+        }
+        Reply::sse(apply_fault(steps, fault))
+    } else {
+        let answer = Answer::new(req, Some(script), shared.config.chunk_delay);
+        if stream {
+            Reply::sse(apply_fault(answer.stream_plan(), fault))
+        } else {
+            body_reply(200, Bytes::from(answer.completion_json()), fault)
+        }
+    };
+    if let Some(status) = script.status {
+        reply.set_status(status);
+    }
+    reply.merge_headers(&script.headers);
+    reply
+}
