@@ -26,6 +26,8 @@ pub use answer::Answer;
 
 /// Error bodies are short; this bounds what a misbehaving upstream can make us buffer.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// How long the end of a body is awaited after `data: [DONE]`.
+const DRAIN_AFTER_DONE: Duration = Duration::from_millis(500);
 /// A whole (non-streamed) answer larger than this is refused rather than buffered.
 const MAX_WHOLE_BODY: usize = 32 * 1024 * 1024;
 
@@ -176,7 +178,12 @@ impl Reply {
                 return Ok(None);
             };
             if self.answer.done {
-                self.events = None;
+                // Read the body to its end so the connection goes back to the pool; a
+                // server that keeps talking after `[DONE]` is not waited for long.
+                if let Some(mut events) = self.events.take() {
+                    let drain = async { while events.next().await.is_some() {} };
+                    let _ = tokio::time::timeout(DRAIN_AFTER_DONE, drain).await;
+                }
                 return Ok(None);
             }
             match events.next().await {

@@ -156,8 +156,9 @@ where
     tokio::pin!(read_input, tower, relay, writer);
     let ending = tokio::select! {
         ending = &mut read_input => ending,
-        _ = &mut tower => Ending::OutputGone,
-        _ = &mut relay => Ending::OutputGone,
+        // The other three end only when output is gone; nothing is left to flush then.
+        _ = &mut tower => return Ending::OutputGone,
+        _ = &mut relay => return Ending::OutputGone,
         _ = &mut writer => return Ending::OutputGone,
     };
     // Input is over (its end reached tower when `read_input` dropped its side). Answers

@@ -37,7 +37,12 @@ pub struct Daemon {
 /// The environment a test daemon runs in: a fresh HOME and no Cloudflare variables from
 /// the machine running the tests.
 pub fn command(home: &std::path::Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfgate"));
+    command_for(env!("CARGO_BIN_EXE_cfgate"), home, env)
+}
+
+/// Any program in the same clean environment.
+pub fn command_for(program: &str, home: &std::path::Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
