@@ -17,6 +17,9 @@ use serde_json::{Map, Value};
 pub const DEFAULT_MODEL: &str = "@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 pub const DEFAULT_GATEWAY_ID: &str = "default";
 pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_RETRY_DEADLINE_SECS: u64 = 60;
 pub const DEFAULT_GATEWAY_URL: &str = "https://gateway.ai.cloudflare.com/v1";
 
 pub const ENV_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
@@ -36,6 +39,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "model",
     "max_tokens",
     "timeout_secs",
+    "idle_timeout_secs",
+    "max_attempts",
+    "retry_deadline_secs",
     "allow_insecure_http",
 ];
 
@@ -54,6 +60,9 @@ pub struct Layer {
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
     pub timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub retry_deadline_secs: Option<u64>,
     pub allow_insecure_http: Option<bool>,
 }
 
@@ -73,6 +82,9 @@ impl Layer {
             model: pick(&self.model, &lower.model),
             max_tokens: pick(&self.max_tokens, &lower.max_tokens),
             timeout_secs: pick(&self.timeout_secs, &lower.timeout_secs),
+            idle_timeout_secs: pick(&self.idle_timeout_secs, &lower.idle_timeout_secs),
+            max_attempts: pick(&self.max_attempts, &lower.max_attempts),
+            retry_deadline_secs: pick(&self.retry_deadline_secs, &lower.retry_deadline_secs),
             allow_insecure_http: pick(&self.allow_insecure_http, &lower.allow_insecure_http),
         }
     }
@@ -205,6 +217,9 @@ pub struct Settings {
     pub model: String,
     pub max_tokens: Option<u32>,
     pub timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_deadline: Duration,
 }
 
 /// What stops a request before any byte is sent.
@@ -325,13 +340,28 @@ impl Layer {
                 format!("{root}/{account}/{gateway_id}/compat")
             }
         };
-        let timeout_secs = self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
-        if timeout_secs == 0 {
-            return Err(SettingsError::Invalid {
-                setting: "timeout_secs",
-                reason: "must be at least 1".into(),
-            });
-        }
+        let at_least_one = |setting: &'static str, value: u64| {
+            if value == 0 {
+                Err(SettingsError::Invalid {
+                    setting,
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let timeout_secs = at_least_one(
+            "timeout_secs",
+            self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
+        )?;
+        let idle_timeout_secs = at_least_one(
+            "idle_timeout_secs",
+            self.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+        )?;
+        let max_attempts = at_least_one(
+            "max_attempts",
+            u64::from(self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS)),
+        )?;
         Ok(Settings {
             api_token: token.unwrap_or_else(|| SecretString::from(String::new())),
             gateway_token: self
@@ -347,6 +377,12 @@ impl Layer {
                 .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
             max_tokens: self.max_tokens,
             timeout: Duration::from_secs(timeout_secs),
+            idle_timeout: Duration::from_secs(idle_timeout_secs),
+            max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+            retry_deadline: Duration::from_secs(
+                self.retry_deadline_secs
+                    .unwrap_or(DEFAULT_RETRY_DEADLINE_SECS),
+            ),
         })
     }
 

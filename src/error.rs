@@ -79,6 +79,10 @@ pub struct Error {
     pub retryable: bool,
     /// What had streamed before a cut, so nothing the user saw is lost.
     pub partial_content: Option<String>,
+    /// How many times the request was sent (1 = no retry).
+    pub attempts: u32,
+    /// How long the upstream asked us to wait (`Retry-After`, `retry-after-ms`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Error {
@@ -99,6 +103,8 @@ impl Error {
                     | ErrorKind::StreamCut
             ),
             partial_content: None,
+            attempts: 1,
+            retry_after: None,
         }
     }
 
@@ -121,6 +127,7 @@ impl Error {
             message: Option<&'a str>,
             hint: Option<&'a str>,
             retryable: bool,
+            attempts: u32,
             #[serde(skip_serializing_if = "Option::is_none")]
             partial_content: Option<&'a str>,
         }
@@ -131,6 +138,7 @@ impl Error {
             message: self.upstream_message.as_deref(),
             hint: self.hint.as_deref(),
             retryable: self.retryable,
+            attempts: self.attempts,
             partial_content: self.partial_content.as_deref(),
         })
         .unwrap_or(Value::Null)

@@ -156,6 +156,8 @@ pub struct RequestCounts {
     pub total: u64,
     pub in_flight: u64,
     pub failed: u64,
+    /// Requests sent again after a retryable failure.
+    pub retries: u64,
 }
 
 /// Methods cfgate adds to LSP, announced in `initialize`.

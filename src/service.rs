@@ -15,11 +15,14 @@ use serde_json::{Map, Value, json};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::{self, Layer, Settings};
 use crate::error::{Error, ErrorKind};
-use crate::gateway::{Gateway, Reply, UpstreamRequest};
+use crate::gateway::{Gateway, Reply, RetryPolicy, UpstreamRequest};
 use crate::protocol::{
     ChatParams, ChatResult, CompleteParams, CompleteResult, Piece, RequestCounts, StatusResult,
 };
 use crate::route::route_model;
+
+const RETRY_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
 
 const JSON_INSTRUCTION: &str =
     "Respond only with one valid JSON object: no text before or after it, and no code fences.";
@@ -40,6 +43,7 @@ struct Counters {
     total: AtomicU64,
     in_flight: AtomicU64,
     failed: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// Counts a request as in flight until dropped, whether it finished, failed or was cancelled.
@@ -212,19 +216,31 @@ impl Service {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        let reply = self
-            .gateway
-            .send(UpstreamRequest {
-                url: settings.base_url.clone(),
-                token: settings.api_token.clone(),
-                gateway_token: settings.gateway_token.clone(),
-                body: Value::Object(body),
-                stream,
-                timeout: settings.timeout,
-                model: routed.clone(),
-            })
-            .await?;
-        Ok((reply, routed))
+        let request = UpstreamRequest {
+            url: settings.base_url.clone(),
+            token: settings.api_token.clone(),
+            gateway_token: settings.gateway_token.clone(),
+            body: Value::Object(body),
+            stream,
+            timeout: settings.timeout,
+            idle_timeout: settings.idle_timeout,
+            retry: RetryPolicy {
+                max_attempts: settings.max_attempts,
+                deadline: settings.retry_deadline,
+                base_delay: RETRY_BASE_DELAY,
+                max_delay: RETRY_MAX_DELAY,
+            },
+            model: routed.clone(),
+        };
+        let result = self.gateway.send(&request).await;
+        let attempts = match &result {
+            Ok(reply) => reply.attempts,
+            Err(err) => err.attempts,
+        };
+        self.counters
+            .retries
+            .fetch_add(u64::from(attempts.saturating_sub(1)), Ordering::Relaxed);
+        Ok((result?, routed))
     }
 
     /// Starts a completion of the text between `prefix` and `suffix`.
@@ -300,6 +316,7 @@ impl Service {
                 total: self.counters.total.load(Ordering::Relaxed),
                 in_flight: self.counters.in_flight.load(Ordering::Relaxed),
                 failed: self.counters.failed.load(Ordering::Relaxed),
+                retries: self.counters.retries.load(Ordering::Relaxed),
             },
         }
     }

@@ -125,17 +125,34 @@ async fn status_shows_what_is_set_and_missing() {
 /// The README's Python example, run as printed, against the fake gateway.
 #[tokio::test]
 async fn readme_python_example_works() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("```python\n").expect("python example in README") + "```python\n".len();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```python\n")
+        .expect("python example in README")
+        + "```python\n".len();
     let script = &readme[start..start + readme[start..].find("```").unwrap()];
-    assert!(script.lines().count() <= 25, "the example should stay short");
+    assert!(
+        script.lines().count() <= 25,
+        "the example should stay short"
+    );
     let fake = FakeGateway::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &fake);
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cfgate")).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cfgate"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let home = tempfile::tempdir().unwrap();
-    let env = [("CLOUDFLARE_API_TOKEN", TOKEN), ("CFGATE_CONFIG", config.as_str()), ("PATH", path.as_str())];
+    let env = [
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_CONFIG", config.as_str()),
+        ("PATH", path.as_str()),
+    ];
     let child = command_for("python3", home.path(), &env)
         .env_remove("CFGATE_LOG")
         .args(["-c", script])
@@ -144,9 +161,16 @@ async fn readme_python_example_works() {
         .kill_on_drop(true)
         .spawn()
         .expect("python3");
-    let out = tokio::time::timeout(WAIT, child.wait_with_output()).await.expect("example finished").unwrap();
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("example finished")
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("echo: Name three primes."), "{stdout}");
     assert!(stdout.contains("total_tokens"), "{stdout}");
 }

@@ -431,6 +431,7 @@ async fn upstream_errors_carry_code_status_and_hint() {
     fake.push_script(Script {
         status: Some(503),
         body: Some(r#"{"result":null,"success":false,"errors":[{"code":7009,"message":"Upstream service unavailable"}],"messages":[]}"#.into()),
+        repeat: 3, // every attempt fails
         ..Script::default()
     });
     let err = d

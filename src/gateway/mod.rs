@@ -19,6 +19,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
+use tracing::warn;
 
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Piece;
@@ -39,9 +40,50 @@ pub struct UpstreamRequest {
     pub gateway_token: Option<SecretString>,
     pub body: Value,
     pub stream: bool,
+    /// Until the answer's headers arrive (and, not streamed, its whole body).
     pub timeout: Duration,
+    /// Longest silence allowed between two events of a stream.
+    pub idle_timeout: Duration,
+    pub retry: RetryPolicy,
     /// The routed model id, for hints in errors.
     pub model: String,
+}
+
+/// When and how often a failed request is sent again. Only failures before any answer
+/// arrived are retried: once a stream has begun, a cut is reported, never replayed.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Sends at most this many times (1 = never retry).
+    pub max_attempts: u32,
+    /// No retry starts after this much time since the first attempt.
+    pub deadline: Duration,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: a random wait up to `base * 2^n`, capped.
+    fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << retry.min(16))
+            .min(self.max_delay);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=millis))
+    }
+}
+
+/// Safe to send again: the upstream did not take the request, or said to come back.
+fn worth_retrying(err: &Error) -> bool {
+    if err.upstream_code == Some(3036) {
+        return false; // the day's free allocation: waiting seconds will not help
+    }
+    match err.status {
+        Some(status) => {
+            matches!(status, 408 | 429 | 500 | 502 | 503 | 504) || err.upstream_code == Some(7009)
+        }
+        None => err.kind == ErrorKind::Network,
+    }
 }
 
 #[derive(Clone)]
@@ -60,6 +102,9 @@ type EventStream = Pin<
 pub struct Reply {
     /// Every `cf-aig-*` response header, named without the prefix and with `_` for `-`.
     pub gateway: Map<String, Value>,
+    /// How many times the request was sent.
+    pub attempts: u32,
+    idle_timeout: Duration,
     events: Option<EventStream>,
     queued: VecDeque<Piece>,
     answer: Answer,
@@ -79,8 +124,54 @@ impl Gateway {
         Ok(Gateway { http })
     }
 
-    /// Sends a chat completion and returns once the answer's headers are in.
-    pub async fn send(&self, req: UpstreamRequest) -> Result<Reply, Error> {
+    /// Sends a chat completion, retrying where that is safe; returns once the answer's
+    /// headers are in.
+    pub async fn send(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
+        let started = tokio::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            let result = match tokio::time::timeout(req.timeout, self.send_once(req)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no answer from the gateway within {} s",
+                        req.timeout.as_secs()
+                    ),
+                )
+                .with_hint(
+                    "the timeout_secs setting bounds the wait for an answer; try again or raise it",
+                )),
+            };
+            let mut err = match result {
+                Ok(mut reply) => {
+                    reply.attempts = attempt;
+                    return Ok(reply);
+                }
+                Err(err) => err,
+            };
+            err.attempts = attempt;
+            if attempt >= req.retry.max_attempts || !worth_retrying(&err) {
+                return Err(err);
+            }
+            let wait = err
+                .retry_after
+                .unwrap_or_else(|| req.retry.backoff(attempt - 1));
+            if started.elapsed() + wait > req.retry.deadline {
+                return Err(err);
+            }
+            warn!(
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "retrying after: {}",
+                err.message
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
         let url = format!("{}/chat/completions", req.url);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, bearer(&req.token)?);
@@ -96,12 +187,11 @@ impl Gateway {
         headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
         let body = serde_json::to_vec(&req.body)
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
-        let response = self
-            .http
-            .post(&url)
-            .headers(headers)
-            .timeout(req.timeout)
-            .body(body)
+        let mut request = self.http.post(&url).headers(headers).body(body);
+        if !req.stream {
+            request = request.timeout(req.timeout);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| transport_error(&e, &req.url))?;
@@ -109,10 +199,12 @@ impl Gateway {
         let status = response.status();
         let gateway = gateway_headers(response.headers());
         if !status.is_success() {
+            let retry_after = retry_after(response.headers());
             let body = read_limited(response, MAX_ERROR_BODY)
                 .await
                 .unwrap_or_default();
             let mut err = upstream_error::from_response(status.as_u16(), &body, &req.model);
+            err.retry_after = retry_after;
             if let Some(log_id) = gateway.get("log_id").and_then(Value::as_str) {
                 err.message.push_str(&format!(" [cf-aig-log-id {log_id}]"));
             }
@@ -127,6 +219,8 @@ impl Gateway {
             let events = response.bytes_stream().eventsource();
             return Ok(Reply {
                 gateway,
+                attempts: 1,
+                idle_timeout: req.idle_timeout,
                 events: Some(Box::pin(events)),
                 queued: VecDeque::new(),
                 answer: Answer::default(),
@@ -159,6 +253,8 @@ impl Gateway {
         };
         Ok(Reply {
             gateway,
+            attempts: 1,
+            idle_timeout: req.idle_timeout,
             events: None,
             queued,
             answer,
@@ -186,7 +282,22 @@ impl Reply {
                 }
                 return Ok(None);
             }
-            match events.next().await {
+            let next = match tokio::time::timeout(self.idle_timeout, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    self.events = None;
+                    let err = Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the answer was cut off: the stream stalled (nothing for {} s)",
+                            self.idle_timeout.as_secs()
+                        ),
+                    )
+                    .with_hint("the upstream stopped sending; try again (idle_timeout_secs sets how long to wait)");
+                    return Err(self.with_partial(err));
+                }
+            };
+            match next {
                 Some(Ok(event)) => {
                     let pieces = self.answer.feed_event(&event.data)?;
                     self.queued.extend(pieces);
@@ -232,6 +343,15 @@ impl Reply {
         while self.next_piece().await?.is_some() {}
         Ok((self.answer, self.gateway))
     }
+}
+
+/// `retry-after-ms` (OpenAI's) or `Retry-After` in seconds; an HTTP date is not honoured.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    let wait = get("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| get("retry-after"))?;
+    (wait.is_finite() && wait >= 0.0).then(|| Duration::from_secs_f64(wait.min(3600.0)))
 }
 
 fn bearer(token: &SecretString) -> Result<HeaderValue, Error> {

@@ -64,6 +64,16 @@ impl Backend {
     }
 
     async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
+        contain_panics(self.chat_inner(params)).await
+    }
+
+    async fn complete(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
+        contain_panics(self.complete_inner(params)).await
+    }
+
+    async fn chat_inner(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
+        #[cfg(debug_assertions)]
+        panic_hook_for_tests(&params);
         let settings = self.client_settings();
         let mut progress = params
             .work_done_token
@@ -91,7 +101,7 @@ impl Backend {
         result.map_err(to_rpc_error)
     }
 
-    async fn complete(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
+    async fn complete_inner(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
         let settings = self.client_settings();
         let mut progress = params
             .work_done_token
@@ -224,6 +234,41 @@ impl Drop for WorkDone {
             };
             self.outbox.try_notify("$/progress", params);
         }
+    }
+}
+
+/// Handlers run inside the connection's server future: a panic there would end the whole
+/// connection. It is caught here and answered as an internal error instead.
+async fn contain_panics<T>(
+    work: impl std::future::Future<Output = jsonrpc::Result<T>>,
+) -> jsonrpc::Result<T> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("request handler panicked: {what}");
+            Err(to_rpc_error(Error::internal(format!(
+                "internal error in cfgate (the request was dropped; the daemon goes on): {what}"
+            ))))
+        }
+    }
+}
+
+/// Debug builds only: a chat whose last message is `$CFGATE_TEST_PANIC` panics, so tests
+/// can prove a panic stays inside its request.
+#[cfg(debug_assertions)]
+fn panic_hook_for_tests(params: &ChatParams) {
+    let Ok(trigger) = std::env::var("CFGATE_TEST_PANIC") else {
+        return;
+    };
+    let last = params.messages.last().and_then(|m| m.get("content"));
+    if last.and_then(|c| c.as_str()) == Some(trigger.as_str()) {
+        panic!("test panic requested");
     }
 }
 

@@ -232,6 +232,10 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("cfgate is running")
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }

@@ -1,0 +1,919 @@
+;;; cfgate.el --- Cloudflare AI Gateway through the cfgate daemon  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2025 cfgate maintainers
+
+;; Author: cfgate maintainers
+;; Version: 0.1.0
+;; Package-Requires: ((emacs "28.1") (jsonrpc "1.0.14"))
+;; Keywords: tools, convenience
+;; SPDX-License-Identifier: MIT OR Apache-2.0
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; cfgate is a small daemon in front of Cloudflare AI Gateway.  This package
+;; starts `cfgate serve' as a child process and talks JSON-RPC to it with the
+;; built-in jsonrpc.el (LSP framing over stdio).  It offers:
+;;
+;; - `cfgate-chat': a chat buffer; answers stream in as they arrive and the
+;;   whole conversation (kept in the buffer) is sent on every turn.
+;; - `cfgate-ask-region': ask about the region; the answer streams into a
+;;   buffer.
+;; - `cfgate-complete-at-point': a completion-at-point function offering the
+;;   model's completion at point as the candidate.
+;; - `cfgate-suggest' / `cfgate-accept-suggestion': an inline suggestion shown
+;;   as an overlay after point; any other command removes it and cancels its
+;;   request.  `cfgate-inline-mode' asks for one whenever typing pauses.
+;; - `cfgate-status', `cfgate-select-model', `cfgate-shutdown'.
+;;
+;; Credentials come from the daemon's usual places (environment,
+;; ~/.config/cfgate/config.toml) or from `cfgate-settings'.
+;;
+;; Quick start:
+;;
+;;   (use-package cfgate
+;;     :load-path "/path/to/cfgate/editors/emacs"
+;;     :commands (cfgate-chat cfgate-ask-region cfgate-suggest)
+;;     :custom (cfgate-settings '((model . "@cf/meta/llama-3.3-70b-instruct-fp8-fast"))))
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'jsonrpc)
+(require 'subr-x)
+
+(defgroup cfgate nil
+  "Cloudflare AI Gateway through the cfgate daemon."
+  :group 'tools
+  :prefix "cfgate-")
+
+(defcustom cfgate-executable "cfgate"
+  "The cfgate executable: a file name, or a name in the variable `exec-path'."
+  :type 'string)
+
+(defcustom cfgate-server-args '("serve")
+  "Arguments that start the daemon on stdio."
+  :type '(repeat string))
+
+(defcustom cfgate-settings nil
+  "Daemon settings, sent as `initializationOptions' when it starts.
+An alist such as ((model . \"openai/gpt-4o-mini\") (max_tokens . 1024))
+or a plist such as (:model \"openai/gpt-4o-mini\").  The keys are the
+daemon's: api_token, account_id, gateway_id, gateway_token, base_url,
+gateway_url, model, max_tokens, timeout_secs, idle_timeout_secs,
+max_attempts, retry_deadline_secs, allow_insecure_http.  The daemon
+refuses to start with an unknown key; `cfgate-start' then says which."
+  :type '(choice (alist :key-type symbol :value-type sexp)
+                 (plist :key-type keyword :value-type sexp)))
+
+(defcustom cfgate-environment nil
+  "Extra environment for the daemon, as a list of \"NAME=VALUE\" strings."
+  :type '(repeat string))
+
+(defcustom cfgate-models
+  '("@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    "@cf/qwen/qwen2.5-coder-32b-instruct"
+    "@cf/openai/gpt-oss-120b"
+    "openai/gpt-4o-mini"
+    "anthropic/claude-sonnet-4-5"
+    "google-ai-studio/gemini-2.5-flash")
+  "Models offered by `cfgate-select-model'."
+  :type '(repeat string))
+
+(defcustom cfgate-chat-system-prompt nil
+  "A system message sent first with every chat request, or nil."
+  :type '(choice (const :tag "None" nil) string))
+
+(defcustom cfgate-chat-user-heading "## You"
+  "The line that starts a message of yours in the chat buffer."
+  :type 'string)
+
+(defcustom cfgate-chat-assistant-heading "## cfgate"
+  "The line that starts an answer in the chat buffer."
+  :type 'string)
+
+(defcustom cfgate-chat-params nil
+  "Extra OpenAI fields for chat requests, as a plist (e.g. (:temperature 0.2))."
+  :type '(plist :key-type keyword :value-type sexp))
+
+(defcustom cfgate-max-prefix-chars 8000
+  "How much text before point completion requests send."
+  :type 'integer)
+
+(defcustom cfgate-max-suffix-chars 2000
+  "How much text after point completion requests send."
+  :type 'integer)
+
+(defcustom cfgate-complete-max-tokens nil
+  "The `max_tokens' of completion requests, or nil for the daemon's default."
+  :type '(choice (const :tag "Default" nil) integer))
+
+(defcustom cfgate-idle-delay 0.15
+  "Seconds of idle time before `cfgate-inline-mode' asks for a suggestion."
+  :type 'number)
+
+(defcustom cfgate-sync-timeout 30
+  "Seconds a blocking request (status, completion at point) may take."
+  :type 'number)
+
+(defcustom cfgate-events-buffer-size 0
+  "Size of the JSON-RPC events log buffer; 0 disables it, nil is unlimited.
+Takes effect when the daemon starts."
+  :type '(choice (const :tag "Unlimited" nil) integer))
+
+(defface cfgate-suggestion-face
+  '((t :inherit shadow))
+  "Face of the inline suggestion.")
+
+(defface cfgate-chat-heading-face
+  '((t :inherit font-lock-keyword-face :weight bold))
+  "Face of the headings in the chat buffer.")
+
+
+;;;; Connection
+
+(defvar cfgate--connection nil
+  "The `jsonrpc-process-connection' to the daemon, or nil.")
+
+(defvar cfgate--process nil
+  "The daemon's process, or nil.")
+
+(defvar cfgate--progress-handlers (make-hash-table :test #'equal)
+  "Progress token -> function of one argument, the `$/progress' value.")
+
+(defvar cfgate--token-counter 0
+  "Counter for progress tokens.")
+
+(defvar cfgate--requests nil
+  "Requests in flight, failed when the daemon goes away.")
+
+(cl-defstruct (cfgate--req (:constructor cfgate--req-make) (:copier nil))
+  "A request sent to the daemon."
+  id token done cancelled on-result on-error)
+
+(defun cfgate--format-error (err)
+  "Return ERR, a JSON-RPC error plist, as \"cfgate: MESSAGE\" plus its hint."
+  (let* ((message (and (consp err) (plist-get err :message)))
+         (data (and (consp err) (plist-get err :data)))
+         (hint (and (consp data) (plist-get data :hint))))
+    (unless (and (stringp message) (not (string-empty-p message)))
+      (setq message (if (stringp err) err (format "request failed %S" err))))
+    (if (and (stringp hint) (not (string-empty-p hint)))
+        (format "cfgate: %s\nhint: %s" message hint)
+      (format "cfgate: %s" message))))
+
+(defun cfgate--cancelled-p (err)
+  "Non-nil if ERR is the JSON-RPC RequestCancelled error."
+  (and (consp err) (eql (plist-get err :code) -32800)))
+
+(defun cfgate--report-error (err)
+  "Show ERR in the echo area unless it is a cancellation."
+  (unless (cfgate--cancelled-p err)
+    (message "%s" (cfgate--format-error err))))
+
+(defun cfgate--settings-object ()
+  "`cfgate-settings' as a plist for JSON, or nil when empty."
+  (cond
+   ((null cfgate-settings) nil)
+   ((keywordp (car cfgate-settings)) cfgate-settings)
+   (t (cl-loop for (key . value) in cfgate-settings
+               append (list (intern (format ":%s" key)) value)))))
+
+(defun cfgate-running-p ()
+  "Return non-nil if the daemon is running."
+  (and cfgate--connection (jsonrpc-running-p cfgate--connection)))
+
+(defun cfgate--handle-notification (_conn method params)
+  "Handle notification METHOD with PARAMS from the daemon."
+  (pcase method
+    ('$/progress
+     (let ((handler (gethash (plist-get params :token) cfgate--progress-handlers)))
+       (when handler
+         (funcall handler (plist-get params :value)))))
+    ('window/showMessage
+     (message "%s" (plist-get params :message)))
+    (_ nil)))
+
+(defun cfgate--on-shutdown (conn)
+  "Forget CONN, whose process ended, and fail its requests."
+  (when (eq conn cfgate--connection)
+    (setq cfgate--connection nil))
+  (let ((requests cfgate--requests))
+    (setq cfgate--requests nil)
+    (dolist (req requests)
+      (cfgate--finish req '(:code -1 :message "the cfgate daemon exited")))))
+
+(defun cfgate--executable ()
+  "The daemon's executable file, or signal a `user-error'."
+  (or (executable-find cfgate-executable)
+      (user-error "cfgate: executable not found: %s (install cfgate or set `cfgate-executable')"
+                  cfgate-executable)))
+
+;;;###autoload
+(defun cfgate-start ()
+  "Start the daemon unless it is running; return the connection."
+  (interactive)
+  (if (cfgate-running-p)
+      cfgate--connection
+    (let* ((exe (cfgate--executable))
+           (stderr (get-buffer-create "*cfgate stderr*"))
+           (process-environment (append cfgate-environment process-environment))
+           (proc (make-process :name "cfgate"
+                               :command (cons exe cfgate-server-args)
+                               :connection-type 'pipe
+                               :coding 'utf-8-emacs-unix
+                               :noquery t
+                               :stderr stderr))
+           (conn (make-instance 'jsonrpc-process-connection
+                                :name "cfgate"
+                                :process proc
+                                :events-buffer-scrollback-size cfgate-events-buffer-size
+                                :notification-dispatcher #'cfgate--handle-notification
+                                :on-shutdown #'cfgate--on-shutdown)))
+      (let ((stderr-proc (get-buffer-process stderr)))
+        (when stderr-proc (set-process-query-on-exit-flag stderr-proc nil)))
+      (condition-case err
+          (progn
+            (jsonrpc-request conn :initialize
+                             (list :processId (emacs-pid)
+                                   :clientInfo (list :name "Emacs" :version emacs-version)
+                                   :rootUri nil
+                                   :capabilities (make-hash-table)
+                                   :initializationOptions (cfgate--settings-object))
+                             :timeout 15)
+            (jsonrpc-notify conn :initialized (make-hash-table)))
+        (jsonrpc-error
+         (ignore-errors (jsonrpc-shutdown conn))
+         (user-error "cfgate: the daemon could not start: %s"
+                     (or (alist-get 'jsonrpc-error-message (cdr err)) (cadr err)))))
+      (setq cfgate--process proc
+            cfgate--connection conn))))
+
+(defun cfgate--async-request (conn method params &rest args)
+  "Send METHOD with PARAMS on CONN, like `jsonrpc-async-request' with ARGS.
+Return the request id, which `$/cancelRequest' needs."
+  ;; jsonrpc 1.0.14's `jsonrpc-async-request' returns nil; its worker returns
+  ;; (ID TIMER).  Newer versions return the id from the public function.
+  (if (fboundp 'jsonrpc--async-request-1)
+      (car (apply #'jsonrpc--async-request-1 conn method params args))
+    (apply #'jsonrpc-async-request conn method params args)))
+
+(defun cfgate--finish (req err &optional result)
+  "Complete REQ with ERR or RESULT, once."
+  (unless (cfgate--req-done req)
+    (setf (cfgate--req-done req) t)
+    (setq cfgate--requests (delq req cfgate--requests))
+    (when (cfgate--req-token req)
+      (remhash (cfgate--req-token req) cfgate--progress-handlers))
+    (if err
+        (funcall (or (cfgate--req-on-error req) #'cfgate--report-error) err)
+      (when (cfgate--req-on-result req)
+        (funcall (cfgate--req-on-result req) result)))))
+
+(cl-defun cfgate--request (method params &key on-result on-error on-progress)
+  "Send METHOD (a keyword) with PARAMS (a plist) to the daemon.
+Call ON-RESULT with the result or ON-ERROR with the error plist (default:
+show it).  With ON-PROGRESS, the request carries a `workDoneToken' and
+ON-PROGRESS gets each `$/progress' value.  Return a request for
+`cfgate--cancel'."
+  (let* ((conn (cfgate-start))
+         (req (cfgate--req-make :on-result on-result :on-error on-error)))
+    (when on-progress
+      (let ((token (format "cfgate-%d-%d" (emacs-pid) (cl-incf cfgate--token-counter))))
+        (setf (cfgate--req-token req) token)
+        (setq params (append params (list :workDoneToken token)))
+        (puthash token
+                 (lambda (value)
+                   (unless (cfgate--req-done req)
+                     (funcall on-progress value)))
+                 cfgate--progress-handlers)))
+    (push req cfgate--requests)
+    (setf (cfgate--req-id req)
+          (cfgate--async-request
+           conn method params
+           :success-fn (lambda (result) (cfgate--finish req nil result))
+           :error-fn (lambda (err) (cfgate--finish req err))
+           :timeout nil))
+    req))
+
+(defun cfgate--cancel (req)
+  "Cancel REQ: `$/cancelRequest', and none of its callbacks run afterwards."
+  (when (and req (not (cfgate--req-done req)))
+    (setf (cfgate--req-done req) t
+          (cfgate--req-cancelled req) t)
+    (setq cfgate--requests (delq req cfgate--requests))
+    (when (cfgate--req-token req)
+      (remhash (cfgate--req-token req) cfgate--progress-handlers))
+    (when (and (cfgate--req-id req) (cfgate-running-p))
+      (jsonrpc-notify cfgate--connection :$/cancelRequest
+                      (list :id (cfgate--req-id req))))))
+
+(defun cfgate--request-sync (method params &optional cancel-on-input)
+  "Send METHOD with PARAMS and wait for the result.
+Signal a `user-error' holding the message and hint if the request fails.
+With CANCEL-ON-INPUT, return nil (and cancel the request) as soon as
+there is input."
+  (let* ((done nil) (result nil) (failure nil)
+         (req (cfgate--request method params
+                               :on-result (lambda (r) (setq result r done t))
+                               :on-error (lambda (e) (setq failure e done t))))
+         (deadline (+ (float-time) cfgate-sync-timeout)))
+    (unwind-protect
+        (while (not done)
+          (cond
+           ((and cancel-on-input (input-pending-p))
+            (setq done 'input))
+           ((> (float-time) deadline)
+            (setq failure (list :message (format "no answer within %s s" cfgate-sync-timeout))
+                  done t))
+           (t (accept-process-output nil 0.05))))
+      (cfgate--cancel req))
+    (when failure
+      (user-error "%s" (cfgate--format-error failure)))
+    (and (not (eq done 'input)) result)))
+
+;;;###autoload
+(defun cfgate-shutdown ()
+  "Stop the daemon (LSP shutdown and exit)."
+  (interactive)
+  (let ((conn cfgate--connection))
+    (when (and conn (jsonrpc-running-p conn))
+      (ignore-errors (jsonrpc-request conn :shutdown nil :timeout 2))
+      (ignore-errors (jsonrpc-notify conn :exit nil))
+      (let ((deadline (+ (float-time) 2)))
+        (while (and (jsonrpc-running-p conn) (< (float-time) deadline))
+          (accept-process-output nil 0.05))))
+    (when conn
+      (ignore-errors (jsonrpc-shutdown conn)))
+    (setq cfgate--connection nil
+          cfgate--process nil)))
+
+(defun cfgate--kill-emacs ()
+  "End the daemon when Emacs exits."
+  (when (process-live-p cfgate--process)
+    ;; End of input makes the daemon exit at once.
+    (ignore-errors (process-send-eof cfgate--process))
+    (ignore-errors (delete-process cfgate--process))))
+
+(add-hook 'kill-emacs-hook #'cfgate--kill-emacs)
+
+
+;;;; Status and models
+
+(defun cfgate--status-lines (status)
+  "Readable lines for STATUS, a `cfgate/status' result."
+  (let ((requests (plist-get status :requests))
+        (settings-error (plist-get status :settings_error))
+        (base-url (plist-get status :base_url)))
+    (delq nil
+          (list
+           (format "cfgate %s, up %ss" (plist-get status :version) (plist-get status :uptime_secs))
+           (if (eq (plist-get status :credentials_complete) t)
+               "credentials: complete"
+             (format "credentials: missing %s"
+                     (mapconcat #'identity (plist-get status :missing) ", ")))
+           (and (stringp settings-error) (format "settings error: %s" settings-error))
+           (format "model: %s" (plist-get status :model))
+           (format "base url: %s" (if (stringp base-url) base-url "(not set)"))
+           (format "requests: %s total, %s in flight, %s failed"
+                   (plist-get requests :total)
+                   (plist-get requests :in_flight)
+                   (plist-get requests :failed))))))
+
+;;;###autoload
+(defun cfgate-status ()
+  "Show the daemon's status; return it as a plist."
+  (interactive)
+  (let ((status (cfgate--request-sync :cfgate/status (make-hash-table))))
+    (when (called-interactively-p 'any)
+      (message "%s" (mapconcat #'identity (cfgate--status-lines status) "\n")))
+    status))
+
+;;;###autoload
+(defun cfgate-set-model (model)
+  "Use MODEL for this Emacs's requests (workspace/didChangeConfiguration)."
+  (interactive (list (read-string "cfgate model: ")))
+  (when (string-empty-p (string-trim model))
+    (user-error "cfgate: no model given"))
+  (setq cfgate-settings
+        (if (keywordp (car cfgate-settings))
+            (plist-put (copy-sequence cfgate-settings) :model model)
+          (cons (cons 'model model) (assq-delete-all 'model (copy-alist cfgate-settings)))))
+  (when (cfgate-running-p)
+    (jsonrpc-notify cfgate--connection :workspace/didChangeConfiguration
+                    (list :settings (list :cfgate (list :model model)))))
+  (message "cfgate: model %s" model)
+  model)
+
+;;;###autoload
+(defun cfgate-select-model ()
+  "Choose the model among `cfgate-models' and the current one."
+  (interactive)
+  (let* ((current (plist-get (cfgate-status) :model))
+         (choices (delete-dups (cons current (copy-sequence cfgate-models))))
+         (model (completing-read (format "cfgate model (current %s): " current)
+                                 choices nil nil nil nil current)))
+    (unless (equal model current)
+      (cfgate-set-model model))))
+
+
+;;;; Chat
+
+(defvar cfgate-chat-buffer-name "*cfgate-chat*"
+  "Name of the chat buffer.")
+
+(defvar-local cfgate--chat-request nil
+  "The request whose answer streams into this chat buffer.")
+(defvar-local cfgate--chat-answer-marker nil
+  "Where the streamed answer goes.")
+(defvar-local cfgate--chat-heading-marker nil
+  "Start of the answer's section (removed if the request fails).")
+(defvar-local cfgate--chat-streamed nil
+  "Non-nil once content streamed into the current answer.")
+
+(defvar cfgate-chat-mode-map
+  (let ((map (make-sparse-keymap)))
+    (define-key map (kbd "C-c C-c") #'cfgate-chat-send)
+    (define-key map (kbd "C-c C-k") #'cfgate-chat-cancel)
+    (define-key map (kbd "C-c C-n") #'cfgate-chat-new)
+    map)
+  "Keymap of `cfgate-chat-mode'.")
+
+(define-derived-mode cfgate-chat-mode text-mode "cfgate-chat"
+  "Chat with the model through cfgate.
+Write under the last heading `cfgate-chat-user-heading' and send with
+\\[cfgate-chat-send]; \\[cfgate-chat-cancel] stops an answer.  The whole
+conversation is sent each time, as the buffer holds it.
+
+\\{cfgate-chat-mode-map}"
+  (setq-local font-lock-defaults
+              (list (list (list (concat "^\\(?:" (regexp-quote cfgate-chat-user-heading)
+                                        "\\|" (regexp-quote cfgate-chat-assistant-heading)
+                                        "\\)[ \t]*$")
+                                0 ''cfgate-chat-heading-face)))))
+
+(defun cfgate-chat-messages ()
+  "The conversation in the current chat buffer as a list of message plists.
+Also return, as second and third values in a list, the role and text of
+the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
+  (let ((sections nil) (current nil))
+    (save-excursion
+      (goto-char (point-min))
+      (while (not (eobp))
+        (let ((line (buffer-substring-no-properties (line-beginning-position) (line-end-position))))
+          (cond
+           ((equal (string-trim line) cfgate-chat-user-heading)
+            (setq current (list "user")) (push current sections))
+           ((equal (string-trim line) cfgate-chat-assistant-heading)
+            (setq current (list "assistant")) (push current sections))
+           (current (setcdr current (cons line (cdr current))))))
+        (forward-line 1)))
+    (setq sections (nreverse sections))
+    (let ((messages (when (and cfgate-chat-system-prompt
+                               (not (string-empty-p cfgate-chat-system-prompt)))
+                      (list (list :role "system" :content cfgate-chat-system-prompt))))
+          (last-role nil) (last-text ""))
+      (dolist (section sections)
+        (let ((text (string-trim (mapconcat #'identity (reverse (cdr section)) "\n"))))
+          (setq last-role (car section) last-text text)
+          (unless (string-empty-p text)
+            (setq messages (append messages (list (list :role (car section) :content text)))))))
+      (list messages last-role last-text))))
+
+(defun cfgate--chat-buffer ()
+  "The chat buffer, created if needed."
+  (or (get-buffer cfgate-chat-buffer-name)
+      (with-current-buffer (get-buffer-create cfgate-chat-buffer-name)
+        (cfgate-chat-mode)
+        (insert cfgate-chat-user-heading "\n\n")
+        (add-hook 'kill-buffer-hook #'cfgate-chat-cancel nil t)
+        (current-buffer))))
+
+(defun cfgate--insert-following (marker text)
+  "Insert TEXT at MARKER; windows whose point was at the end follow it."
+  (when (and (marker-buffer marker) (not (string-empty-p text)))
+    (with-current-buffer (marker-buffer marker)
+      (let* ((end (point-max))
+             (windows (cl-remove-if-not (lambda (w) (= (window-point w) end))
+                                        (get-buffer-window-list nil nil t)))
+             (follow (= (point) end)))
+        (save-excursion
+          (goto-char marker)
+          (insert text))
+        (when follow (goto-char (point-max)))
+        (dolist (w windows) (set-window-point w (point-max)))))))
+
+(defun cfgate--chat-finish-turn ()
+  "End the current turn: a new heading for the next message."
+  (when cfgate--chat-answer-marker
+    (cfgate--insert-following cfgate--chat-answer-marker
+                              (concat "\n\n" cfgate-chat-user-heading "\n\n")))
+  (setq cfgate--chat-request nil
+        cfgate--chat-answer-marker nil
+        cfgate--chat-heading-marker nil))
+
+(defun cfgate--chat-drop-turn ()
+  "Remove the failed answer's section; the message stays, to send again."
+  (when cfgate--chat-heading-marker
+    (save-excursion
+      (delete-region cfgate--chat-heading-marker (point-max))
+      (goto-char (point-max))
+      (unless (bolp) (insert "\n"))))
+  (setq cfgate--chat-request nil
+        cfgate--chat-answer-marker nil
+        cfgate--chat-heading-marker nil))
+
+(defun cfgate-chat-busy-p (&optional buffer)
+  "Non-nil while an answer streams into BUFFER (default: the chat buffer)."
+  (let ((buffer (or buffer (get-buffer cfgate-chat-buffer-name))))
+    (and (buffer-live-p buffer)
+         (buffer-local-value 'cfgate--chat-request buffer)
+         t)))
+
+(defun cfgate-chat-send ()
+  "Send the conversation in the chat buffer; the answer streams in below."
+  (interactive)
+  (with-current-buffer (cfgate--chat-buffer)
+    (when cfgate--chat-request
+      (user-error "cfgate: an answer is still streaming (C-c C-k stops it)"))
+    (pcase-let ((`(,messages ,last-role ,last-text) (cfgate-chat-messages))
+                (buffer (current-buffer)))
+      (unless (and (equal last-role "user") (not (string-empty-p last-text)))
+        (user-error "cfgate: write a message under \"%s\" first" cfgate-chat-user-heading))
+      (let ((inhibit-read-only t))
+        (save-excursion
+          (goto-char (point-max))
+          (skip-chars-backward " \t\n")
+          (delete-region (point) (point-max))
+          (setq cfgate--chat-heading-marker (copy-marker (point)))
+          (insert "\n\n" cfgate-chat-assistant-heading "\n\n")
+          (setq cfgate--chat-answer-marker (copy-marker (point) t))))
+      (dolist (w (get-buffer-window-list buffer nil t))
+        (set-window-point w (point-max)))
+      (goto-char (point-max))
+      (setq cfgate--chat-streamed nil)
+      (let (req)
+        (setq req
+              (cfgate--request
+               :cfgate/chat (append (list :messages (vconcat messages)) cfgate-chat-params)
+               :on-progress
+               (lambda (value)
+                 (when (and (buffer-live-p buffer) (equal (plist-get value :kind) "report"))
+                   (let ((content (plist-get value :content)))
+                     (when (stringp content)
+                       (with-current-buffer buffer
+                         (when (eq cfgate--chat-request req)
+                           (setq cfgate--chat-streamed t)
+                           (cfgate--insert-following cfgate--chat-answer-marker content)))))))
+               :on-result
+               (lambda (result)
+                 (when (buffer-live-p buffer)
+                   (with-current-buffer buffer
+                     (when (eq cfgate--chat-request req)
+                       (let ((content (plist-get result :content)))
+                         (when (and (not cfgate--chat-streamed) (stringp content))
+                           (cfgate--insert-following cfgate--chat-answer-marker content)))
+                       (cfgate--chat-finish-turn)))))
+               :on-error
+               (lambda (err)
+                 (when (buffer-live-p buffer)
+                   (with-current-buffer buffer
+                     (when (eq cfgate--chat-request req)
+                       (if (cfgate--cancelled-p err)
+                           (cfgate--chat-finish-turn)
+                         (cfgate--chat-drop-turn)))))
+                 (cfgate--report-error err))))
+        (unless (cfgate--req-done req)
+          (setq cfgate--chat-request req))))))
+
+(defun cfgate-chat-cancel ()
+  "Stop the answer streaming into the chat buffer; what arrived stays."
+  (interactive)
+  (let ((buffer (get-buffer cfgate-chat-buffer-name)))
+    (when (buffer-live-p buffer)
+      (with-current-buffer buffer
+        (when cfgate--chat-request
+          (cfgate--cancel cfgate--chat-request)
+          (cfgate--chat-finish-turn))))))
+
+(defun cfgate-chat-new ()
+  "Start a new conversation in the chat buffer."
+  (interactive)
+  (with-current-buffer (cfgate--chat-buffer)
+    (cfgate-chat-cancel)
+    (let ((inhibit-read-only t))
+      (erase-buffer)
+      (insert cfgate-chat-user-heading "\n\n"))))
+
+;;;###autoload
+(defun cfgate-chat (&optional prompt new)
+  "Open the chat buffer; with PROMPT, add it as your message and send.
+Interactively, in the chat buffer this sends what you wrote; elsewhere it
+asks for PROMPT (empty: just show the chat).  With NEW (prefix argument),
+start a new conversation first.  Return the chat buffer."
+  (interactive
+   (list (unless (derived-mode-p 'cfgate-chat-mode)
+           (read-string "cfgate chat: "))
+         current-prefix-arg))
+  (let ((from-chat (derived-mode-p 'cfgate-chat-mode))
+        (buffer (cfgate--chat-buffer)))
+    (when new (cfgate-chat-new))
+    (when (called-interactively-p 'any)
+      (pop-to-buffer buffer))
+    (with-current-buffer buffer
+      (cond
+       ((and prompt (not (string-empty-p (string-trim prompt))))
+        (when cfgate--chat-request
+          (user-error "cfgate: an answer is still streaming"))
+        (let ((inhibit-read-only t))
+          (goto-char (point-max))
+          (unless (equal (nth 1 (cfgate-chat-messages)) "user")
+            (skip-chars-backward " \t\n")
+            (delete-region (point) (point-max))
+            (insert "\n\n" cfgate-chat-user-heading "\n\n"))
+          (insert prompt))
+        (cfgate-chat-send))
+       ((and from-chat (not new))
+        (cfgate-chat-send))
+       (t (goto-char (point-max)))))
+    buffer))
+
+
+;;;; Ask about the region
+
+(defvar cfgate-ask-buffer-name "*cfgate-ask*"
+  "Name of the buffer `cfgate-ask-region' answers in.")
+
+(defvar-local cfgate--ask-request nil
+  "The request answering in this buffer.")
+
+(define-derived-mode cfgate-answer-mode special-mode "cfgate-answer"
+  "A streamed answer from cfgate; \\[quit-window] closes it."
+  (setq-local truncate-lines nil)
+  (add-hook 'kill-buffer-hook #'cfgate--ask-cancel nil t))
+
+(defun cfgate--ask-cancel ()
+  "Cancel the request answering in the current buffer."
+  (when cfgate--ask-request
+    (cfgate--cancel cfgate--ask-request)
+    (setq cfgate--ask-request nil)))
+
+(defun cfgate--language ()
+  "A language name for the current buffer, from its major mode."
+  (let ((name (symbol-name major-mode)))
+    (replace-regexp-in-string "\\(?:-ts\\)?-mode\\'" "" name)))
+
+;;;###autoload
+(defun cfgate-ask-region (beg end instruction)
+  "Ask about the text between BEG and END with INSTRUCTION.
+The answer streams into the buffer `cfgate-ask-buffer-name', which is
+returned."
+  (interactive
+   (if (use-region-p)
+       (list (region-beginning) (region-end) (read-string "cfgate ask: "))
+     (list (point-min) (point-max) (read-string "cfgate ask (whole buffer): "))))
+  (when (string-empty-p (string-trim instruction))
+    (user-error "cfgate: no instruction given"))
+  (let* ((text (buffer-substring-no-properties beg end))
+         (content (format "%s\n\n```%s\n%s\n```" instruction (cfgate--language) text))
+         (messages (append (when (and cfgate-chat-system-prompt
+                                      (not (string-empty-p cfgate-chat-system-prompt)))
+                             (list (list :role "system" :content cfgate-chat-system-prompt)))
+                           (list (list :role "user" :content content))))
+         (buffer (get-buffer-create cfgate-ask-buffer-name))
+         (marker nil) (streamed nil))
+    (with-current-buffer buffer
+      (cfgate--ask-cancel)
+      (cfgate-answer-mode)
+      (let ((inhibit-read-only t))
+        (erase-buffer)
+        (setq marker (copy-marker (point-min) t)))
+      (setq-local cfgate--ask-request
+                  (cfgate--request
+                   :cfgate/chat (append (list :messages (vconcat messages)) cfgate-chat-params)
+                   :on-progress
+                   (lambda (value)
+                     (let ((piece (plist-get value :content)))
+                       (when (and (stringp piece) (buffer-live-p buffer))
+                         (setq streamed t)
+                         (let ((inhibit-read-only t))
+                           (cfgate--insert-following marker piece)))))
+                   :on-result
+                   (lambda (result)
+                     (when (buffer-live-p buffer)
+                       (with-current-buffer buffer
+                         (setq cfgate--ask-request nil)
+                         (let ((content (plist-get result :content))
+                               (inhibit-read-only t))
+                           (when (and (not streamed) (stringp content))
+                             (cfgate--insert-following marker content))))))
+                   :on-error
+                   (lambda (err)
+                     (when (buffer-live-p buffer)
+                       (with-current-buffer buffer
+                         (setq cfgate--ask-request nil)
+                         (unless (cfgate--cancelled-p err)
+                           (let ((inhibit-read-only t))
+                             (goto-char (point-max))
+                             (insert "\n" (cfgate--format-error err) "\n")))))
+                     (cfgate--report-error err)))))
+    (display-buffer buffer)
+    buffer))
+
+(defun cfgate-ask-busy-p ()
+  "Non-nil while an answer streams into the ask buffer."
+  (let ((buffer (get-buffer cfgate-ask-buffer-name)))
+    (and (buffer-live-p buffer) (buffer-local-value 'cfgate--ask-request buffer) t)))
+
+
+;;;; Completion
+
+(defun cfgate--complete-params ()
+  "Params of a `cfgate/complete' request for point."
+  (let* ((pos (point))
+         (prefix (buffer-substring-no-properties (max (point-min) (- pos cfgate-max-prefix-chars)) pos))
+         (suffix (buffer-substring-no-properties pos (min (point-max) (+ pos cfgate-max-suffix-chars)))))
+    (append (list :prefix prefix :suffix suffix :language (cfgate--language))
+            (when buffer-file-name
+              (list :path (file-relative-name buffer-file-name)))
+            (when cfgate-complete-max-tokens
+              (list :max_tokens cfgate-complete-max-tokens)))))
+
+;;;###autoload
+(defun cfgate-complete-at-point ()
+  "Completion-at-point function offering the model's completion at point.
+The candidate is the symbol before point followed by the `cfgate/complete'
+text.  It waits for the answer (input cancels it), so add it to
+`completion-at-point-functions' only where an explicit
+\\[completion-at-point] calls it."
+  (let* ((end (point))
+         (start (save-excursion (skip-syntax-backward "w_") (point)))
+         (result (condition-case err
+                     (cfgate--request-sync :cfgate/complete (cfgate--complete-params)
+                                           (not noninteractive))
+                   (user-error (message "%s" (error-message-string err)) nil)))
+         (text (plist-get result :text)))
+    (when (and (stringp text) (not (string-empty-p text)))
+      (list start end
+            (list (concat (buffer-substring-no-properties start end) text))
+            :exclusive 'no
+            :annotation-function (lambda (_) " cfgate")))))
+
+
+;;;; Inline suggestion
+
+(defvar-local cfgate--suggestion nil
+  "The inline suggestion: a plist (:overlay :text :request :done).")
+
+(defvar cfgate-suggestion-map
+  (let ((map (make-sparse-keymap)))
+    (define-key map (kbd "TAB") #'cfgate-accept-suggestion)
+    (define-key map (kbd "<tab>") #'cfgate-accept-suggestion)
+    (define-key map (kbd "C-g") #'cfgate-dismiss-suggestion)
+    map)
+  "Keys active while an inline suggestion is shown.")
+
+(define-minor-mode cfgate--suggestion-mode
+  "Internal: on while an inline suggestion is shown, for `cfgate-suggestion-map'."
+  :lighter nil
+  :keymap cfgate-suggestion-map)
+
+(defun cfgate--render-suggestion ()
+  "Show the suggestion's text after point."
+  (when cfgate--suggestion
+    (let ((ov (plist-get cfgate--suggestion :overlay))
+          (text (plist-get cfgate--suggestion :text)))
+      (when (overlay-buffer ov)
+        (if (string-empty-p text)
+            (overlay-put ov 'after-string nil)
+          (let ((shown (propertize text 'face 'cfgate-suggestion-face)))
+            (put-text-property 0 1 'cursor t shown)
+            (overlay-put ov 'after-string shown)))))))
+
+(defun cfgate-suggestion-text ()
+  "The text of the inline suggestion shown, or nil."
+  (and cfgate--suggestion (plist-get cfgate--suggestion :text)))
+
+(defun cfgate-suggestion-done-p ()
+  "Non-nil if the inline suggestion is complete."
+  (and cfgate--suggestion (plist-get cfgate--suggestion :done)))
+
+(defun cfgate-dismiss-suggestion ()
+  "Remove the inline suggestion and cancel its request."
+  (interactive)
+  (when cfgate--suggestion
+    (cfgate--cancel (plist-get cfgate--suggestion :request))
+    (delete-overlay (plist-get cfgate--suggestion :overlay))
+    (setq cfgate--suggestion nil))
+  (remove-hook 'pre-command-hook #'cfgate--suggestion-pre-command t)
+  (when cfgate--suggestion-mode
+    (cfgate--suggestion-mode -1)))
+
+(defun cfgate--suggestion-pre-command ()
+  "Remove the suggestion before any command but accepting it."
+  (unless (memq this-command '(cfgate-accept-suggestion cfgate-suggest))
+    (cfgate-dismiss-suggestion)))
+
+;;;###autoload
+(defun cfgate-suggest ()
+  "Ask for a suggestion at point; it streams in as an overlay.
+Accept it with \\[cfgate-accept-suggestion] (TAB while it is shown); any
+other command removes it and cancels its request."
+  (interactive)
+  (cfgate-dismiss-suggestion)
+  (cfgate-start)
+  (let* ((buffer (current-buffer))
+         (ov (make-overlay (point) (point) nil nil t))
+         (suggestion (list :overlay ov :text "" :request nil :done nil)))
+    (overlay-put ov 'priority 1000)
+    (overlay-put ov 'cfgate t)
+    (setq cfgate--suggestion suggestion)
+    (add-hook 'pre-command-hook #'cfgate--suggestion-pre-command nil t)
+    (cfgate--suggestion-mode 1)
+    (let ((req
+           (cfgate--request
+            :cfgate/complete (cfgate--complete-params)
+            :on-progress
+            (lambda (value)
+              (let ((piece (plist-get value :content)))
+                (when (and (stringp piece) (buffer-live-p buffer))
+                  (with-current-buffer buffer
+                    (when (eq cfgate--suggestion suggestion)
+                      (plist-put suggestion :text (concat (plist-get suggestion :text) piece))
+                      (cfgate--render-suggestion))))))
+            :on-result
+            (lambda (result)
+              (when (buffer-live-p buffer)
+                (with-current-buffer buffer
+                  (when (eq cfgate--suggestion suggestion)
+                    (let ((text (plist-get result :text)))
+                      (when (stringp text) (plist-put suggestion :text text)))
+                    (plist-put suggestion :done t)
+                    (if (string-empty-p (plist-get suggestion :text))
+                        (cfgate-dismiss-suggestion)
+                      (cfgate--render-suggestion))))))
+            :on-error
+            (lambda (err)
+              (when (buffer-live-p buffer)
+                (with-current-buffer buffer
+                  (when (eq cfgate--suggestion suggestion)
+                    (cfgate-dismiss-suggestion))))
+              (cfgate--report-error err)))))
+      (when (eq cfgate--suggestion suggestion)
+        (plist-put suggestion :request req)))))
+
+(defun cfgate-accept-suggestion ()
+  "Insert the inline suggestion at its place."
+  (interactive)
+  (let* ((suggestion cfgate--suggestion)
+         (text (and suggestion (plist-get suggestion :text)))
+         (ov (and suggestion (plist-get suggestion :overlay))))
+    (unless (and text (not (string-empty-p text)) (overlay-buffer ov))
+      (user-error "cfgate: no suggestion to accept"))
+    (let ((pos (overlay-start ov)))
+      ;; Accepting while it streams takes what is shown and stops the rest.
+      (cfgate-dismiss-suggestion)
+      (goto-char pos)
+      (insert text))))
+
+(defvar-local cfgate--idle-timer nil
+  "Timer of `cfgate-inline-mode'.")
+
+(defun cfgate--idle-suggest (buffer tick pos)
+  "Suggest in BUFFER if it is current, unchanged since TICK, with point at POS."
+  (when (and (eq (current-buffer) buffer)
+             (= (buffer-chars-modified-tick) tick)
+             (= (point) pos)
+             (not cfgate--suggestion)
+             (not (minibufferp)))
+    (condition-case err
+        (cfgate-suggest)
+      (user-error (message "%s" (error-message-string err))))))
+
+(defun cfgate--inline-post-command ()
+  "After a command that inserted text, ask for a suggestion when idle."
+  (when (timerp cfgate--idle-timer)
+    (cancel-timer cfgate--idle-timer)
+    (setq cfgate--idle-timer nil))
+  (when (and (memq this-command '(self-insert-command newline org-self-insert-command))
+             (not buffer-read-only))
+    (setq cfgate--idle-timer
+          (run-with-idle-timer cfgate-idle-delay nil #'cfgate--idle-suggest
+                               (current-buffer) (buffer-chars-modified-tick) (point)))))
+
+;;;###autoload
+(define-minor-mode cfgate-inline-mode
+  "Ask cfgate for an inline suggestion whenever typing pauses.
+The suggestion shows after point; TAB accepts it, any other command
+removes it."
+  :lighter " cfgate"
+  (if cfgate-inline-mode
+      (add-hook 'post-command-hook #'cfgate--inline-post-command nil t)
+    (remove-hook 'post-command-hook #'cfgate--inline-post-command t)
+    (when (timerp cfgate--idle-timer)
+      (cancel-timer cfgate--idle-timer))
+    (cfgate-dismiss-suggestion)))
+
+(provide 'cfgate)
+;;; cfgate.el ends here

@@ -1,0 +1,302 @@
+;;; cfgate-test.el --- ERT tests of cfgate.el against the daemon and the fake gateway  -*- lexical-binding: t; -*-
+
+;;; Commentary:
+
+;; Run by editors/emacs/test/run.sh, which starts the fake gateway and sets
+;; FAKE_GATEWAY_URL and CFGATE_BIN.  Waits poll `accept-process-output' with
+;; deadlines; nothing sleeps a fixed time.
+
+;;; Code:
+
+(require 'ert)
+(require 'cl-lib)
+(require 'subr-x)
+(require 'cfgate)
+
+(defvar cfgate-test-url (or (getenv "FAKE_GATEWAY_URL")
+                            (error "FAKE_GATEWAY_URL is not set (use test/run.sh)"))
+  "The fake gateway's URL.")
+
+(defconst cfgate-test-default-model "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+  "The daemon's default model.")
+
+(setq cfgate-executable (or (getenv "CFGATE_BIN") (error "CFGATE_BIN is not set"))
+      cfgate-settings `((base_url . ,(concat cfgate-test-url "/v1/acc/gw/compat"))))
+
+;;;; Helpers
+
+(defun cfgate-test--http (method path &optional body)
+  "Call the fake's control endpoint PATH with METHOD and JSON BODY."
+  (with-temp-buffer
+    (let* ((args (append (list "-sS" "--fail" "--max-time" "10" "-X" method
+                               (concat cfgate-test-url path))
+                         (when body
+                           (list "-H" "content-type: application/json"
+                                 "--data-binary" (json-serialize body)))))
+           (status (apply #'call-process "curl" nil t nil args)))
+      (unless (eql status 0)
+        (error "Curl %s %s failed (%s): %s" method path status (buffer-string)))
+      (buffer-string))))
+
+(defun cfgate-test--reset ()
+  "Forget the fake's scripts and recorded requests."
+  (cfgate-test--http "POST" "/__fake/reset"))
+
+(defun cfgate-test--script (script)
+  "Queue SCRIPT, a plist, at the fake."
+  (cfgate-test--http "POST" "/__fake/script" script))
+
+(defun cfgate-test--json (text)
+  "Parse TEXT as JSON into plists and lists."
+  (json-parse-string text :object-type 'plist :array-type 'list
+                     :null-object nil :false-object :false))
+
+(defun cfgate-test--chat-requests ()
+  "The chat requests the fake received."
+  (cl-remove-if-not (lambda (r) (string-match-p "/chat/completions" (plist-get r :path)))
+                    (cfgate-test--json (cfgate-test--http "GET" "/__fake/requests"))))
+
+(defun cfgate-test--stats ()
+  "The fake's counters."
+  (cfgate-test--json (cfgate-test--http "GET" "/__fake/stats")))
+
+(defun cfgate-test--wait (what pred &optional timeout)
+  "Process output until PRED returns non-nil; fail after TIMEOUT s waiting for WHAT."
+  (let ((deadline (+ (float-time) (or timeout 15)))
+        value)
+    (while (not (setq value (funcall pred)))
+      (when (> (float-time) deadline)
+        (ert-fail (format "timed out after %s s waiting for %s" (or timeout 15) what)))
+      (accept-process-output nil 0.02))
+    value))
+
+(defvar cfgate-test--messages nil
+  "Messages shown while `cfgate-test--capture-messages' runs.")
+
+(defun cfgate-test--record-message (format-string &rest args)
+  "Record the message FORMAT-STRING with ARGS."
+  (when format-string
+    (push (apply #'format-message format-string args) cfgate-test--messages)))
+
+(defmacro cfgate-test--capture-messages (&rest body)
+  "Run BODY recording every `message' in `cfgate-test--messages'."
+  (declare (indent 0))
+  `(progn
+     (setq cfgate-test--messages nil)
+     (advice-add 'message :before #'cfgate-test--record-message)
+     (unwind-protect (progn ,@body)
+       (advice-remove 'message #'cfgate-test--record-message))))
+
+(defun cfgate-test--find-message (needle)
+  "The first recorded message containing NEEDLE."
+  (cl-find-if (lambda (m) (string-search needle m)) cfgate-test--messages))
+
+;;;; Tests (ERT runs them in name order)
+
+(ert-deftest cfgate-test-01-missing-executable ()
+  "A missing executable is a clear user error."
+  (let ((cfgate-executable "/nonexistent/cfgate"))
+    (cfgate-shutdown)
+    (let ((err (should-error (cfgate-start) :type 'user-error)))
+      (should (string-prefix-p "cfgate: executable not found" (cadr err))))
+    (should-not (cfgate-running-p))))
+
+(ert-deftest cfgate-test-01b-bad-setting ()
+  "A settings key the daemon refuses is a clear user error, and no process stays."
+  (cfgate-shutdown)
+  (let* ((cfgate-settings (append cfgate-settings '((bogus . 1))))
+         (err (should-error (cfgate-start) :type 'user-error)))
+    (should (string-prefix-p "cfgate: the daemon could not start" (cadr err)))
+    (should (string-search "bogus" (cadr err)))
+    (should-not (cfgate-running-p))
+    (should-not (process-live-p cfgate--process))))
+
+(ert-deftest cfgate-test-02-status ()
+  "The daemon starts with `cfgate-settings' and answers cfgate/status."
+  (let ((status (cfgate-status)))
+    (should (eq (plist-get status :credentials_complete) t))
+    (should (equal (plist-get status :base_url)
+                   (concat cfgate-test-url "/v1/acc/gw/compat")))
+    (should (cfgate-running-p))))
+
+(ert-deftest cfgate-test-03-chat-streams ()
+  "`cfgate-chat' streams the answer into the chat buffer and keeps the history."
+  (cfgate-test--reset)
+  (let* ((buffer (cfgate-chat nil t))
+         (changes 0))
+    (with-current-buffer buffer
+      (add-hook 'after-change-functions (lambda (&rest _) (cl-incf changes)) nil t))
+    (cfgate-chat "hello there")
+    (should (cfgate-chat-busy-p))
+    (cfgate-test--wait "the answer"
+                       (lambda () (and (not (cfgate-chat-busy-p))
+                                       (with-current-buffer buffer
+                                         (string-search "echo: hello there" (buffer-string))))))
+    ;; One piece per word: several insertions, not one.
+    (should (>= changes 4))
+    (should (equal (with-current-buffer buffer (buffer-string))
+                   "## You\n\nhello there\n\n## cfgate\n\necho: hello there\n\n## You\n\n"))
+    (let ((requests (cfgate-test--chat-requests)))
+      (should (= (length requests) 1))
+      (should (eq (plist-get (plist-get (car requests) :body) :stream) t)))
+    ;; The second turn sends the whole conversation.
+    (cfgate-chat "how are you")
+    (cfgate-test--wait "the second answer"
+                       (lambda () (and (not (cfgate-chat-busy-p))
+                                       (with-current-buffer buffer
+                                         (string-search "echo: how are you" (buffer-string))))))
+    (let* ((requests (cfgate-test--chat-requests))
+           (messages (plist-get (plist-get (nth 1 requests) :body) :messages)))
+      (should (= (length requests) 2))
+      (should (= (length messages) 3))
+      (should (equal (plist-get (nth 1 messages) :role) "assistant"))
+      (should (equal (plist-get (nth 1 messages) :content) "echo: hello there"))
+      (should (equal (plist-get (nth 2 messages) :content) "how are you")))))
+
+(ert-deftest cfgate-test-04-complete-at-point ()
+  "`cfgate-complete-at-point' offers the scripted completion."
+  (cfgate-test--reset)
+  (cfgate-test--script '(:content "compute(42)"))
+  (with-temp-buffer
+    (insert "local x = ")
+    (let ((capf (cfgate-complete-at-point)))
+      (should capf)
+      (should (= (nth 0 capf) (point)))
+      (should (= (nth 1 capf) (point)))
+      (should (equal (nth 2 capf) '("compute(42)")))))
+  ;; With a symbol before point, the candidate completes that symbol.
+  (cfgate-test--script '(:content "ute(42)"))
+  (with-temp-buffer
+    (insert "local x = comp")
+    (let ((capf (cfgate-complete-at-point)))
+      (should (equal (nth 2 capf) '("compute(42)")))
+      (should (equal (buffer-substring (nth 0 capf) (nth 1 capf)) "comp"))))
+  (should (= (length (cfgate-test--chat-requests)) 2)))
+
+(ert-deftest cfgate-test-05-suggestion-accept ()
+  "`cfgate-suggest' streams an overlay that `cfgate-accept-suggestion' inserts."
+  (cfgate-test--reset)
+  (cfgate-test--script '(:content "compute(42)"))
+  (with-temp-buffer
+    (insert "local x = ")
+    (cfgate-suggest)
+    (cfgate-test--wait "the suggestion"
+                       (lambda () (and (cfgate-suggestion-done-p)
+                                       (equal (cfgate-suggestion-text) "compute(42)"))))
+    (let ((overlays (cl-remove-if-not (lambda (o) (overlay-get o 'cfgate))
+                                      (overlays-in (point-min) (point-max)))))
+      (should (= (length overlays) 1))
+      (should (equal (substring-no-properties (overlay-get (car overlays) 'after-string))
+                     "compute(42)"))
+      (should (= (overlay-start (car overlays)) (point))))
+    (should (equal (buffer-string) "local x = "))
+    (should cfgate--suggestion-mode)
+    (should (eq (key-binding (kbd "TAB")) #'cfgate-accept-suggestion))
+    (cfgate-accept-suggestion)
+    (should (equal (buffer-string) "local x = compute(42)"))
+    (should (= (point) (point-max)))
+    (should-not (cl-some (lambda (o) (overlay-get o 'cfgate))
+                         (overlays-in (point-min) (point-max))))
+    (should-not cfgate--suggestion-mode)))
+
+(ert-deftest cfgate-test-06-other-command-cancels ()
+  "Any other command removes the suggestion and cancels its request."
+  (cfgate-test--reset)
+  (let ((dropped (plist-get (cfgate-test--stats) :streams_dropped)))
+    (cfgate-test--script '(:hold_open t :chunks ["still_" "streaming"]))
+    (with-temp-buffer
+      (insert "foo(")
+      (cfgate-suggest)
+      (cfgate-test--wait "the request at the fake"
+                         (lambda () (cfgate-test--chat-requests)))
+      (should-not (cfgate-suggestion-done-p))
+      ;; A command runs: pre-command-hook as the command loop runs it.
+      (let ((this-command 'self-insert-command))
+        (run-hooks 'pre-command-hook))
+      (should-not (cfgate-suggestion-text))
+      (should-not (cl-some (lambda (o) (overlay-get o 'cfgate))
+                           (overlays-in (point-min) (point-max))))
+      (cfgate-test--wait "the upstream stream to be dropped"
+                         (lambda () (> (plist-get (cfgate-test--stats) :streams_dropped)
+                                       dropped))))))
+
+(ert-deftest cfgate-test-07-upstream-error-hint ()
+  "An upstream error shows the message and the hint, not JSON."
+  (cfgate-test--reset)
+  (cfgate-set-model "@cf/google/gemini-2.0-flash")
+  (unwind-protect
+      (progn
+        (should (equal (plist-get (cfgate-status) :model) "@cf/google/gemini-2.0-flash"))
+        (cfgate-test--capture-messages
+          (let ((buffer (cfgate-chat "hi" t)))
+            (cfgate-test--wait "the error message"
+                               (lambda () (cfgate-test--find-message "hint:")))
+            (let ((shown (cfgate-test--find-message "hint:")))
+              (should (string-prefix-p "cfgate: " shown))
+              (should (string-search "\nhint: " shown))
+              (should (string-search "google-ai-studio/" shown))
+              (should (string-search "5007" shown))
+              (should-not (string-search "{" shown)))
+            (should-not (cfgate-chat-busy-p))
+            (with-current-buffer buffer
+              (should-not (string-search "## cfgate" (buffer-string)))
+              (should (string-search "hi" (buffer-string))))))
+        ;; Blocking requests signal a user-error with the same text.
+        (let ((err (should-error (cfgate--request-sync
+                                  :cfgate/chat (list :messages [(:role "user" :content "hi")]))
+                                 :type 'user-error)))
+          (should (string-search "\nhint: " (cadr err)))
+          (should (string-search "google-ai-studio/" (cadr err)))))
+    (cfgate-set-model cfgate-test-default-model)))
+
+(ert-deftest cfgate-test-08-ask-region ()
+  "`cfgate-ask-region' streams the answer about the region."
+  (cfgate-test--reset)
+  (let (buffer)
+    (with-temp-buffer
+      (insert "local a = 1\nlocal b = 2\nreturn a + b\n")
+      (setq buffer (cfgate-ask-region (point-min)
+                                      (save-excursion (goto-char (point-min))
+                                                      (forward-line 2) (point))
+                                      "explain this")))
+    (cfgate-test--wait "the answer" (lambda () (not (cfgate-ask-busy-p))))
+    (should (string-search "echo: explain this" (with-current-buffer buffer (buffer-string))))
+    (let* ((body (plist-get (car (cfgate-test--chat-requests)) :body))
+           (content (plist-get (car (last (plist-get body :messages))) :content)))
+      (should (string-search "local a = 1\nlocal b = 2\n" content))
+      (should-not (string-search "return a + b" content)))
+    (kill-buffer buffer)))
+
+(ert-deftest cfgate-test-09-inline-mode ()
+  "`cfgate-inline-mode' asks for a suggestion after typing, once idle."
+  (cfgate-test--reset)
+  (cfgate-test--script '(:content "compute(42)"))
+  (with-temp-buffer
+    (cfgate-inline-mode 1)
+    (insert "local x = ")
+    (let ((this-command 'self-insert-command))
+      (run-hooks 'post-command-hook))
+    (should (timerp cfgate--idle-timer))
+    ;; Run the idle timer's function as the command loop would once idle.
+    (apply (timer--function cfgate--idle-timer) (timer--args cfgate--idle-timer))
+    (cfgate-test--wait "the suggestion"
+                       (lambda () (and (cfgate-suggestion-done-p)
+                                       (equal (cfgate-suggestion-text) "compute(42)"))))
+    (cfgate-accept-suggestion)
+    (should (equal (buffer-string) "local x = compute(42)"))
+    (cfgate-inline-mode -1)
+    (should-not (memq #'cfgate--inline-post-command post-command-hook))))
+
+(ert-deftest cfgate-test-10-shutdown ()
+  "`cfgate-shutdown' ends the daemon; the next request starts it again."
+  (cfgate-status)
+  (let ((proc cfgate--process))
+    (should (process-live-p proc))
+    (cfgate-shutdown)
+    (should-not (cfgate-running-p))
+    (cfgate-test--wait "the process to end" (lambda () (not (process-live-p proc)))))
+  (should (eq (plist-get (cfgate-status) :credentials_complete) t))
+  (cfgate-shutdown))
+
+(provide 'cfgate-test)
+;;; cfgate-test.el ends here

@@ -1,0 +1,455 @@
+--- The chat buffer (markdown): the conversation lives in the buffer under "## You" /
+--- "## cfgate" headings, is sent whole on every turn, and the answer streams in.
+--- Also :CfgateAsk, which streams one answer about a selection into a float.
+local config = require("cfgate.config")
+local client = require("cfgate.client")
+
+local M = {}
+
+local ns = vim.api.nvim_create_namespace("cfgate_chat")
+local BUF_NAME = "cfgate://chat"
+
+local chats = {} -- buf -> { req, answer_mark, heading_mark, streamed }
+
+local function copts()
+  return config.get().chat
+end
+
+local function is_heading(line, heading)
+  return line ~= nil and vim.trim(line) == heading
+end
+
+local function trim_lines(lines)
+  local first, last = 1, #lines
+  while first <= last and vim.trim(lines[first]) == "" do
+    first = first + 1
+  end
+  while last >= first and vim.trim(lines[last]) == "" do
+    last = last - 1
+  end
+  return table.concat(vim.list_slice(lines, first, last), "\n")
+end
+
+--- The conversation in a chat buffer as OpenAI messages (empty sections left out), and
+--- the role of the last section.
+function M.messages(buf)
+  local o = copts()
+  local sections = {}
+  local current
+  for _, line in ipairs(vim.api.nvim_buf_get_lines(buf, 0, -1, false)) do
+    if is_heading(line, o.user_heading) then
+      current = { role = "user", lines = {} }
+      table.insert(sections, current)
+    elseif is_heading(line, o.assistant_heading) then
+      current = { role = "assistant", lines = {} }
+      table.insert(sections, current)
+    elseif current then
+      table.insert(current.lines, line)
+    end
+  end
+  local messages = {}
+  if o.system_prompt and o.system_prompt ~= "" then
+    table.insert(messages, { role = "system", content = o.system_prompt })
+  end
+  for _, section in ipairs(sections) do
+    local content = trim_lines(section.lines)
+    if content ~= "" then
+      table.insert(messages, { role = section.role, content = content })
+    end
+  end
+  local last = sections[#sections]
+  return messages, last and last.role or nil, last and trim_lines(last.lines) or ""
+end
+
+local function chat_buffer(create)
+  for buf, _ in pairs(chats) do
+    if vim.api.nvim_buf_is_valid(buf) then
+      return buf
+    end
+    chats[buf] = nil
+  end
+  local existing = vim.fn.bufnr(BUF_NAME)
+  if existing ~= -1 and vim.b[existing].cfgate_chat then
+    chats[existing] = {}
+    return existing
+  end
+  if not create then
+    return nil
+  end
+  local o = copts()
+  local buf = vim.api.nvim_create_buf(true, true)
+  vim.api.nvim_buf_set_name(buf, BUF_NAME)
+  vim.bo[buf].buftype = "nofile"
+  vim.bo[buf].bufhidden = "hide"
+  vim.bo[buf].swapfile = false
+  vim.bo[buf].filetype = "markdown"
+  vim.b[buf].cfgate_chat = true
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, { o.user_heading, "", "" })
+  chats[buf] = {}
+  local keys = o.keymaps or {}
+  local function bmap(mode, lhs, fn, desc)
+    if lhs and lhs ~= "" then
+      vim.keymap.set(mode, lhs, fn, { buffer = buf, desc = desc, silent = true })
+    end
+  end
+  bmap("n", keys.send, function()
+    M.send(buf)
+  end, "cfgate: send the chat")
+  bmap("i", keys.send_insert, function()
+    M.send(buf)
+  end, "cfgate: send the chat")
+  bmap("n", keys.cancel, function()
+    M.cancel(buf)
+  end, "cfgate: stop the answer")
+  vim.api.nvim_create_autocmd("BufWipeout", {
+    buffer = buf,
+    callback = function()
+      M.cancel(buf)
+      chats[buf] = nil
+    end,
+  })
+  return buf
+end
+
+local function show(buf)
+  for _, win in ipairs(vim.api.nvim_tabpage_list_wins(0)) do
+    if vim.api.nvim_win_get_buf(win) == buf then
+      vim.api.nvim_set_current_win(win)
+      return win
+    end
+  end
+  local how = copts().open
+  if how == "split" then
+    vim.cmd("split")
+  elseif how == "tab" then
+    vim.cmd("tabnew")
+  elseif how ~= "current" then
+    vim.cmd("vsplit")
+  end
+  local win = vim.api.nvim_get_current_win()
+  vim.api.nvim_win_set_buf(win, buf)
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = true
+  return win
+end
+
+local function last_line(buf)
+  return vim.api.nvim_buf_line_count(buf) - 1
+end
+
+local function append(buf, lines)
+  local n = vim.api.nvim_buf_line_count(buf)
+  local tail = vim.api.nvim_buf_get_lines(buf, n - 1, n, false)[1]
+  if tail == "" and n > 0 then
+    vim.api.nvim_buf_set_lines(buf, n - 1, n, false, lines)
+  else
+    vim.api.nvim_buf_set_lines(buf, n, n, false, lines)
+  end
+end
+
+--- Windows showing buf whose cursor is on the last line (they follow the stream).
+local function followers(buf)
+  local list = {}
+  local last = last_line(buf)
+  for _, win in ipairs(vim.api.nvim_list_wins()) do
+    if vim.api.nvim_win_get_buf(win) == buf and vim.api.nvim_win_get_cursor(win)[1] - 1 >= last then
+      table.insert(list, win)
+    end
+  end
+  return list
+end
+
+local function to_end(buf, wins)
+  local n = vim.api.nvim_buf_line_count(buf)
+  local len = #(vim.api.nvim_buf_get_lines(buf, n - 1, n, false)[1] or "")
+  for _, win in ipairs(wins) do
+    if vim.api.nvim_win_is_valid(win) and vim.api.nvim_win_get_buf(win) == buf then
+      vim.api.nvim_win_set_cursor(win, { n, len })
+    end
+  end
+end
+
+local function insert_at(buf, mark, text)
+  if text == "" then
+    return
+  end
+  local wins = followers(buf)
+  local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, mark, {})
+  if not pos[1] then
+    return
+  end
+  vim.api.nvim_buf_set_text(buf, pos[1], pos[2], pos[1], pos[2], vim.split(text, "\n", { plain = true }))
+  to_end(buf, wins)
+end
+
+--- Ends a turn: a fresh "## You" section for the next message.
+local function finish_turn(buf, chat)
+  if chat.answer_mark then
+    insert_at(buf, chat.answer_mark, "\n\n" .. copts().user_heading .. "\n\n")
+    vim.api.nvim_buf_del_extmark(buf, ns, chat.answer_mark)
+  end
+  if chat.heading_mark then
+    vim.api.nvim_buf_del_extmark(buf, ns, chat.heading_mark)
+  end
+  chat.req, chat.answer_mark, chat.heading_mark = nil, nil, nil
+end
+
+--- Removes the failed answer's section, leaving the user's message to send again.
+local function drop_turn(buf, chat)
+  if chat.heading_mark then
+    local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.heading_mark, {})
+    if pos[1] then
+      vim.api.nvim_buf_set_lines(buf, pos[1], -1, false, {})
+      -- Leave one empty line after the message so typing can go on.
+      local n = vim.api.nvim_buf_line_count(buf)
+      local tail = vim.api.nvim_buf_get_lines(buf, n - 1, n, false)[1]
+      if tail ~= "" then
+        vim.api.nvim_buf_set_lines(buf, n, n, false, { "" })
+      end
+    end
+    vim.api.nvim_buf_del_extmark(buf, ns, chat.heading_mark)
+  end
+  if chat.answer_mark then
+    vim.api.nvim_buf_del_extmark(buf, ns, chat.answer_mark)
+  end
+  chat.req, chat.answer_mark, chat.heading_mark = nil, nil, nil
+end
+
+--- Whether an answer is streaming into the chat buffer.
+function M.busy(buf)
+  buf = buf or chat_buffer(false)
+  local chat = buf and chats[buf]
+  return chat ~= nil and chat.req ~= nil
+end
+
+--- Sends the conversation in the chat buffer; the answer streams in below.
+function M.send(buf)
+  buf = buf or chat_buffer(true)
+  local chat = chats[buf]
+  if chat.req then
+    vim.notify("cfgate: an answer is still streaming (" .. (copts().keymaps.cancel or ":CfgateStop") .. " stops it)", vim.log.levels.WARN)
+    return
+  end
+  local o = copts()
+  local messages, last_role, last_text = M.messages(buf)
+  if last_role ~= "user" or last_text == "" then
+    vim.notify("cfgate: write a message under '" .. o.user_heading .. "' first", vim.log.levels.WARN)
+    return
+  end
+  local wins = followers(buf)
+  append(buf, { "", o.assistant_heading, "", "" })
+  local heading_row = last_line(buf) - 2
+  chat.heading_mark = vim.api.nvim_buf_set_extmark(buf, ns, heading_row - 1, 0, { right_gravity = false })
+  chat.answer_mark = vim.api.nvim_buf_set_extmark(buf, ns, last_line(buf), 0, {})
+  chat.streamed = false
+  to_end(buf, wins)
+  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
+  local req
+  req = client.request("cfgate/chat", params, {
+    on_progress = function(value)
+      if chat.req ~= req or not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      if value.kind == "report" and type(value.content) == "string" then
+        chat.streamed = true
+        insert_at(buf, chat.answer_mark, value.content)
+      end
+    end,
+    on_result = function(result)
+      if chat.req ~= req or not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      if not chat.streamed and type(result) == "table" and type(result.content) == "string" then
+        insert_at(buf, chat.answer_mark, result.content)
+      end
+      finish_turn(buf, chat)
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
+    end,
+    on_error = function(err)
+      if chat.req ~= req or not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      if type(err) == "table" and err.code == client.CANCELLED then
+        finish_turn(buf, chat)
+      else
+        drop_turn(buf, chat)
+        client.notify_error(err)
+      end
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
+    end,
+  })
+  if not req.done then
+    chat.req = req
+  end
+end
+
+--- Stops the answer streaming into the chat buffer; what arrived stays.
+function M.cancel(buf)
+  buf = buf or chat_buffer(false)
+  local chat = buf and chats[buf]
+  if not chat or not chat.req then
+    return
+  end
+  chat.req:cancel()
+  if vim.api.nvim_buf_is_valid(buf) then
+    finish_turn(buf, chat)
+  end
+end
+
+--- :CfgateChat [text]: opens the chat; with text, adds it as your message and sends.
+--- Without text in the chat buffer, sends what you wrote under the last "## You".
+---@param text string|nil
+---@param opts { new: boolean? }|nil  new: start a new conversation
+function M.open(text, opts)
+  opts = opts or {}
+  local from_chat = vim.b.cfgate_chat == true
+  local buf = chat_buffer(true)
+  local o = copts()
+  if opts.new then
+    M.cancel(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { o.user_heading, "", "" })
+  end
+  show(buf)
+  if text and text ~= "" then
+    if M.busy(buf) then
+      vim.notify("cfgate: an answer is still streaming", vim.log.levels.WARN)
+      return buf
+    end
+    local _, last_role = M.messages(buf)
+    if last_role == "user" then
+      append(buf, vim.split(text, "\n", { plain = true }))
+    else
+      append(buf, { "", o.user_heading, "", "" })
+      append(buf, vim.split(text, "\n", { plain = true }))
+    end
+    M.send(buf)
+  elseif from_chat and not opts.new then
+    M.send(buf)
+  else
+    to_end(buf, { vim.api.nvim_get_current_win() })
+  end
+  return buf
+end
+
+-- :CfgateAsk ---------------------------------------------------------------------------
+
+--- The text of lines line1..line2, or the exact visual selection when the command came
+--- from a characterwise/blockwise visual selection of those lines.
+local function selection(buf, line1, line2)
+  local vmode = vim.fn.visualmode()
+  local vs, ve = vim.fn.getpos("'<"), vim.fn.getpos("'>")
+  if (vmode == "v" or vmode == "\22") and vs[2] == line1 and ve[2] == line2 and vim.fn.exists("*getregion") == 1 then
+    return table.concat(vim.fn.getregion(vs, ve, { type = vmode }), "\n")
+  end
+  return table.concat(vim.api.nvim_buf_get_lines(buf, line1 - 1, line2, false), "\n")
+end
+
+local function open_float(title)
+  local o = config.get().ask
+  local width = math.max(40, math.floor(vim.o.columns * o.width))
+  local height = math.max(8, math.floor(vim.o.lines * o.height))
+  width = math.min(width, vim.o.columns - 2)
+  height = math.min(height, vim.o.lines - 4)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.bo[buf].bufhidden = "wipe"
+  vim.bo[buf].filetype = "markdown"
+  local win_opts = {
+    relative = "editor",
+    width = width,
+    height = height,
+    row = math.floor((vim.o.lines - height) / 2) - 1,
+    col = math.floor((vim.o.columns - width) / 2),
+    style = "minimal",
+    border = o.border,
+  }
+  if o.border and o.border ~= "none" then
+    win_opts.title = " " .. title .. " "
+    win_opts.title_pos = "center"
+  end
+  local win = vim.api.nvim_open_win(buf, true, win_opts)
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = true
+  return buf, win
+end
+
+--- :'<,'>CfgateAsk {instruction}: the selection and the instruction go to cfgate/chat;
+--- the answer streams into a float (q closes it and stops the answer).
+function M.ask(line1, line2, instruction, opts)
+  opts = opts or {}
+  local src = vim.api.nvim_get_current_buf()
+  if not instruction or vim.trim(instruction) == "" then
+    vim.ui.input({ prompt = "cfgate ask: " }, function(input)
+      if input and vim.trim(input) ~= "" then
+        M.ask(line1, line2, input, opts)
+      end
+    end)
+    return
+  end
+  local text = selection(src, line1, line2)
+  local ft = vim.bo[src].filetype
+  local content = instruction .. "\n\n```" .. ft .. "\n" .. text .. "\n```"
+  local messages = {}
+  local o = copts()
+  if o.system_prompt and o.system_prompt ~= "" then
+    table.insert(messages, { role = "system", content = o.system_prompt })
+  end
+  table.insert(messages, { role = "user", content = content })
+  local short = instruction:gsub("\n.*", "")
+  if #short > 40 then
+    short = short:sub(1, 37) .. "..."
+  end
+  local buf, win = open_float("cfgate: " .. short)
+  local mark = vim.api.nvim_buf_set_extmark(buf, ns, 0, 0, {})
+  local streamed = false
+  local req
+  local function close()
+    if req then
+      req:cancel()
+    end
+    if vim.api.nvim_win_is_valid(win) then
+      vim.api.nvim_win_close(win, true)
+    end
+  end
+  vim.keymap.set("n", "q", close, { buffer = buf, silent = true, desc = "cfgate: close" })
+  vim.keymap.set("n", "<Esc>", close, { buffer = buf, silent = true, desc = "cfgate: close" })
+  vim.api.nvim_create_autocmd("BufWipeout", {
+    buffer = buf,
+    once = true,
+    callback = function()
+      if req then
+        req:cancel()
+      end
+    end,
+  })
+  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
+  req = client.request("cfgate/chat", params, {
+    on_progress = function(value)
+      if vim.api.nvim_buf_is_valid(buf) and value.kind == "report" and type(value.content) == "string" then
+        streamed = true
+        insert_at(buf, mark, value.content)
+      end
+    end,
+    on_result = function(result)
+      if not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      if not streamed and type(result) == "table" and type(result.content) == "string" then
+        insert_at(buf, mark, result.content)
+      end
+      vim.b[buf].cfgate_done = true
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
+    end,
+    on_error = function(err)
+      if vim.api.nvim_buf_is_valid(buf) then
+        local lines = vim.split(client.format_error(err), "\n", { plain = true })
+        vim.api.nvim_buf_set_lines(buf, -1, -1, false, vim.list_extend({ "" }, lines))
+        vim.b[buf].cfgate_done = true
+      end
+      client.notify_error(err)
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
+    end,
+  })
+  return buf, win
+end
+
+return M

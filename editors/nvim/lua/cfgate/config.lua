@@ -1,0 +1,122 @@
+--- Options of the cfgate plugin: defaults, and the merged result of setup().
+local M = {}
+
+--- Settings keys the daemon knows (docs/protocol.md, "Settings").
+M.setting_keys = {
+  "api_token",
+  "account_id",
+  "gateway_id",
+  "gateway_token",
+  "base_url",
+  "gateway_url",
+  "model",
+  "max_tokens",
+  "timeout_secs",
+  "idle_timeout_secs",
+  "max_attempts",
+  "retry_deadline_secs",
+  "allow_insecure_http",
+}
+
+M.defaults = {
+  -- How to start the daemon: a command list (a string is taken as the executable).
+  cmd = { "cfgate", "serve" },
+  -- Extra environment for the daemon (e.g. { CLOUDFLARE_API_TOKEN = "..." }).
+  cmd_env = nil,
+  -- Daemon settings, sent as initializationOptions: the same flat keys as the config
+  -- file (base_url, account_id, gateway_id, model, max_tokens, ...).
+  settings = {},
+  -- Offered by :CfgateModels (the current model is always listed first).
+  models = {
+    "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+    "@cf/qwen/qwen2.5-coder-32b-instruct",
+    "@cf/openai/gpt-oss-120b",
+    "openai/gpt-4o-mini",
+    "anthropic/claude-sonnet-4-5",
+    "google-ai-studio/gemini-2.5-flash",
+  },
+  chat = {
+    -- Optional system message sent first with every chat request.
+    system_prompt = nil,
+    user_heading = "## You",
+    assistant_heading = "## cfgate",
+    -- Where :CfgateChat opens the chat buffer: "vsplit", "split", "tab" or "current".
+    open = "vsplit",
+    -- Extra OpenAI fields for chat requests (temperature, max_tokens, ...).
+    params = {},
+    keymaps = {
+      send = "<CR>", -- normal mode, in the chat buffer
+      send_insert = "<C-s>", -- insert mode, in the chat buffer
+      cancel = "<C-c>", -- normal mode, in the chat buffer
+    },
+  },
+  ask = {
+    width = 0.8, -- fraction of the editor
+    height = 0.6,
+    border = "rounded",
+  },
+  inline = {
+    enabled = true,
+    -- Ask for a suggestion after typing pauses; false: only :CfgateComplete / trigger key.
+    auto_trigger = true,
+    debounce_ms = 150,
+    -- Context sent around the cursor (whole lines, then capped in bytes).
+    max_prefix_lines = 200,
+    max_suffix_lines = 50,
+    max_prefix_bytes = 8000,
+    max_suffix_bytes = 2000,
+    -- cfgate/complete options (nil: the daemon's defaults).
+    max_tokens = nil,
+    temperature = nil,
+    -- Filetype -> false to turn inline suggestions off there (buffers with a 'buftype'
+    -- such as prompts and terminals are always skipped).
+    filetypes = { help = false, gitcommit = false, gitrebase = false },
+    keymaps = {
+      accept = "<M-l>", -- insert mode; falls back to the key's own meaning when no suggestion
+      dismiss = "<M-h>",
+      trigger = "<M-\\>",
+    },
+  },
+}
+
+local options = vim.deepcopy(M.defaults)
+
+--- Merges user options over the defaults.
+function M.set(opts)
+  opts = opts or {}
+  local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts)
+  -- Lists are replaced, not merged.
+  if opts.cmd ~= nil then
+    merged.cmd = opts.cmd
+  end
+  if opts.models ~= nil then
+    merged.models = opts.models
+  end
+  if type(merged.cmd) == "string" then
+    merged.cmd = { merged.cmd, "serve" }
+  end
+  options = merged
+  return options
+end
+
+function M.get()
+  return options
+end
+
+--- Unknown settings keys (the daemon refuses them at initialize).
+function M.unknown_settings(settings)
+  local known = {}
+  for _, k in ipairs(M.setting_keys) do
+    known[k] = true
+  end
+  local unknown = {}
+  for k in pairs(settings or {}) do
+    if not known[k] then
+      table.insert(unknown, tostring(k))
+    end
+  end
+  table.sort(unknown)
+  return unknown
+end
+
+return M

@@ -1,0 +1,148 @@
+--- cfgate for Neovim: chat, ask-about-selection and inline suggestions through the
+--- cfgate daemon (Cloudflare AI Gateway). See :help cfgate.
+local config = require("cfgate.config")
+local client = require("cfgate.client")
+
+local M = {}
+
+M.configured = false
+
+--- Options: see :help cfgate-setup. Calling it again replaces the options; a running
+--- daemon gets the new settings through workspace/didChangeConfiguration.
+function M.setup(opts)
+  local before = vim.deepcopy(config.get())
+  config.set(opts)
+  M.configured = true
+  require("cfgate.inline").setup()
+  local after = config.get()
+  if client.get() then
+    if not vim.deep_equal(before.cmd, after.cmd) or not vim.deep_equal(before.cmd_env, after.cmd_env) then
+      client.restart()
+    elseif not vim.deep_equal(before.settings, after.settings) and next(after.settings) ~= nil then
+      client.notify("workspace/didChangeConfiguration", { settings = { cfgate = after.settings } })
+    end
+  end
+end
+
+--- Starts the daemon (otherwise it starts with the first request).
+function M.start()
+  return client.start() ~= nil
+end
+
+--- Stops the daemon; wait_ms waits for the process to end.
+function M.stop(wait_ms)
+  require("cfgate.inline").cancel()
+  return client.stop(wait_ms)
+end
+
+function M.restart()
+  return client.restart() ~= nil
+end
+
+--- :CfgateChat [text]
+function M.chat(text, opts)
+  return require("cfgate.chat").open(text, opts)
+end
+
+--- :'<,'>CfgateAsk {instruction}
+function M.ask(line1, line2, instruction)
+  return require("cfgate.chat").ask(line1, line2, instruction)
+end
+
+--- :CfgateComplete: a suggestion at the cursor now.
+function M.complete()
+  require("cfgate.inline").trigger()
+end
+
+function M.accept()
+  return require("cfgate.inline").accept()
+end
+
+function M.dismiss()
+  return require("cfgate.inline").dismiss()
+end
+
+--- Sets the model for this Neovim's requests (workspace/didChangeConfiguration).
+function M.set_model(model)
+  model = vim.trim(model or "")
+  if model == "" then
+    return
+  end
+  config.get().settings.model = model
+  client.notify("workspace/didChangeConfiguration", { settings = { cfgate = { model = model } } })
+  client.info("model " .. model)
+end
+
+--- :CfgateModels [model]: pick from the configured list and the current model.
+function M.models(model)
+  if model and vim.trim(model) ~= "" then
+    M.set_model(model)
+    return
+  end
+  client.request("cfgate/status", vim.empty_dict(), {
+    on_result = function(status)
+      local current = type(status) == "table" and status.model or config.get().settings.model
+      local items = {}
+      if current then
+        table.insert(items, current)
+      end
+      for _, m in ipairs(config.get().models or {}) do
+        if m ~= current then
+          table.insert(items, m)
+        end
+      end
+      vim.ui.select(items, {
+        prompt = "cfgate model",
+        format_item = function(item)
+          return item == current and (item .. "  (current)") or item
+        end,
+      }, function(choice)
+        if choice and choice ~= current then
+          M.set_model(choice)
+        end
+      end)
+    end,
+  })
+end
+
+--- Readable lines for a cfgate/status result.
+function M.format_status(st)
+  local lines = {
+    ("cfgate %s, up %ss"):format(st.version or "?", tostring(st.uptime_secs or "?")),
+    "credentials: " .. (st.credentials_complete and "complete" or ("missing " .. table.concat(st.missing or {}, ", "))),
+  }
+  if type(st.settings_error) == "string" then
+    table.insert(lines, "settings error: " .. st.settings_error)
+  end
+  table.insert(lines, "model: " .. tostring(st.model))
+  table.insert(lines, "base url: " .. (type(st.base_url) == "string" and st.base_url or "(not set)"))
+  if type(st.account_id) == "string" then
+    table.insert(lines, ("account: %s, gateway: %s"):format(st.account_id, tostring(st.gateway_id)))
+  end
+  local r = st.requests or {}
+  table.insert(
+    lines,
+    ("requests: %s total, %s in flight, %s failed"):format(
+      tostring(r.total or 0),
+      tostring(r.in_flight or 0),
+      tostring(r.failed or 0)
+    )
+  )
+  return lines
+end
+
+--- :CfgateStatus. With a callback, gets the status table instead of showing it.
+function M.status(callback)
+  client.request("cfgate/status", vim.empty_dict(), {
+    on_result = function(st)
+      if callback then
+        callback(st)
+        return
+      end
+      local level = st.credentials_complete and vim.log.levels.INFO or vim.log.levels.WARN
+      vim.notify(table.concat(M.format_status(st), "\n"), level, { title = "cfgate" })
+    end,
+  })
+end
+
+return M

@@ -1,0 +1,354 @@
+--- Inline suggestions as ghost text: `cfgate/complete` after a pause in typing, streamed
+--- into an extmark (inline virtual text + virtual lines), cancelled by any edit.
+local config = require("cfgate.config")
+local client = require("cfgate.client")
+
+local M = {}
+
+local ns = vim.api.nvim_create_namespace("cfgate_inline")
+M.ns = ns
+
+local augroup = "cfgate_inline"
+
+local s = {
+  timer = nil, -- debounce timer
+  req = nil, -- in-flight cfgate.Request
+  sug = nil, -- { buf, row, col, text, done }
+  skip = nil, -- { buf, tick }: the change our own accept made
+  disabled = false, -- toggled off with :CfgateInlineToggle
+  last_error = nil, -- { text, time } to avoid repeating one error on every keystroke
+}
+
+local function opts()
+  return config.get().inline
+end
+
+local function stop_timer()
+  if s.timer then
+    s.timer:stop()
+  end
+end
+
+local function clear_marks(buf)
+  if buf and vim.api.nvim_buf_is_valid(buf) then
+    vim.api.nvim_buf_clear_namespace(buf, ns, 0, -1)
+  end
+end
+
+--- Cancels the in-flight request (`$/cancelRequest`) and removes the ghost text.
+function M.cancel()
+  stop_timer()
+  if s.req then
+    s.req:cancel()
+    s.req = nil
+  end
+  if s.sug then
+    clear_marks(s.sug.buf)
+    s.sug = nil
+  end
+end
+
+--- Whether inline suggestions are on for a buffer.
+function M.enabled_for(buf)
+  local o = opts()
+  if s.disabled or not o.enabled or vim.b[buf].cfgate_inline == false then
+    return false
+  end
+  if vim.bo[buf].buftype ~= "" or not vim.bo[buf].modifiable then
+    return false
+  end
+  return o.filetypes[vim.bo[buf].filetype] ~= false
+end
+
+local function utf8_start(str, i)
+  while i <= #str do
+    local b = str:byte(i)
+    if b < 0x80 or b >= 0xC0 then
+      break
+    end
+    i = i + 1
+  end
+  return i
+end
+
+--- prefix/suffix around (row, col): whole lines, capped in bytes.
+function M.context(buf, row, col)
+  local o = opts()
+  local first = math.max(0, row - o.max_prefix_lines)
+  local before = vim.api.nvim_buf_get_lines(buf, first, row + 1, false)
+  before[#before] = (before[#before] or ""):sub(1, col)
+  local prefix = table.concat(before, "\n")
+  if #prefix > o.max_prefix_bytes then
+    local cut = #prefix - o.max_prefix_bytes + 1
+    local nl = prefix:find("\n", cut, true)
+    prefix = nl and prefix:sub(nl + 1) or prefix:sub(utf8_start(prefix, cut))
+  end
+  local last = math.min(vim.api.nvim_buf_line_count(buf), row + 1 + o.max_suffix_lines)
+  local after = vim.api.nvim_buf_get_lines(buf, row, last, false)
+  after[1] = (after[1] or ""):sub(col + 1)
+  local suffix = table.concat(after, "\n")
+  if #suffix > o.max_suffix_bytes then
+    suffix = suffix:sub(1, o.max_suffix_bytes)
+    local nl = suffix:match(".*()\n")
+    if nl then
+      suffix = suffix:sub(1, nl - 1)
+    end
+  end
+  return prefix, suffix
+end
+
+local function display(text, buf)
+  local ts = vim.bo[buf].tabstop
+  return (text:gsub("\t", string.rep(" ", ts > 0 and ts or 8)))
+end
+
+local function render()
+  local sug = s.sug
+  if not sug or not vim.api.nvim_buf_is_valid(sug.buf) then
+    return
+  end
+  clear_marks(sug.buf)
+  if sug.text == "" then
+    return
+  end
+  local line = vim.api.nvim_buf_get_lines(sug.buf, sug.row, sug.row + 1, false)[1]
+  if not line then
+    return
+  end
+  local lines = vim.split(sug.text, "\n", { plain = true })
+  local mark = { hl_mode = "combine", right_gravity = false }
+  if lines[1] ~= "" then
+    mark.virt_text = { { display(lines[1], sug.buf), "CfgateSuggestion" } }
+    mark.virt_text_pos = "inline"
+  end
+  if #lines > 1 then
+    mark.virt_lines = {}
+    for i = 2, #lines do
+      table.insert(mark.virt_lines, { { display(lines[i], sug.buf), "CfgateSuggestion" } })
+    end
+  end
+  vim.api.nvim_buf_set_extmark(sug.buf, ns, sug.row, math.min(sug.col, #line), mark)
+end
+
+local function report_error(err)
+  if type(err) == "table" and err.code == client.CANCELLED then
+    return
+  end
+  local text = client.format_error(err)
+  local now = vim.uv.now()
+  if s.last_error and s.last_error.text == text and now - s.last_error.time < 60000 then
+    return
+  end
+  s.last_error = { text = text, time = now }
+  client.notify_error(err)
+end
+
+--- Asks for a suggestion at the cursor now (what the debounce timer and :CfgateComplete call).
+function M.trigger()
+  M.cancel()
+  local buf = vim.api.nvim_get_current_buf()
+  if vim.bo[buf].buftype ~= "" then
+    return
+  end
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  local row, col = cursor[1] - 1, cursor[2]
+  local prefix, suffix = M.context(buf, row, col)
+  local o = opts()
+  local name = vim.api.nvim_buf_get_name(buf)
+  local ft = vim.bo[buf].filetype
+  local params = {
+    prefix = prefix,
+    suffix = suffix,
+    language = ft ~= "" and ft or nil,
+    path = name ~= "" and vim.fn.fnamemodify(name, ":.") or nil,
+    max_tokens = o.max_tokens,
+    temperature = o.temperature,
+  }
+  local sug = { buf = buf, row = row, col = col, text = "", done = false }
+  s.sug = sug
+  local req
+  req = client.request("cfgate/complete", params, {
+    on_progress = function(value)
+      if s.sug ~= sug then
+        return
+      end
+      if value.kind == "report" and type(value.content) == "string" then
+        sug.text = sug.text .. value.content
+        render()
+      end
+    end,
+    on_result = function(result)
+      if s.req == req then
+        s.req = nil
+      end
+      if s.sug ~= sug then
+        return
+      end
+      sug.done = true
+      if type(result) == "table" and type(result.text) == "string" then
+        sug.text = result.text
+      end
+      render()
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateSuggestion", modeline = false })
+    end,
+    on_error = function(err)
+      if s.req == req then
+        s.req = nil
+      end
+      if s.sug == sug then
+        clear_marks(buf)
+        s.sug = nil
+      end
+      report_error(err)
+    end,
+  })
+  if not req.done then
+    s.req = req
+  end
+end
+
+--- Restarts the debounce timer; when it fires in the same place, trigger().
+function M.schedule()
+  local buf = vim.api.nvim_get_current_buf()
+  local tick = vim.api.nvim_buf_get_changedtick(buf)
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  if not s.timer then
+    s.timer = vim.uv.new_timer()
+  end
+  s.timer:stop()
+  s.timer:start(
+    opts().debounce_ms,
+    0,
+    vim.schedule_wrap(function()
+      if vim.api.nvim_get_current_buf() ~= buf or not vim.api.nvim_get_mode().mode:find("^i") then
+        return
+      end
+      if vim.api.nvim_buf_get_changedtick(buf) ~= tick then
+        return
+      end
+      local now = vim.api.nvim_win_get_cursor(0)
+      if now[1] ~= cursor[1] or now[2] ~= cursor[2] then
+        return
+      end
+      M.trigger()
+    end)
+  )
+end
+
+--- The suggestion shown (a copy), or nil.
+function M.suggestion()
+  return s.sug and vim.deepcopy(s.sug) or nil
+end
+
+--- Whether a cfgate/complete request is in flight.
+function M.busy()
+  return s.req ~= nil
+end
+
+--- Inserts the suggestion at its position; false if there is none here.
+function M.accept()
+  local sug = s.sug
+  local buf = vim.api.nvim_get_current_buf()
+  if not sug or sug.text == "" or sug.buf ~= buf or not vim.api.nvim_buf_is_valid(buf) then
+    return false
+  end
+  local text = sug.text
+  -- Accepting while it still streams takes what is shown and stops the rest.
+  if s.req then
+    s.req:cancel()
+    s.req = nil
+  end
+  clear_marks(buf)
+  s.sug = nil
+  local lines = vim.split(text, "\n", { plain = true })
+  local line = vim.api.nvim_buf_get_lines(buf, sug.row, sug.row + 1, false)[1] or ""
+  local col = math.min(sug.col, #line)
+  vim.api.nvim_buf_set_text(buf, sug.row, col, sug.row, col, lines)
+  local end_row = sug.row + #lines - 1
+  local end_col = #lines == 1 and (col + #lines[1]) or #lines[#lines]
+  s.skip = { buf = buf, tick = vim.api.nvim_buf_get_changedtick(buf) }
+  vim.api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+  return true
+end
+
+--- Removes the suggestion; false if there was none.
+function M.dismiss()
+  if s.sug or s.req then
+    M.cancel()
+    return true
+  end
+  return false
+end
+
+function M.toggle(on)
+  if on == nil then
+    on = s.disabled
+  end
+  s.disabled = not on
+  if s.disabled then
+    M.cancel()
+  end
+  client.info("inline suggestions " .. (on and "on" or "off"))
+end
+
+local function on_text_changed_i(ev)
+  M.cancel()
+  local skip = s.skip
+  s.skip = nil
+  if skip and skip.buf == ev.buf and skip.tick == vim.api.nvim_buf_get_changedtick(ev.buf) then
+    return
+  end
+  if opts().auto_trigger and M.enabled_for(ev.buf) then
+    M.schedule()
+  end
+end
+
+local function on_cursor_moved()
+  local sug = s.sug
+  if not sug then
+    return
+  end
+  local cursor = vim.api.nvim_win_get_cursor(0)
+  if vim.api.nvim_get_current_buf() ~= sug.buf or cursor[1] - 1 ~= sug.row or cursor[2] ~= sug.col then
+    M.cancel()
+  end
+end
+
+local function map(lhs, fn, desc)
+  if not lhs or lhs == "" then
+    return
+  end
+  vim.keymap.set("i", lhs, function()
+    if not fn() then
+      -- Nothing to do: the key keeps its own meaning.
+      vim.api.nvim_feedkeys(vim.keycode(lhs), "n", false)
+    end
+  end, { desc = desc, silent = true })
+end
+
+function M.setup()
+  vim.api.nvim_set_hl(0, "CfgateSuggestion", { link = "Comment", default = true })
+  local group = vim.api.nvim_create_augroup(augroup, { clear = true })
+  local o = opts()
+  if not o.enabled then
+    M.cancel()
+    return
+  end
+  vim.api.nvim_create_autocmd("TextChangedI", { group = group, callback = on_text_changed_i })
+  vim.api.nvim_create_autocmd({ "TextChangedP", "TextChanged", "InsertLeave", "BufLeave" }, {
+    group = group,
+    callback = function()
+      M.cancel()
+    end,
+  })
+  vim.api.nvim_create_autocmd({ "CursorMovedI", "CursorMoved" }, { group = group, callback = on_cursor_moved })
+  local keys = o.keymaps or {}
+  map(keys.accept, M.accept, "cfgate: accept the suggestion")
+  map(keys.dismiss, M.dismiss, "cfgate: dismiss the suggestion")
+  map(keys.trigger, function()
+    M.trigger()
+    return true
+  end, "cfgate: suggest at the cursor")
+end
+
+return M

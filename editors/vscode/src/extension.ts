@@ -1,0 +1,286 @@
+// Wiring only: starts `cfgate serve` with vscode-languageclient and hands its connection to
+// the protocol layer (client.ts), the inline completion provider (inline.ts), the chat
+// participant (chat.ts) and the commands (commands.ts).
+
+import { ChildProcess, spawn } from 'node:child_process';
+import * as vscode from 'vscode';
+import {
+    CloseAction,
+    ErrorAction,
+    LanguageClient,
+    LanguageClientOptions,
+    RevealOutputChannelOn,
+    ServerOptions,
+    State,
+} from 'vscode-languageclient/node';
+import type { CancellationToken, Disposable, ProgressType } from 'vscode-jsonrpc';
+import { CfgateClient, RpcEndpoint, formatError } from './client';
+import { PARTICIPANT_ID, createChatHandler } from './chat';
+import { selectModel, showStatus } from './commands';
+import { CfgateInlineCompletionProvider } from './inline';
+import { resolveExecutable } from './executable';
+import { ExtensionSettings, readSettings, settingsChange } from './settings';
+
+function currentSettings(): ExtensionSettings {
+    const config = vscode.workspace.getConfiguration('cfgate');
+    return readSettings((key) => config.get(key));
+}
+
+/** The daemon behind a LanguageClient; restartable, and an `RpcEndpoint` for CfgateClient. */
+class Daemon implements RpcEndpoint {
+    private client: LanguageClient | undefined;
+    private process: ChildProcess | undefined;
+    private started: Promise<void> = Promise.resolve();
+
+    constructor(
+        private readonly output: vscode.OutputChannel,
+        private readonly settings: () => ExtensionSettings,
+    ) {}
+
+    start(): void {
+        const { path } = this.settings();
+        const command = resolveExecutable(path);
+        if (!command) {
+            this.fail(path, `${path} was not found (looked on the PATH VS Code was started with)`);
+            return;
+        }
+        // Spawned here rather than by the language client, so the process is ours to end
+        // even when the client never got it running (e.g. a failed initialize).
+        const serverOptions: ServerOptions = () =>
+            new Promise<ChildProcess>((resolve, reject) => {
+                const child = spawn(command, ['serve'], { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+                this.process = child;
+                child.once('spawn', () => resolve(child));
+                child.once('error', reject);
+            });
+        const clientOptions: LanguageClientOptions = {
+            outputChannel: this.output,
+            revealOutputChannelOn: RevealOutputChannelOn.Never,
+            // Evaluated at each (re)start, so a restart picks up the current settings.
+            initializationOptions: () => this.settings().daemon,
+            initializationFailedHandler: (error) => {
+                this.output.appendLine(`initialize failed: ${formatError(error)}`);
+                return false;
+            },
+            errorHandler: {
+                error: () => ({ action: ErrorAction.Continue }),
+                closed: () => ({ action: CloseAction.DoNotRestart, message: 'cfgate: the daemon stopped — run "cfgate: Restart Daemon"' }),
+            },
+        };
+        const client = new LanguageClient('cfgate', 'cfgate', serverOptions, clientOptions);
+        this.client = client;
+        this.started = client.start().catch((error: unknown) => {
+            throw this.failure(path, error instanceof Error ? error.message : String(error));
+        });
+        this.started.catch(() => undefined);
+    }
+
+    private failure(path: string, reason: string): Error {
+        const failure = Object.assign(new Error(`could not start \`${path} serve\`: ${reason}`), {
+            data: {
+                hint: 'install cfgate (`cargo install --path .` in its repository) or set "cfgate.path" to the binary',
+            },
+        });
+        this.output.appendLine(formatError(failure));
+        void vscode.window.showErrorMessage(formatError(failure));
+        return failure;
+    }
+
+    private fail(path: string, reason: string): void {
+        this.started = Promise.reject(this.failure(path, reason));
+        this.started.catch(() => undefined);
+    }
+
+    /** Resolves once a pending stop/start is over and the daemon has started. */
+    async ready(): Promise<void> {
+        await this.queue;
+        return this.started;
+    }
+
+    isRunning(): boolean {
+        return this.client?.state === State.Running;
+    }
+
+    /** Stops and starts run one at a time, in the order asked. */
+    private queue: Promise<void> = Promise.resolve();
+
+    private enqueue(work: () => Promise<void>): Promise<void> {
+        const next = this.queue.then(work, work);
+        this.queue = next.catch(() => undefined);
+        return next;
+    }
+
+    stop(): Promise<void> {
+        return this.enqueue(() => this.doStop());
+    }
+
+    restart(): Promise<void> {
+        return this.enqueue(async () => {
+            await this.doStop();
+            this.start();
+            await this.started.catch(() => undefined);
+        });
+    }
+
+    private async doStop(): Promise<void> {
+        const client = this.client;
+        const child = this.process;
+        this.client = undefined;
+        this.process = undefined;
+        if (client) {
+            await this.started.catch(() => undefined);
+            try {
+                if (client.isRunning()) {
+                    await client.stop(2000); // shutdown + exit
+                }
+            } catch (error) {
+                this.output.appendLine(`stopping cfgate: ${error instanceof Error ? error.message : String(error)}`);
+            }
+        }
+        if (child && child.exitCode === null && child.signalCode === null) {
+            // cfgate exits at once when its stdin closes; a kill is the last resort.
+            const exited = new Promise<boolean>((resolve) => {
+                const timer = setTimeout(() => resolve(false), 2000);
+                child.once('exit', () => {
+                    clearTimeout(timer);
+                    resolve(true);
+                });
+            });
+            child.stdin?.end();
+            if (!(await exited)) {
+                child.kill();
+            }
+        }
+    }
+
+    /** Sends the current settings as `workspace/didChangeConfiguration`. */
+    notifySettings(): Promise<void> {
+        return this.enqueue(async () => {
+            if (this.client && this.isRunning()) {
+                await this.client.sendNotification('workspace/didChangeConfiguration', {
+                    settings: { cfgate: this.settings().daemon },
+                });
+            } else {
+                // Not running (it failed to start, or stopped): start it with the new settings.
+                await this.doStop();
+                this.start();
+                await this.started.catch(() => undefined);
+            }
+        });
+    }
+
+    sendRequest<R>(method: string, param: any, token?: CancellationToken): Promise<R> {
+        const exited = this.process === undefined || this.process.exitCode !== null || this.process.signalCode !== null;
+        if (!this.client || this.client.state !== State.Running || exited) {
+            return Promise.reject(
+                Object.assign(new Error('the daemon is not running'), {
+                    data: { hint: 'run "cfgate: Restart Daemon"; the cfgate output channel says why it stopped' },
+                }),
+            );
+        }
+        return token ? this.client.sendRequest<R>(method, param, token) : this.client.sendRequest<R>(method, param);
+    }
+
+    onProgress<P>(type: ProgressType<P>, token: string | number, handler: (params: P) => void): Disposable {
+        if (!this.client) {
+            return { dispose: () => undefined };
+        }
+        return this.client.onProgress(type, token, handler);
+    }
+}
+
+let daemon: Daemon | undefined;
+
+export function activate(context: vscode.ExtensionContext): void {
+    const output = vscode.window.createOutputChannel('cfgate');
+    let settings = currentSettings();
+    daemon = new Daemon(output, () => settings);
+    const d = daemon;
+    d.start();
+    const cfgate = new CfgateClient(d, { ready: () => d.ready() });
+
+    // Failures of background work (completions) go to the output channel, and are shown
+    // as a notification at most once a minute for the same message.
+    let lastShown = { message: '', at: 0 };
+    const reportError = (message: string) => {
+        output.appendLine(message);
+        const now = Date.now();
+        if (message !== lastShown.message || now - lastShown.at > 60_000) {
+            lastShown = { message, at: now };
+            void vscode.window.showWarningMessage(message);
+        }
+    };
+
+    context.subscriptions.push(
+        output,
+        vscode.languages.registerInlineCompletionItemProvider(
+            { pattern: '**' },
+            new CfgateInlineCompletionProvider({
+                client: cfgate,
+                settings: () => settings.completion,
+                vs: { InlineCompletionItem: vscode.InlineCompletionItem, Range: vscode.Range },
+                onError: reportError,
+            }),
+        ),
+        vscode.commands.registerCommand('cfgate.selectModel', () => {
+            const config = vscode.workspace.getConfiguration('cfgate');
+            const inspected = config.inspect<string>('model');
+            const target =
+                inspected?.workspaceFolderValue !== undefined || inspected?.workspaceValue !== undefined
+                    ? vscode.ConfigurationTarget.Workspace
+                    : vscode.ConfigurationTarget.Global;
+            return selectModel(
+                {
+                    showQuickPick: (items, options) => vscode.window.showQuickPick(items, options),
+                    showInputBox: (options) => vscode.window.showInputBox(options),
+                    updateModel: (model) => config.update('model', model, target),
+                    showInformationMessage: (message) => void vscode.window.showInformationMessage(message),
+                },
+                settings.daemon.model,
+            );
+        }),
+        vscode.commands.registerCommand('cfgate.status', () => {
+            output.show(true);
+            return showStatus(cfgate, {
+                appendLine: (line) => output.appendLine(line),
+                showInformationMessage: (message) => void vscode.window.showInformationMessage(message),
+                showWarningMessage: (message) => void vscode.window.showWarningMessage(message),
+                showErrorMessage: (message) => void vscode.window.showErrorMessage(message),
+            });
+        }),
+        vscode.commands.registerCommand('cfgate.restart', () => d.restart()),
+        vscode.workspace.onDidChangeConfiguration(async (event) => {
+            if (!event.affectsConfiguration('cfgate')) {
+                return;
+            }
+            const next = currentSettings();
+            const change = settingsChange(settings, next);
+            settings = next;
+            try {
+                if (change === 'restart') {
+                    await d.restart();
+                } else if (change === 'notify') {
+                    await d.notifySettings();
+                }
+            } catch (error) {
+                reportError(formatError(error));
+            }
+        }),
+    );
+
+    // Hosts without the chat API (or without a chat view) still get completions.
+    if (typeof vscode.chat?.createChatParticipant === 'function') {
+        const participant = vscode.chat.createChatParticipant(
+            PARTICIPANT_ID,
+            createChatHandler({ client: cfgate, onError: (message) => output.appendLine(message) }),
+        );
+        participant.iconPath = new vscode.ThemeIcon('cloud');
+        context.subscriptions.push(participant);
+    }
+}
+
+export function deactivate(): Thenable<void> | undefined {
+    const d = daemon;
+    daemon = undefined;
+    return d?.stop();
+}

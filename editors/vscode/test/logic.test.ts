@@ -1,0 +1,415 @@
+// The extension's own logic (inline provider, chat participant, commands, settings) with
+// `vscode` faked only at its edge; where a daemon is needed it is the real one.
+
+import { after, before, beforeEach, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type * as vscode from 'vscode';
+import { ResponseError } from 'vscode-jsonrpc/node';
+import { CfgateClient, CompleteParams, CompleteResult, ErrorCodes, StatusResult } from '../src/client';
+import { PARTICIPANT_ID, SYSTEM_PROMPT, buildMessages, createChatHandler } from '../src/chat';
+import {
+    CUSTOM_LABEL,
+    DEFAULT_LABEL,
+    PickItem,
+    SUGGESTED_MODELS,
+    SelectModelUi,
+    selectModel,
+    showStatus,
+    statusSummary,
+    validateModelId,
+} from '../src/commands';
+import { CfgateInlineCompletionProvider, PREFIX_BUDGET, SUFFIX_BUDGET, contextAround } from '../src/inline';
+import { DAEMON_KEYS, readSettings, settingsChange } from '../src/settings';
+import { Daemon, FakeGateway, reapDaemons, waitFor } from '../testlib/harness';
+import {
+    Position,
+    RecordingStream,
+    chatRequest,
+    fakeDocument,
+    inlineContext,
+    requestTurn,
+    responseTurn,
+    splitAt,
+    tokenSource,
+    vs,
+} from '../testlib/fakes';
+
+let fake: FakeGateway;
+let daemon: Daemon;
+
+before(async () => {
+    fake = await FakeGateway.start();
+    daemon = await Daemon.start(fake);
+});
+
+after(async () => {
+    await daemon?.close();
+    await fake?.stop();
+    assert.deepEqual(await reapDaemons(), [], 'cfgate serve processes left running');
+});
+
+beforeEach(async () => {
+    await fake.reset();
+});
+
+async function chatRequests(): Promise<any[]> {
+    return (await fake.requests()).filter((r) => r.path.endsWith('/chat/completions'));
+}
+
+/** A client that records calls instead of talking to a daemon. */
+function recordingClient(answer: (params: CompleteParams) => Promise<CompleteResult> | CompleteResult) {
+    const calls: { params: CompleteParams; token: unknown }[] = [];
+    const client = {
+        complete: async (params: CompleteParams, _onPiece?: unknown, token?: unknown) => {
+            calls.push({ params, token });
+            return answer(params);
+        },
+    } as Pick<CfgateClient, 'complete'>;
+    return { client, calls };
+}
+
+const noDebounce = () => ({ enabled: true, debounceMs: 0 });
+
+describe('inline completion provider', () => {
+    test('returns the daemon\'s insertion at the cursor; prefix and suffix reach the gateway', async () => {
+        await fake.script({ chunks: ['return ', 'a + b'] });
+        const { document, position, prefix, suffix } = splitAt('def add(a, b):\n    |\n\nprint(add(1, 2))\n');
+        const errors: string[] = [];
+        const provider = new CfgateInlineCompletionProvider({
+            client: daemon.client,
+            settings: noDebounce,
+            vs,
+            onError: (m) => errors.push(m),
+        });
+        const items = await provider.provideInlineCompletionItems(document, position, inlineContext, tokenSource().vscodeToken);
+        assert.deepEqual(errors, []);
+        assert.ok(items && items.length === 1, `one item, got ${JSON.stringify(items)}`);
+        const item = items[0] as unknown as { insertText: string; range: { start: Position; end: Position } };
+        assert.equal(item.insertText, 'return a + b');
+        assert.deepEqual(item.range.start, position);
+        assert.deepEqual(item.range.end, position);
+        const [request] = await chatRequests();
+        const user = request.body.messages.find((m: any) => m.role === 'user');
+        assert.ok(user.content.includes(`${prefix}<CURSOR>${suffix}`), user.content);
+        assert.ok(user.content.includes('Language: python'));
+        assert.ok(user.content.includes('File: /work/project/example.py'));
+    });
+
+    test('cancelling the token sends $/cancelRequest: no item, no error, request ended', async () => {
+        // The gateway never answers: only the cancellation can end the request.
+        await fake.script({ fault: 'stall_before_headers' });
+        const { document, position } = splitAt('x = |\n');
+        const errors: string[] = [];
+        const provider = new CfgateInlineCompletionProvider({
+            client: daemon.client,
+            settings: noDebounce,
+            vs,
+            onError: (m) => errors.push(m),
+        });
+        const source = tokenSource();
+        const pending = provider.provideInlineCompletionItems(document, position, inlineContext, source.vscodeToken);
+        await waitFor('the request to reach the gateway', async () => (await chatRequests()).length === 1);
+        assert.equal((await daemon.client.status()).requests.in_flight, 1);
+        source.cancel();
+        assert.equal(await pending, undefined);
+        assert.deepEqual(errors, []);
+        await waitFor('the daemon to end the request', async () => (await daemon.client.status()).requests.in_flight === 0);
+    });
+
+    test('an upstream failure is reported as "cfgate: message — hint"', async () => {
+        await fake.script({
+            status: 401,
+            body: JSON.stringify({ success: false, errors: [{ code: 10000, message: 'Authentication error' }] }),
+        });
+        const { document, position } = splitAt('x = |\n');
+        const errors: string[] = [];
+        const provider = new CfgateInlineCompletionProvider({ client: daemon.client, settings: noDebounce, vs, onError: (m) => errors.push(m) });
+        const items = await provider.provideInlineCompletionItems(document, position, inlineContext, tokenSource().vscodeToken);
+        assert.equal(items, undefined);
+        assert.equal(errors.length, 1);
+        assert.match(errors[0], /^cfgate: .+ — .+/);
+    });
+
+    test('disabled: no request', async () => {
+        const { client, calls } = recordingClient(() => ({ text: 'x', finish_reason: 'stop', model: 'm', usage: null }));
+        const provider = new CfgateInlineCompletionProvider({ client, settings: () => ({ enabled: false, debounceMs: 0 }), vs });
+        const { document, position } = splitAt('a = |');
+        assert.equal(await provider.provideInlineCompletionItems(document, position, inlineContext, tokenSource().vscodeToken), undefined);
+        assert.equal(calls.length, 0);
+    });
+
+    test('cancelled while debouncing: no request', async () => {
+        const { client, calls } = recordingClient(() => ({ text: 'x', finish_reason: 'stop', model: 'm', usage: null }));
+        const provider = new CfgateInlineCompletionProvider({ client, settings: () => ({ enabled: true, debounceMs: 5000 }), vs });
+        const { document, position } = splitAt('a = |');
+        const source = tokenSource();
+        const started = Date.now();
+        const pending = provider.provideInlineCompletionItems(document, position, inlineContext, source.vscodeToken);
+        setTimeout(() => source.cancel(), 20);
+        assert.equal(await pending, undefined);
+        assert.ok(Date.now() - started < 4000, 'returns at once on cancellation');
+        assert.equal(calls.length, 0);
+    });
+
+    test('debounce passes, the token is handed to the client, empty text gives no item', async () => {
+        const { client, calls } = recordingClient(() => ({ text: '', finish_reason: 'stop', model: 'm', usage: null }));
+        const provider = new CfgateInlineCompletionProvider({ client, settings: () => ({ enabled: true, debounceMs: 10 }), vs });
+        const { document, position } = splitAt('a = |');
+        const source = tokenSource();
+        assert.equal(await provider.provideInlineCompletionItems(document, position, inlineContext, source.vscodeToken), undefined);
+        assert.equal(calls.length, 1);
+        assert.equal(calls[0].token, source.vscodeToken);
+        assert.deepEqual(calls[0].params, { prefix: 'a = ', suffix: '', language: 'python', path: '/work/project/example.py' });
+    });
+
+    test('an empty document asks nothing', async () => {
+        const { client, calls } = recordingClient(() => ({ text: 'x', finish_reason: 'stop', model: 'm', usage: null }));
+        const provider = new CfgateInlineCompletionProvider({ client, settings: noDebounce, vs });
+        const document = fakeDocument('   \n');
+        assert.equal(await provider.provideInlineCompletionItems(document, new Position(1, 0) as vscode.Position, inlineContext, tokenSource().vscodeToken), undefined);
+        assert.equal(calls.length, 0);
+    });
+
+    test('context is bounded to the budget and cut at line boundaries', () => {
+        const lines = Array.from({ length: 2000 }, (_, i) => `line ${i} ${'x'.repeat(i % 17)}`);
+        const text = lines.join('\n') + '\n';
+        const document = fakeDocument(text);
+        const position = new Position(1000, 3) as vscode.Position;
+        const { prefix, suffix } = contextAround(document, position, vs.Range);
+        assert.ok(prefix.length <= PREFIX_BUDGET && prefix.length > PREFIX_BUDGET - 100, `prefix ${prefix.length}`);
+        assert.ok(suffix.length <= SUFFIX_BUDGET && suffix.length > SUFFIX_BUDGET - 100, `suffix ${suffix.length}`);
+        assert.ok(prefix.endsWith('\nlin'), 'prefix ends at the cursor');
+        assert.ok(suffix.startsWith(`e 1000 `), 'suffix starts at the cursor');
+        assert.match(prefix, /^line \d+/, 'prefix starts at a line start');
+        assert.ok(suffix.endsWith('\n'), 'suffix ends at a line end');
+        const offset = document.offsetAt(position);
+        assert.equal(text.slice(offset - prefix.length, offset + suffix.length), prefix + suffix);
+        // Small documents are sent whole.
+        const small = splitAt('one\ntw|o\nthree');
+        assert.deepEqual(contextAround(small.document, small.position, vs.Range), { prefix: 'one\ntw', suffix: 'o\nthree' });
+    });
+});
+
+describe('chat participant', () => {
+    test('history becomes messages: this participant only, failed answers left out', () => {
+        const context = {
+            history: [
+                requestTurn('first question'),
+                responseTurn('first answer'),
+                requestTurn('for someone else', 'other.participant'),
+                responseTurn('their answer', 'other.participant'),
+                requestTurn('second question'),
+                responseTurn('partial', PARTICIPANT_ID, { errorDetails: { message: 'cfgate: failed' } }),
+            ],
+        } as unknown as vscode.ChatContext;
+        assert.deepEqual(buildMessages(chatRequest('third question'), context), [
+            { role: 'system', content: SYSTEM_PROMPT },
+            { role: 'user', content: 'first question' },
+            { role: 'assistant', content: 'first answer' },
+            { role: 'user', content: 'second question' },
+            { role: 'user', content: 'third question' },
+        ]);
+    });
+
+    test('streams cfgate/chat progress into stream.markdown', async () => {
+        await fake.script({ chunks: ['The ', 'answer ', 'is ', '**42**.'] });
+        const handler = createChatHandler({ client: daemon.client });
+        const stream = new RecordingStream();
+        const context = { history: [requestTurn('earlier'), responseTurn('earlier answer')] } as unknown as vscode.ChatContext;
+        const result = (await handler(chatRequest('what is it?'), context, stream.asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
+        assert.deepEqual(stream.markdown, ['The ', 'answer ', 'is ', '**42**.']);
+        assert.equal(result.errorDetails, undefined);
+        assert.equal(result.metadata?.finish_reason, 'stop');
+        const [request] = await chatRequests();
+        assert.deepEqual(
+            request.body.messages.map((m: any) => [m.role, m.content]).slice(1),
+            [
+                ['user', 'earlier'],
+                ['assistant', 'earlier answer'],
+                ['user', 'what is it?'],
+            ],
+        );
+    });
+
+    test('cancellation stops the stream without an error', async () => {
+        const before = (await fake.stats()).streams_dropped;
+        await fake.script({ chunks: ['thinking ', 'about it '], hold_open: true });
+        const handler = createChatHandler({ client: daemon.client });
+        const source = tokenSource();
+        const markdown: string[] = [];
+        const stream = {
+            markdown: (s: string) => {
+                markdown.push(s);
+                source.cancel();
+            },
+            progress: () => undefined,
+        } as unknown as vscode.ChatResponseStream;
+        const result = (await handler(chatRequest('go on forever'), { history: [] }, stream, source.vscodeToken)) as vscode.ChatResult;
+        assert.equal(result.errorDetails, undefined);
+        assert.equal(result.metadata?.cancelled, true);
+        assert.ok(markdown.length >= 1);
+        await waitFor('the stream to be dropped', async () => (await fake.stats()).streams_dropped > before);
+    });
+
+    test('a failure becomes errorDetails "cfgate: message — hint"', async () => {
+        await fake.script({ status: 400, body: JSON.stringify({ success: false, error: [{ code: 2008, message: 'Invalid provider' }] }) });
+        const errors: string[] = [];
+        const handler = createChatHandler({ client: daemon.client, onError: (m) => errors.push(m) });
+        const stream = new RecordingStream();
+        const result = (await handler(chatRequest('hi'), { history: [] }, stream.asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
+        assert.ok(result.errorDetails, 'errorDetails');
+        assert.match(result.errorDetails.message, /^cfgate: .+ — .+/);
+        assert.deepEqual(errors, [result.errorDetails.message]);
+        assert.deepEqual(stream.markdown, []);
+    });
+
+    test('an empty prompt asks nothing', async () => {
+        const stream = new RecordingStream();
+        const client = { chat: () => assert.fail('no request expected') } as unknown as Pick<CfgateClient, 'chat'>;
+        await createChatHandler({ client })(chatRequest('  '), { history: [] }, stream.asStream(), tokenSource().vscodeToken);
+        assert.equal(stream.markdown.length, 1);
+    });
+});
+
+describe('commands', () => {
+    function ui(picks: (items: PickItem[]) => PickItem | undefined, typed?: string) {
+        const updates: (string | undefined)[] = [];
+        const messages: string[] = [];
+        const api: SelectModelUi = {
+            showQuickPick: async (items) => picks(items),
+            showInputBox: async (options) => {
+                if (typed !== undefined) {
+                    assert.equal(options.validateInput(typed), undefined);
+                }
+                return typed;
+            },
+            updateModel: async (model) => {
+                updates.push(model);
+            },
+            showInformationMessage: (m) => messages.push(m),
+        };
+        return { api, updates, messages };
+    }
+
+    test('select model: a suggested id is stored', async () => {
+        const { api, updates, messages } = ui((items) => items.find((i) => i.label === SUGGESTED_MODELS[1].id));
+        assert.equal(await selectModel(api, undefined), SUGGESTED_MODELS[1].id);
+        assert.deepEqual(updates, [SUGGESTED_MODELS[1].id]);
+        assert.match(messages[0], /^cfgate: model set to /);
+    });
+
+    test('select model: a typed id, the default, or giving up', async () => {
+        const typed = ui((items) => items.find((i) => i.label === CUSTOM_LABEL), 'dynamic/support');
+        assert.equal(await selectModel(typed.api, 'openai/gpt-4o'), 'dynamic/support');
+        assert.deepEqual(typed.updates, ['dynamic/support']);
+        const reset = ui((items) => items.find((i) => i.label === DEFAULT_LABEL));
+        assert.equal(await selectModel(reset.api, 'openai/gpt-4o'), '');
+        assert.deepEqual(reset.updates, [undefined]);
+        const none = ui(() => undefined);
+        assert.equal(await selectModel(none.api, undefined), undefined);
+        assert.deepEqual(none.updates, []);
+        const current = ui((items) => {
+            assert.equal(items[0].label, 'vendor/custom-model');
+            assert.equal(items[0].description, '(current)');
+            return undefined;
+        });
+        await selectModel(current.api, 'vendor/custom-model');
+    });
+
+    test('model ids are validated as cfgate does', () => {
+        assert.equal(validateModelId('@cf/meta/llama-3.1-8b-instruct'), undefined);
+        assert.equal(validateModelId('openai/gpt-4o-mini'), undefined);
+        assert.ok(validateModelId(''));
+        assert.ok(validateModelId('gpt-4o'));
+        assert.ok(validateModelId('openai/gpt 4o'));
+    });
+
+    test('status: shown from the real daemon', async () => {
+        const lines: string[] = [];
+        const shown: string[] = [];
+        const status = await showStatus(daemon.client, {
+            appendLine: (l) => lines.push(l),
+            showInformationMessage: (m) => shown.push(`info ${m}`),
+            showWarningMessage: (m) => shown.push(`warning ${m}`),
+            showErrorMessage: (m) => shown.push(`error ${m}`),
+        });
+        assert.ok(status);
+        assert.equal(shown.length, 1);
+        assert.match(shown[0], /^info cfgate .*ready/);
+        assert.ok(lines.some((l) => l.includes(fake.baseUrl)));
+    });
+
+    test('status: missing credentials warn; failures show "cfgate: message — hint"', async () => {
+        const incomplete = { credentials_complete: false, missing: ['CLOUDFLARE_API_TOKEN'], settings_error: null } as unknown as StatusResult;
+        const summary = statusSummary(incomplete);
+        assert.equal(summary.level, 'warning');
+        assert.match(summary.message, /CLOUDFLARE_API_TOKEN/);
+        const shown: string[] = [];
+        const failing = {
+            status: async () => {
+                throw new ResponseError(1002, 'invalid gateway_id', { kind: 'invalid_setting', hint: 'use letters and digits' });
+            },
+        };
+        await showStatus(failing, {
+            appendLine: () => undefined,
+            showInformationMessage: (m) => shown.push(m),
+            showWarningMessage: (m) => shown.push(m),
+            showErrorMessage: (m) => shown.push(`error ${m}`),
+        });
+        assert.deepEqual(shown, ['error cfgate: invalid gateway_id — use letters and digits']);
+    });
+});
+
+describe('settings', () => {
+    test('cfgate.* settings map to the daemon\'s keys; empty ones are left out', () => {
+        const values: Record<string, unknown> = {
+            path: '/opt/cfgate',
+            model: ' @cf/qwen/qwen2.5-coder-32b-instruct ',
+            baseUrl: '',
+            gatewayId: 'my-gw',
+            accountId: 'acc123',
+            maxTokens: null,
+            'completion.enabled': false,
+            'completion.debounceMs': 125,
+        };
+        assert.deepEqual(readSettings((k) => values[k]), {
+            path: '/opt/cfgate',
+            daemon: { model: '@cf/qwen/qwen2.5-coder-32b-instruct', gateway_id: 'my-gw', account_id: 'acc123' },
+            completion: { enabled: false, debounceMs: 125 },
+        });
+        assert.deepEqual(readSettings(() => undefined), {
+            path: 'cfgate',
+            daemon: {},
+            completion: { enabled: true, debounceMs: 300 },
+        });
+    });
+
+    test('a change is notified, a cleared key or a new binary restarts', () => {
+        const base = readSettings((k) => ({ model: 'openai/gpt-4o', maxTokens: 100 })[k as 'model']);
+        const same = readSettings((k) => ({ model: 'openai/gpt-4o', maxTokens: 100, 'completion.debounceMs': 50 })[k as 'model']);
+        const changed = readSettings((k) => ({ model: 'openai/gpt-4o-mini', maxTokens: 100 })[k as 'model']);
+        const cleared = readSettings((k) => ({ maxTokens: 100 })[k as 'maxTokens']);
+        const moved = readSettings((k) => ({ path: '/bin/cfgate', model: 'openai/gpt-4o', maxTokens: 100 })[k as 'model']);
+        assert.equal(settingsChange(base, same), 'none');
+        assert.equal(settingsChange(base, changed), 'notify');
+        assert.equal(settingsChange(base, cleared), 'restart');
+        assert.equal(settingsChange(base, moved), 'restart');
+    });
+
+    test('package.json contributes exactly the settings, commands and participant the code uses', () => {
+        const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
+        const properties = Object.keys(manifest.contributes.configuration.properties).sort();
+        const expected = ['path', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
+        assert.deepEqual(properties, expected);
+        assert.ok(!properties.some((p) => /(api|gateway)_?token/i.test(p)), 'no token setting');
+        assert.deepEqual(manifest.contributes.chatParticipants.map((p: { id: string }) => p.id), [PARTICIPANT_ID]);
+        const source = fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'extension.ts'), 'utf8');
+        for (const command of manifest.contributes.commands.map((c: { command: string }) => c.command)) {
+            assert.ok(source.includes(`registerCommand('${command}'`), `${command} is registered`);
+        }
+        assert.equal(manifest.engines.vscode, '^1.90.0');
+        assert.equal(ErrorCodes.RequestCancelled, -32800);
+    });
+});

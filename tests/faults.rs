@@ -1,0 +1,243 @@
+//! Upstream faults and process faults: what the client sees, whether it was retried, and
+//! that the daemon goes on serving (or ends, when its client is gone).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const UNAVAILABLE_7009: &str = r#"{"result":null,"success":false,"errors":[{"code":7009,"message":"Upstream service unavailable"}],"messages":[]}"#;
+
+fn error_script(status: u16, body: &str, repeat: u32) -> Script {
+    Script {
+        status: Some(status),
+        body: Some(body.into()),
+        repeat,
+        ..Script::default()
+    }
+}
+
+async fn daemon(fake: &FakeGateway, extra: Value) -> Daemon {
+    let mut d = Daemon::spawn(&[("CLOUDFLARE_API_TOKEN", TOKEN)]).await;
+    let mut options = json!({ "base_url": fake.compat_base("acc", "gw") });
+    for (k, v) in extra.as_object().unwrap() {
+        options[k] = v.clone();
+    }
+    d.initialize(options).await;
+    d
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_answered() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon(&fake, json!({})).await;
+    let transient = [
+        error_script(503, UNAVAILABLE_7009, 1),
+        error_script(500, "{}", 1),
+        error_script(502, "<html>bad gateway</html>", 1),
+        Script {
+            status: Some(429),
+            body: Some(
+                r#"{"success":false,"error":[{"code":2003,"message":"Rate limited"}]}"#.into(),
+            ),
+            headers: vec![("retry-after".into(), "0".into())],
+            ..Script::default()
+        },
+        Script {
+            fault: Some(Fault::ResetBeforeHeaders),
+            ..Script::default()
+        },
+    ];
+    for (i, script) in transient.into_iter().enumerate() {
+        let label = format!("{script:?}");
+        fake.push_script(script);
+        let answer = d
+            .request(
+                "cfgate/chat",
+                json!({"messages": user(&format!("try {i}"))}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{label}: not retried: {e}"));
+        assert_eq!(answer["content"], format!("echo: try {i}"), "{label}");
+    }
+    assert_eq!(chat_requests(&fake).len(), 10, "each fault was sent twice");
+    let status = d.request("cfgate/status", json!({})).await.unwrap();
+    assert_eq!(status["requests"]["retries"], 5);
+    assert_eq!(status["requests"]["failed"], 0);
+}
+
+#[tokio::test]
+async fn client_errors_are_never_retried() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon(&fake, json!({})).await;
+    for status in [400u16, 401, 403, 404, 413, 422] {
+        fake.clear_requests();
+        fake.push_script(error_script(
+            status,
+            r#"{"error":{"message":"no","type":"x"}}"#,
+            1,
+        ));
+        let err = d
+            .request("cfgate/chat", json!({"messages": user("hi")}))
+            .await
+            .unwrap_err();
+        assert_eq!(err["data"]["status"], status);
+        assert_eq!(err["data"]["attempts"], 1);
+        assert_eq!(chat_requests(&fake).len(), 1, "HTTP {status} was retried");
+    }
+}
+
+#[tokio::test]
+async fn persistent_failure_reports_every_attempt() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon(&fake, json!({"max_attempts": 3})).await;
+    fake.push_script(error_script(503, UNAVAILABLE_7009, 3));
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["data"]["kind"], "unavailable");
+    assert_eq!(err["data"]["upstream_code"], 7009);
+    assert_eq!(err["data"]["attempts"], 3);
+    assert_eq!(err["data"]["retryable"], true);
+    assert_eq!(chat_requests(&fake).len(), 3);
+    // max_attempts = 1 turns retries off.
+    let mut d = daemon(&fake, json!({"max_attempts": 1})).await;
+    fake.push_script(error_script(503, UNAVAILABLE_7009, 1));
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["data"]["attempts"], 1);
+}
+
+#[tokio::test]
+async fn a_stream_cut_after_it_began_is_reported_not_replayed() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon(&fake, json!({})).await;
+    fake.push_script(Script {
+        chunks: Some(vec!["one ".into(), "two ".into(), "three".into()]),
+        fault: Some(Fault::ResetAfterChunks(2)),
+        ..Script::default()
+    });
+    let (progress, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    let err = answer.unwrap_err();
+    assert_eq!(err["data"]["kind"], "stream_cut", "{err}");
+    assert_eq!(err["data"]["partial_content"], "one two ");
+    assert_eq!(joined_content(&progress), "one two ");
+    assert_eq!(
+        chat_requests(&fake).len(),
+        1,
+        "a begun stream must not be sent again"
+    );
+    assert_eq!(
+        d.request("cfgate/chat", json!({"messages": user("next")}))
+            .await
+            .unwrap()["content"],
+        "echo: next"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_stream_ends_with_a_clear_error() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon(&fake, json!({"idle_timeout_secs": 1})).await;
+    fake.push_script(Script {
+        chunks: Some(vec!["before ".into(), "after".into()]),
+        fault: Some(Fault::StallAfterChunks(1)),
+        ..Script::default()
+    });
+    let (_, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    let err = answer.unwrap_err();
+    assert_eq!(err["data"]["kind"], "timeout");
+    assert!(
+        err["message"].as_str().unwrap().contains("stalled"),
+        "{err}"
+    );
+    assert_eq!(err["data"]["partial_content"], "before ");
+    assert!(
+        fake.wait_for_stream_dropped(WAIT).await,
+        "the stalled request was not dropped"
+    );
+
+    // Stalled before any header: bounded by timeout_secs, and retried within the deadline.
+    let mut d = daemon(&fake, json!({"timeout_secs": 1, "max_attempts": 1})).await;
+    fake.push_script(Script {
+        fault: Some(Fault::StallBeforeHeaders),
+        ..Script::default()
+    });
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["data"]["kind"], "timeout");
+    assert_eq!(
+        d.request("cfgate/chat", json!({"messages": user("ok")}))
+            .await
+            .unwrap()["content"],
+        "echo: ok"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_stays_inside_its_request() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::spawn(&[
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_TEST_PANIC", "boom"),
+    ])
+    .await;
+    d.initialize(json!({ "base_url": fake.compat_base("acc", "gw") }))
+        .await;
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("boom")}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], -32603);
+    assert!(
+        err["message"].as_str().unwrap().contains("internal error"),
+        "{err}"
+    );
+    let ok = d
+        .request("cfgate/chat", json!({"messages": user("after")}))
+        .await
+        .unwrap();
+    assert_eq!(ok["content"], "echo: after");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_and_sigint_end_the_daemon() {
+    for signal in ["TERM", "INT"] {
+        let fake = FakeGateway::start().await;
+        let mut d = Daemon::start(&fake).await;
+        fake.push_script(Script {
+            chunks: Some(vec!["x ".into()]),
+            hold_open: true,
+            ..Script::default()
+        });
+        d.start_request(
+            "cfgate/chat",
+            json!({"messages": user("hi"), "workDoneToken": 1}),
+        )
+        .await;
+        d.wait_for("stream started", |m| {
+            m["method"] == "$/progress" && m["params"]["value"]["kind"] == "report"
+        })
+        .await;
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &d.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        d.wait_exit().await;
+        assert!(
+            fake.wait_for_stream_dropped(WAIT).await,
+            "SIG{signal}: upstream request outlived the daemon"
+        );
+    }
+}
