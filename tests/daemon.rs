@@ -651,10 +651,13 @@ async fn fifty_sequential_requests_share_one_upstream_connection() {
         }
     }
     assert_eq!(chat_requests(&fake).len(), 50);
-    assert_eq!(
-        fake.connections_accepted(),
-        1,
-        "the pooled client should keep one connection alive"
+    // One keep-alive connection serves them all. hyper's pool may, rarely, open a second
+    // one when a request races the previous connection's return to the pool (a few µs on
+    // loopback); without pooling this would be 50.
+    let connections = fake.connections_accepted();
+    assert!(
+        connections <= 2,
+        "{connections} upstream connections for 50 sequential requests"
     );
 }
 
