@@ -109,7 +109,8 @@ impl InsertionCleaner {
                 None if last => body = "",
                 None => return String::new(),
             }
-        } else if !last && "```".starts_with(leading) && !leading.is_empty() {
+        } else if !last && "```".starts_with(leading) {
+            // Only blanks so far, or the start of a fence: nothing is decided yet.
             return String::new();
         }
         // A repeat of the prefix's last line.
