@@ -585,20 +585,7 @@ async fn a_slow_stream_does_not_block_other_requests() {
 async fn stdin_closing_ends_the_daemon_with_a_stream_in_flight() {
     let fake = FakeGateway::start().await;
     let mut d = Daemon::start(&fake).await;
-    fake.push_script(Script {
-        chunks: Some(vec!["x ".into()]),
-        hold_open: true,
-        ..Script::default()
-    });
-    d.start_request(
-        "cfgate/chat",
-        json!({"messages": user("hi"), "workDoneToken": 7}),
-    )
-    .await;
-    d.wait_for("stream started", |m| {
-        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "report"
-    })
-    .await;
+    d.start_held_stream(&fake).await;
     d.close_stdin();
     let status = d.wait_exit().await;
     assert!(status.success(), "{status:?}");
@@ -612,20 +599,7 @@ async fn stdin_closing_ends_the_daemon_with_a_stream_in_flight() {
 async fn exit_ends_the_daemon_even_with_stdin_open() {
     let fake = FakeGateway::start().await;
     let mut d = Daemon::start(&fake).await;
-    fake.push_script(Script {
-        chunks: Some(vec!["x ".into()]),
-        hold_open: true,
-        ..Script::default()
-    });
-    d.start_request(
-        "cfgate/chat",
-        json!({"messages": user("hi"), "workDoneToken": 8}),
-    )
-    .await;
-    d.wait_for("stream started", |m| {
-        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "report"
-    })
-    .await;
+    d.start_held_stream(&fake).await;
     assert_eq!(d.request("shutdown", Value::Null).await, Ok(Value::Null));
     d.notify("exit", Value::Null).await;
     let status = d.wait_exit().await;

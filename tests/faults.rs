@@ -215,20 +215,7 @@ async fn sigterm_and_sigint_end_the_daemon() {
     for signal in ["TERM", "INT"] {
         let fake = FakeGateway::start().await;
         let mut d = Daemon::start(&fake).await;
-        fake.push_script(Script {
-            chunks: Some(vec!["x ".into()]),
-            hold_open: true,
-            ..Script::default()
-        });
-        d.start_request(
-            "cfgate/chat",
-            json!({"messages": user("hi"), "workDoneToken": 1}),
-        )
-        .await;
-        d.wait_for("stream started", |m| {
-            m["method"] == "$/progress" && m["params"]["value"]["kind"] == "report"
-        })
-        .await;
+        d.start_held_stream(&fake).await;
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &d.pid().to_string()])
             .status()

@@ -228,6 +228,27 @@ impl Daemon {
         (progress, answer)
     }
 
+    /// Starts a streamed chat that the fake holds open after its first piece, and waits
+    /// until that piece has arrived: a request certainly in flight.
+    pub async fn start_held_stream(&mut self, fake: &FakeGateway) -> i64 {
+        fake.push_script(Script {
+            chunks: Some(vec!["x ".into()]),
+            hold_open: true,
+            ..Script::default()
+        });
+        let id = self
+            .start_request(
+                "cfgate/chat",
+                json!({"messages": user("hi"), "workDoneToken": "held"}),
+            )
+            .await;
+        self.wait_for("stream started", |m| {
+            m["method"] == "$/progress" && m["params"]["value"]["kind"] == "report"
+        })
+        .await;
+        id
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
