@@ -126,8 +126,9 @@ impl InsertionCleaner {
             }
         }
         // The last line (and the newline before it) may still become a closing fence or
-        // the suffix's first line: decided only at the end.
-        let tail_start = body.rfind('\n').map_or(0, |i| i + 1);
+        // the suffix's first line: decided only at the end. Blank lines after it belong to
+        // it, so a fence followed by a line break is still seen as the last line.
+        let tail_start = body.trim_end().rfind('\n').map_or(0, |i| i + 1);
         let (head, tail) = body.split_at(tail_start);
         let head = head.strip_suffix('\n').unwrap_or(head);
         let trimmed_tail = tail.trim();
@@ -137,7 +138,8 @@ impl InsertionCleaner {
                 || (!self.suffix_line.is_empty()
                     && (trimmed_tail.ends_with(&self.suffix_line)
                         || suffix_may_follow(trimmed_tail, &self.suffix_line)));
-            return if undecided { head } else { body }.to_string();
+            // Trailing blanks wait too: a closing fence may follow them.
+            return if undecided { head } else { body.trim_end() }.to_string();
         }
         if trimmed_tail.is_empty() || trimmed_tail.starts_with("```") {
             return head.to_string();
@@ -201,6 +203,13 @@ mod tests {
     }
 
     #[test]
+    fn strips_a_closing_fence_with_a_line_break_after_it() {
+        let (text, streamed) = run("", "", &["```\nx = 1\n", "```", "\n"]);
+        assert_eq!(text, "x = 1");
+        assert_eq!(streamed, text);
+    }
+
+    #[test]
     fn plain_text_streams_at_once() {
         let mut c = InsertionCleaner::new("a = ", "");
         assert_eq!(c.push("foo(1, 2)").as_deref(), Some("foo(1, 2)"));
@@ -210,7 +219,7 @@ mod tests {
     proptest! {
         #[test]
         fn pieces_always_join_to_the_final_text(
-            raw in "(```[a-z]{0,3}\n)?[a-z =(){}\n`]{0,40}(\n```)?",
+            raw in "(```[a-z]{0,3}\n)?[a-z =(){}\n`]{0,40}(\n```\n?)?",
             cuts in proptest::collection::vec(0usize..50, 0..6),
             prefix in "[a-z =\n]{0,12}",
             suffix in "[a-z )}\n]{0,12}",

@@ -43,6 +43,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_attempts",
     "retry_deadline_secs",
     "allow_insecure_http",
+    "completion_context_chars",
 ];
 
 /// One source's view of the settings: each field is unset unless that source sets it.
@@ -64,6 +65,8 @@ pub struct Layer {
     pub max_attempts: Option<u32>,
     pub retry_deadline_secs: Option<u64>,
     pub allow_insecure_http: Option<bool>,
+    /// How much of a document around the cursor an editor's completion request sends.
+    pub completion_context_chars: Option<usize>,
 }
 
 impl Layer {
@@ -86,6 +89,10 @@ impl Layer {
             max_attempts: pick(&self.max_attempts, &lower.max_attempts),
             retry_deadline_secs: pick(&self.retry_deadline_secs, &lower.retry_deadline_secs),
             allow_insecure_http: pick(&self.allow_insecure_http, &lower.allow_insecure_http),
+            completion_context_chars: pick(
+                &self.completion_context_chars,
+                &lower.completion_context_chars,
+            ),
         }
     }
 

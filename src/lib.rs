@@ -9,8 +9,10 @@
 // failed request, so its size is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
 pub mod complete;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod gateway;
 pub mod logging;
@@ -18,3 +20,4 @@ pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod service;
+pub mod suggest;

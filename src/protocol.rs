@@ -32,7 +32,7 @@ pub struct ChatParams {
 }
 
 /// Params of `cfgate/complete`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct CompleteParams {
     pub prefix: String,
     #[serde(default)]

@@ -30,6 +30,10 @@ const JSON_INSTRUCTION: &str =
 /// Fields of the OpenAI body that cfgate itself sets.
 const OWN_FIELDS: &[&str] = &["model", "messages", "stream"];
 
+/// About 2,000 tokens of code: enough to see the function being written and its
+/// neighbours, small enough to answer quickly.
+pub const DEFAULT_COMPLETION_CONTEXT_CHARS: usize = 8000;
+
 pub struct Service {
     gateway: Gateway,
     /// Environment over config file: fixed for the life of the process.
@@ -286,6 +290,14 @@ impl Service {
             )
             .await?;
         Ok(Completion { chat, cleaner })
+    }
+
+    /// How many chars of a document an editor's completion sends around the cursor.
+    pub fn completion_context_chars(&self, client: &Layer) -> usize {
+        client
+            .over(&self.base)
+            .completion_context_chars
+            .unwrap_or(DEFAULT_COMPLETION_CONTEXT_CHARS)
     }
 
     pub fn status(&self, client: &Layer) -> StatusResult {

@@ -1,33 +1,44 @@
 //! The LSP face of the service: lifecycle, settings from the client, and cfgate's methods
 //! with their `$/progress` streams. Handlers only translate; the work is in [`Service`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::Deserialize;
 use tower_lsp_server::jsonrpc::{self, ErrorCode};
 use tower_lsp_server::ls_types::{
-    DidChangeConfigurationParams, InitializeParams, InitializeResult, InitializedParams,
-    MessageType, ServerCapabilities, ServerInfo,
+    CodeActionParams, CodeActionResponse, CompletionParams, CompletionResponse,
+    DidChangeConfigurationParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
+    DidOpenTextDocumentParams, ExecuteCommandParams, InitializeParams, InitializeResult,
+    InitializedParams, InlineCompletionList, InlineCompletionParams, LSPAny, MessageType,
+    ServerCapabilities, ServerInfo,
 };
 use tower_lsp_server::{Client, ClientSocket, LanguageServer, LspService};
 use tracing::{info, warn};
 
 use super::connection::Outbox;
+use super::language::{self, ClientFeatures, InFlight};
 use crate::config::{self, Layer};
+use crate::documents::Documents;
 use crate::error::Error;
 use crate::protocol::{
     ChatParams, ChatResult, CompleteParams, CompleteResult, METHODS, Piece, ProgressParams,
     ProgressToken, ProgressValue, StatusResult,
 };
 use crate::service::Service;
+use crate::suggest::Shown;
 
 pub struct Backend {
-    client: Client,
-    service: Arc<Service>,
+    pub(super) client: Client,
+    pub(super) service: Arc<Service>,
     outbox: Outbox,
     /// This client's settings (initializationOptions, then didChangeConfiguration).
     /// Read into an owned copy at the start of each request; never held across an await.
     settings: RwLock<Layer>,
+    /// Set once by `initialize`.
+    features: OnceLock<ClientFeatures>,
+    pub(super) documents: Documents,
+    pub(super) shown: Shown,
+    pub(super) in_flight: InFlight,
 }
 
 /// `cfgate/status` takes no params; an empty object (or none) is accepted.
@@ -41,14 +52,23 @@ impl Backend {
             service,
             outbox,
             settings: RwLock::new(Layer::default()),
+            features: OnceLock::new(),
+            documents: Documents::default(),
+            shown: Shown::default(),
+            in_flight: InFlight::default(),
         })
         .custom_method("cfgate/chat", Backend::chat)
         .custom_method("cfgate/complete", Backend::complete)
         .custom_method("cfgate/status", Backend::status)
+        .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
         .finish()
     }
 
-    fn client_settings(&self) -> Layer {
+    pub(super) fn features(&self) -> ClientFeatures {
+        self.features.get().copied().unwrap_or_default()
+    }
+
+    pub(super) fn client_settings(&self) -> Layer {
         self.settings
             .read()
             .map(|s| s.clone())
@@ -65,6 +85,13 @@ impl Backend {
 
     async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
         contain_panics(self.chat_inner(params)).await
+    }
+
+    async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> jsonrpc::Result<InlineCompletionList> {
+        contain_panics(self.inline_completion_inner(params)).await
     }
 
     async fn complete(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
@@ -146,10 +173,12 @@ impl LanguageServer for Backend {
             info!(client = %info.name, version = ?info.version, "client connected");
         }
         self.set_client_settings(layer);
+        let features = ClientFeatures::of(&params.capabilities);
+        let _ = self.features.set(features);
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
                 experimental: Some(serde_json::json!({ "cfgate": { "methods": METHODS } })),
-                ..ServerCapabilities::default()
+                ..language::capabilities(features.encoding)
             },
             server_info: Some(ServerInfo {
                 name: "cfgate".into(),
@@ -163,6 +192,39 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {
         Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        self.open_document(params);
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        self.change_document(params);
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        self.close_document(params);
+    }
+
+    async fn completion(
+        &self,
+        params: CompletionParams,
+    ) -> jsonrpc::Result<Option<CompletionResponse>> {
+        contain_panics(self.completion_item(params)).await
+    }
+
+    async fn code_action(
+        &self,
+        params: CodeActionParams,
+    ) -> jsonrpc::Result<Option<CodeActionResponse>> {
+        Ok(self.code_actions(params))
+    }
+
+    async fn execute_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> jsonrpc::Result<Option<LSPAny>> {
+        contain_panics(self.run_command(params)).await
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {

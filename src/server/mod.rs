@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod framing;
+pub mod language;
 pub mod lsp;
 
 use std::sync::Arc;

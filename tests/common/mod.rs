@@ -109,12 +109,17 @@ impl Daemon {
     }
 
     pub async fn initialize(&mut self, options: Value) -> Value {
+        self.initialize_with(json!({}), options).await
+    }
+
+    /// `initialize` with the given client capabilities, then `initialized`.
+    pub async fn initialize_with(&mut self, capabilities: Value, options: Value) -> Value {
         let result = self
             .request(
                 "initialize",
                 json!({
                     "processId": null,
-                    "capabilities": {},
+                    "capabilities": capabilities,
                     "clientInfo": {"name": "cfgate-tests", "version": "1"},
                     "initializationOptions": options,
                 }),
