@@ -625,3 +625,60 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn edits_and_other_documents_never_wait_for_a_completion_in_flight() {
+    let fake = FakeGateway::start().await;
+    let mut d = start(&fake, "utf-16").await;
+    let other = "file:///work/project/src/other.rs";
+    open(&mut d, "let a = \n").await;
+    d.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": other, "languageId": "rust", "version": 1, "text": "let b = \n"}}),
+    )
+    .await;
+    // A completion for URI that the gateway never answers.
+    fake.push_script(Script {
+        fault: Some(Fault::StallBeforeHeaders),
+        ..Script::default()
+    });
+    let stalled = d
+        .start_request(
+            "textDocument/inlineCompletion",
+            at(&json!({"line": 0, "character": 8})),
+        )
+        .await;
+    fake.wait_for_requests(1, WAIT).await;
+    // Meanwhile the user types in that document, and asks in another one.
+    d.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": {"uri": URI, "version": 2},
+            "contentChanges": [{"range": {"start": {"line": 0, "character": 8}, "end": {"line": 0, "character": 8}}, "text": "vec!["}],
+        }),
+    )
+    .await;
+    fake.push_script(answer("2;"));
+    let list = d
+        .request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": other}, "position": {"line": 0, "character": 8}, "context": {"triggerKind": 1}}),
+        )
+        .await
+        .expect("the other document is answered while the first waits");
+    assert_eq!(list["items"][0]["insertText"], "2;");
+    // The edit made while the first request waited is in the text the next one sends.
+    fake.push_script(answer("1]"));
+    let list = d
+        .request(
+            "textDocument/inlineCompletion",
+            at(&json!({"line": 0, "character": 13})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["insertText"], "1]");
+    let (prefix, _) = sent_context(&chat_requests(&fake)[2]);
+    assert_eq!(prefix, "let a = vec![");
+    let err = d.response(stalled).await.expect_err("superseded");
+    assert_eq!(err["code"], -32800);
+}

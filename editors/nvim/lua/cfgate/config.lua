@@ -16,6 +16,7 @@ M.setting_keys = {
   "max_attempts",
   "retry_deadline_secs",
   "allow_insecure_http",
+  "completion_context_chars",
 }
 
 M.defaults = {
