@@ -4,6 +4,10 @@
 //! editor usually hides a child's stderr; the level comes from `CFGATE_LOG` in
 //! tracing's EnvFilter syntax. Writing the file goes through a background thread so that
 //! no log line blocks the runtime.
+//!
+//! Stderr gets only warnings and errors unless `CFGATE_LOG` is set: editors show a
+//! language server's stderr as errors (Neovim's LSP log marks every line `[ERROR]`), so
+//! routine lines there would look like faults. The file gets the full default level.
 
 use std::path::PathBuf;
 
@@ -37,6 +41,12 @@ pub fn init(default_level: &str) -> Option<WorkerGuard> {
             .ok()?;
         Some(tracing_appender::non_blocking(appender))
     });
+    let stderr_level = if std::env::var_os(ENV_LOG).is_some() {
+        tracing::Level::TRACE
+    } else {
+        tracing::Level::WARN
+    };
+    let stderr = std::io::stderr.with_max_level(stderr_level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -44,12 +54,12 @@ pub fn init(default_level: &str) -> Option<WorkerGuard> {
         Some((writer, guard)) => {
             let _ = builder
                 .with_ansi(false)
-                .with_writer(std::io::stderr.and(writer))
+                .with_writer(stderr.and(writer))
                 .try_init();
             Some(guard)
         }
         None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
+            let _ = builder.with_writer(stderr).try_init();
             None
         }
     }
