@@ -418,6 +418,48 @@ pub fn client_layer(value: Option<&Value>) -> Result<Layer, String> {
     value.map_or(Ok(Layer::default()), Layer::from_client_json)
 }
 
+/// A client's settings as it sent them: `initializationOptions`, then each
+/// `didChangeConfiguration` on top. Kept as the JSON that was sent, so that a key sent as
+/// `null` (as VS Code does for a setting the user removed) goes back to unset.
+#[derive(Clone, Debug, Default)]
+pub struct ClientSettings {
+    sent: Map<String, Value>,
+    layer: Layer,
+}
+
+impl ClientSettings {
+    pub fn from_init(value: Option<&Value>) -> Result<ClientSettings, String> {
+        ClientSettings::default().update(value.unwrap_or(&Value::Null))
+    }
+
+    /// These settings with `value`'s keys set over them (or unset, where `null`). An error
+    /// leaves them as they were.
+    pub fn update(&self, value: &Value) -> Result<ClientSettings, String> {
+        let update = match value {
+            Value::Null => return Ok(self.clone()),
+            Value::Object(map) => match map.get("cfgate") {
+                Some(Value::Object(inner)) => inner,
+                _ => map,
+            },
+            _ => return Err("settings must be a JSON object".into()),
+        };
+        let mut sent = self.sent.clone();
+        for (key, value) in update {
+            if value.is_null() {
+                sent.remove(key);
+            } else {
+                sent.insert(key.clone(), value.clone());
+            }
+        }
+        let layer = Layer::from_client_json(&Value::Object(sent.clone()))?;
+        Ok(ClientSettings { sent, layer })
+    }
+
+    pub fn layer(&self) -> &Layer {
+        &self.layer
+    }
+}
+
 /// A request's own overrides, taken out of its params.
 pub fn request_layer(model: Option<&str>, extra: &Map<String, Value>) -> Layer {
     Layer {
@@ -519,6 +561,27 @@ mod tests {
             json!({"api_token": "t", "base_url": "http://10.0.0.1/c", "allow_insecure_http": true}),
         );
         assert!(insecure.resolve().is_ok());
+    }
+
+    #[test]
+    fn client_settings_update_and_unset() {
+        let init = ClientSettings::from_init(Some(&json!({"model": "openai/a", "max_tokens": 9})))
+            .unwrap();
+        let changed = init
+            .update(&json!({"cfgate": {"model": "openai/b", "max_tokens": null}}))
+            .unwrap();
+        assert_eq!(changed.layer().model.as_deref(), Some("openai/b"));
+        assert_eq!(changed.layer().max_tokens, None, "null unsets");
+        assert!(changed.update(&json!({"modle": "x"})).is_err());
+        assert_eq!(
+            changed
+                .update(&Value::Null)
+                .unwrap()
+                .layer()
+                .model
+                .as_deref(),
+            Some("openai/b")
+        );
     }
 
     #[test]

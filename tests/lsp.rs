@@ -682,3 +682,30 @@ async fn edits_and_other_documents_never_wait_for_a_completion_in_flight() {
     let err = d.response(stalled).await.expect_err("superseded");
     assert_eq!(err["code"], -32800);
 }
+
+#[tokio::test]
+async fn a_setting_sent_as_null_goes_back_to_unset() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::spawn(&[("CLOUDFLARE_API_TOKEN", TOKEN)]).await;
+    d.initialize(json!({"base_url": fake.compat_base("acc", "gw"), "model": "openai/gpt-4o-mini"}))
+        .await;
+    let before = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(before.unwrap()["model"], "openai/gpt-4o-mini");
+    // VS Code sends every setting of the section, with null for those the user removed.
+    d.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"cfgate": {"model": null, "max_tokens": 64}}}),
+    )
+    .await;
+    let after = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(
+        after.unwrap()["model"],
+        "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    );
+    let sent = chat_requests(&fake);
+    assert_eq!(sent[1].body["max_tokens"], 64);
+}

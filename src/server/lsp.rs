@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::connection::Outbox;
 use super::language::{self, ClientFeatures, InFlight};
-use crate::config::{self, Layer};
+use crate::config::{ClientSettings, Layer};
 use crate::documents::Documents;
 use crate::error::Error;
 use crate::protocol::{
@@ -33,7 +33,7 @@ pub struct Backend {
     outbox: Outbox,
     /// This client's settings (initializationOptions, then didChangeConfiguration).
     /// Read into an owned copy at the start of each request; never held across an await.
-    settings: RwLock<Layer>,
+    settings: RwLock<ClientSettings>,
     /// Set once by `initialize`.
     features: OnceLock<ClientFeatures>,
     pub(super) documents: Documents,
@@ -51,7 +51,7 @@ impl Backend {
             client,
             service,
             outbox,
-            settings: RwLock::new(Layer::default()),
+            settings: RwLock::new(ClientSettings::default()),
             features: OnceLock::new(),
             documents: Documents::default(),
             shown: Shown::default(),
@@ -69,18 +69,22 @@ impl Backend {
     }
 
     pub(super) fn client_settings(&self) -> Layer {
+        self.sent_settings().layer().clone()
+    }
+
+    fn sent_settings(&self) -> ClientSettings {
         self.settings
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    fn set_client_settings(&self, layer: Layer) {
+    fn set_client_settings(&self, settings: ClientSettings) {
         let mut guard = self
             .settings
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *guard = layer;
+        *guard = settings;
     }
 
     async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
@@ -167,7 +171,7 @@ impl Backend {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
-        let layer = config::client_layer(params.initialization_options.as_ref())
+        let layer = ClientSettings::from_init(params.initialization_options.as_ref())
             .map_err(|e| jsonrpc::Error::invalid_params(format!("initializationOptions: {e}")))?;
         if let Some(info) = &params.client_info {
             info!(client = %info.name, version = ?info.version, "client connected");
@@ -228,11 +232,10 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        match Layer::from_client_json(&params.settings) {
-            Ok(update) => {
-                let merged = update.over(&self.client_settings());
-                self.set_client_settings(merged);
-            }
+        // Read, update and write back before the first await: one connection's handlers
+        // are all polled by one task, so no other update can come in between.
+        match self.sent_settings().update(&params.settings) {
+            Ok(updated) => self.set_client_settings(updated),
             Err(e) => {
                 warn!("didChangeConfiguration ignored: {e}");
                 self.client
