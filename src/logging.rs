@@ -39,7 +39,13 @@ pub fn init(default_level: &str) -> Option<WorkerGuard> {
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .build(&dir)
             .ok()?;
-        Some(tracing_appender::non_blocking(appender))
+        // The default channel preallocates 128,000 lines (about 4 MiB); cfgate writes a few
+        // lines per connection, and beyond the limit lines are dropped, never waited for.
+        Some(
+            tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(1024)
+                .finish(appender),
+        )
     });
     let stderr_level = if std::env::var_os(ENV_LOG).is_some() {
         tracing::Level::TRACE

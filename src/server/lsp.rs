@@ -118,9 +118,15 @@ impl Backend {
                 .service
                 .chat(&settings, params, progress.is_some())
                 .await?;
+            let mut first = true;
             while let Some(piece) = chat.next_piece().await? {
                 if let Some(p) = &progress {
                     p.report(piece.into()).await;
+                    if std::mem::take(&mut first) {
+                        // Let the writer send the first piece now, before the rest of a
+                        // burst is turned into reports: the user sees the answer start.
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
             chat.finish().await
