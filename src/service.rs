@@ -6,18 +6,22 @@
 //! no lock is held across an `.await`: the settings a request uses are resolved into an
 //! owned value before anything is sent.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use crate::complete::{self, InsertionCleaner};
-use crate::config::{self, Layer, Settings};
+use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
+use crate::gateway::models::{ModelInfo, ModelSource, ModelsRequest};
+use crate::gateway::options::GatewayOptions;
 use crate::gateway::{Gateway, Reply, RetryPolicy, UpstreamRequest};
 use crate::protocol::{
-    ChatParams, ChatResult, CompleteParams, CompleteResult, Piece, RequestCounts, StatusResult,
+    ChatParams, ChatResult, CompleteParams, CompleteResult, ModelsParams, ModelsResult, Piece,
+    RequestCounts, StatusResult,
 };
 use crate::route::route_model;
 
@@ -26,6 +30,9 @@ const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
 
 const JSON_INSTRUCTION: &str =
     "Respond only with one valid JSON object: no text before or after it, and no code fences.";
+
+/// How long a model list is served from the cache.
+pub const MODELS_TTL: Duration = Duration::from_secs(600);
 
 /// Fields of the OpenAI body that cfgate itself sets.
 const OWN_FIELDS: &[&str] = &["model", "messages", "stream"];
@@ -36,7 +43,12 @@ pub struct Service {
     base: Layer,
     started: Instant,
     counters: Arc<Counters>,
+    /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
+    models: Mutex<ModelCache>,
 }
+
+/// Model lists by the URL they came from, with when they were fetched.
+type ModelCache = HashMap<String, (Instant, Arc<Vec<ModelInfo>>)>;
 
 #[derive(Default)]
 struct Counters {
@@ -82,6 +94,8 @@ pub struct Chat {
     reply: Reply,
     model: String,
     in_flight: InFlight,
+    /// JSON was asked for: the answer's content must parse.
+    expect_json: bool,
 }
 
 impl Chat {
@@ -93,6 +107,9 @@ impl Chat {
     pub async fn finish(mut self) -> Result<ChatResult, Error> {
         let result = self.reply.finish().await;
         let (answer, gateway) = self.in_flight.fail(result)?;
+        if self.expect_json && answer.tool_calls.is_empty() {
+            self.in_flight.fail(check_json(&answer.content))?;
+        }
         Ok(ChatResult {
             tool_calls: answer.tool_calls_value(),
             content: answer.content,
@@ -152,6 +169,7 @@ impl Service {
             base,
             started: Instant::now(),
             counters: Arc::default(),
+            models: Mutex::default(),
         })
     }
 
@@ -169,11 +187,12 @@ impl Service {
     ) -> Result<Chat, Error> {
         let mut in_flight = InFlight::start(&self.counters);
         let started = self.start_chat(client, params, stream).await;
-        let (reply, model) = in_flight.fail(started)?;
+        let (reply, model, expect_json) = in_flight.fail(started)?;
         Ok(Chat {
             reply,
             model,
             in_flight,
+            expect_json,
         })
     }
 
@@ -182,16 +201,25 @@ impl Service {
         client: &Layer,
         params: ChatParams,
         stream: bool,
-    ) -> Result<(Reply, String), Error> {
+    ) -> Result<(Reply, String, bool), Error> {
         let ChatParams {
             messages,
             model,
             json_mode,
+            gateway,
             body: extra,
             ..
         } = params;
         check_messages(&messages)?;
-        let settings = self.settings(client, &config::request_layer(model.as_deref(), &extra))?;
+        let options = gateway
+            .as_ref()
+            .map(GatewayOptions::from_json)
+            .transpose()
+            .map_err(|e| Error::new(ErrorKind::InvalidParams, format!("invalid params: {e}")))?;
+        let settings = self.settings(
+            client,
+            &config::request_layer(model.as_deref(), &extra, options),
+        )?;
         let routed = route_model(&settings.model)?;
         let mut messages: Vec<Value> = messages.into_iter().map(Value::Object).collect();
         let mut body: Map<String, Value> = extra
@@ -202,6 +230,7 @@ impl Service {
             add_json_instruction(&mut messages);
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
+        let expect_json = asks_for_json(&body);
         if let Some(max) = settings.max_tokens {
             body.entry("max_tokens").or_insert(Value::from(max));
         }
@@ -216,10 +245,22 @@ impl Service {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        let options = settings
+            .gateway
+            .headers()
+            .map_err(|e| Error::new(ErrorKind::InvalidParams, format!("invalid params: {e}")))?;
+        headers.extend(options);
+        if settings.endpoint == Endpoint::Rest {
+            let id = reqwest::header::HeaderValue::from_str(&settings.gateway_id)
+                .map_err(|_| Error::new(ErrorKind::InvalidSetting, "invalid setting gateway_id"))?;
+            headers.insert("cf-aig-gateway-id", id);
+        }
         let request = UpstreamRequest {
             url: settings.base_url.clone(),
-            token: settings.api_token.clone(),
+            token: vendor_token(&settings),
             gateway_token: settings.gateway_token.clone(),
+            headers,
             body: Value::Object(body),
             stream,
             timeout: settings.timeout,
@@ -231,6 +272,7 @@ impl Service {
                 max_delay: RETRY_MAX_DELAY,
             },
             model: routed.clone(),
+            byok: settings.byok,
         };
         let result = self.gateway.send(&request).await;
         let attempts = match &result {
@@ -240,7 +282,7 @@ impl Service {
         self.counters
             .retries
             .fetch_add(u64::from(attempts.saturating_sub(1)), Ordering::Relaxed);
-        Ok((result?, routed))
+        Ok((result?, routed, expect_json))
     }
 
     /// Starts a completion of the text between `prefix` and `suffix`.
@@ -280,6 +322,7 @@ impl Service {
                     model: params.model,
                     json_mode: false,
                     work_done_token: None,
+                    gateway: params.gateway.clone(),
                     body,
                 },
                 stream,
@@ -318,6 +361,96 @@ impl Service {
                 failed: self.counters.failed.load(Ordering::Relaxed),
                 retries: self.counters.retries.load(Ordering::Relaxed),
             },
+        }
+    }
+}
+
+impl Service {
+    /// The models the gateway offers, from the cache when fresh (see [`MODELS_TTL`]).
+    pub async fn models(
+        &self,
+        client: &Layer,
+        params: ModelsParams,
+    ) -> Result<ModelsResult, Error> {
+        let settings = self.settings(client, &Layer::default())?;
+        let (url, source, source_name) = match settings.endpoint {
+            Endpoint::Compat => (
+                format!("{}/models", settings.base_url),
+                ModelSource::CompatList,
+                "compat",
+            ),
+            Endpoint::Rest => {
+                let account = settings.account_id.clone().unwrap_or_default();
+                (
+                    format!("{}/accounts/{account}/ai/models/search", settings.api_url),
+                    ModelSource::CatalogSearch,
+                    "catalog",
+                )
+            }
+        };
+        if !params.refresh {
+            let cached = lock(&self.models).get(&url).cloned();
+            if let Some((at, models)) = cached.filter(|(at, _)| at.elapsed() < MODELS_TTL) {
+                return Ok(ModelsResult {
+                    models: models.as_ref().clone(),
+                    source: source_name.into(),
+                    cached: true,
+                    age_secs: at.elapsed().as_secs(),
+                });
+            }
+        }
+        let request = ModelsRequest {
+            url: url.clone(),
+            source,
+            token: vendor_token(&settings),
+            gateway_token: settings.gateway_token.clone(),
+            timeout: settings.timeout,
+        };
+        let models = Arc::new(self.gateway.list_models(&request).await?);
+        lock(&self.models).insert(url, (Instant::now(), models.clone()));
+        Ok(ModelsResult {
+            models: models.as_ref().clone(),
+            source: source_name.into(),
+            cached: false,
+            age_secs: 0,
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `Authorization` token: the Cloudflare token, except with stored keys on the compat
+/// endpoint, where the gateway supplies the vendor's key and nothing is sent (on the rest
+/// endpoint `Authorization` is always the Cloudflare API's own).
+fn vendor_token(settings: &Settings) -> Option<secrecy::SecretString> {
+    (!(settings.byok && settings.endpoint == Endpoint::Compat)).then(|| settings.api_token.clone())
+}
+
+/// `response_format` of type `json_object` or `json_schema` asks for JSON.
+fn asks_for_json(body: &Map<String, Value>) -> bool {
+    body.get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "json_object" || t == "json_schema")
+}
+
+/// The answer was meant to be JSON: say so plainly when it is not, with the text.
+fn check_json(content: &str) -> Result<(), Error> {
+    match serde_json::from_str::<serde::de::IgnoredAny>(content.trim()) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut err = Error::new(
+                ErrorKind::NotJson,
+                format!("JSON was asked for, but the answer is not valid JSON ({e})"),
+            )
+            .with_hint(
+                "the model did not keep to the JSON format (Workers AI does not enforce it, and not \
+                 every model supports it); the text is in data.raw_content; try again, or another model",
+            );
+            err.raw_content = Some(content.to_string());
+            Err(err)
         }
     }
 }
