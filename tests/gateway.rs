@@ -210,6 +210,12 @@ async fn cache_ttl_gives_a_hit_on_the_second_identical_request() {
     skipping["gateway"]["skip_cache"] = json!(true);
     let third = d.request("cfgate/chat", skipping).await.unwrap();
     assert_eq!(third["gateway"]["cache_status"], "MISS");
+    // A custom cache key caches too (5 minutes when no TTL is given).
+    let keyed = json!({"messages": user("keyed"), "gateway": {"cache_key": "my-key"}});
+    let miss = d.request("cfgate/chat", keyed.clone()).await.unwrap();
+    let hit = d.request("cfgate/chat", keyed).await.unwrap();
+    assert_eq!(miss["gateway"]["cache_status"], "MISS");
+    assert_eq!(hit["gateway"]["cache_status"], "HIT");
     // Without caching options nothing is cached.
     let plain = json!({"messages": user("cache me")});
     d.request("cfgate/chat", plain.clone()).await.unwrap();
