@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
 use crate::complete::{self, InsertionCleaner};
 use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
-use crate::gateway::models::{ModelInfo, ModelSource, ModelsRequest};
+use crate::gateway::models::{ModelInfo, ModelSource, ModelsRequest, merge_catalog};
 use crate::gateway::options::GatewayOptions;
 use crate::gateway::{Gateway, Reply, RetryPolicy, UpstreamRequest};
 use crate::protocol::{
@@ -48,7 +49,10 @@ pub struct Service {
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
-type ModelCache = HashMap<String, (Instant, Arc<Vec<ModelInfo>>)>;
+type ModelCache = HashMap<String, (Instant, Arc<Vec<ModelInfo>>, &'static str)>;
+
+/// How long a compat listing waits for the catalog's details before going without.
+const CATALOG_DETAILS_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct Counters {
@@ -373,44 +377,81 @@ impl Service {
         params: ModelsParams,
     ) -> Result<ModelsResult, Error> {
         let settings = self.settings(client, &Layer::default())?;
-        let (url, source, source_name) = match settings.endpoint {
-            Endpoint::Compat => (
-                format!("{}/models", settings.base_url),
-                ModelSource::CompatList,
-                "compat",
-            ),
-            Endpoint::Rest => {
-                let account = settings.account_id.clone().unwrap_or_default();
-                (
-                    format!("{}/accounts/{account}/ai/models/search", settings.api_url),
-                    ModelSource::CatalogSearch,
-                    "catalog",
-                )
-            }
+        let catalog_url = settings
+            .account_id
+            .as_ref()
+            .map(|account| format!("{}/accounts/{account}/ai/models/search", settings.api_url));
+        let url = match settings.endpoint {
+            Endpoint::Compat => format!("{}/models", settings.base_url),
+            Endpoint::Rest => catalog_url.clone().unwrap_or_default(),
         };
         if !params.refresh {
             let cached = lock(&self.models).get(&url).cloned();
-            if let Some((at, models)) = cached.filter(|(at, _)| at.elapsed() < MODELS_TTL) {
+            if let Some((at, models, source)) = cached.filter(|(at, ..)| at.elapsed() < MODELS_TTL)
+            {
                 return Ok(ModelsResult {
                     models: models.as_ref().clone(),
-                    source: source_name.into(),
+                    source: source.into(),
                     cached: true,
                     age_secs: at.elapsed().as_secs(),
                 });
             }
         }
-        let request = ModelsRequest {
-            url: url.clone(),
-            source,
-            token: vendor_token(&settings),
+        let catalog = |url: String, timeout| ModelsRequest {
+            url,
+            source: ModelSource::CatalogSearch,
+            token: Some(settings.api_token.clone()),
             gateway_token: settings.gateway_token.clone(),
-            timeout: settings.timeout,
+            timeout,
         };
-        let models = Arc::new(self.gateway.list_models(&request).await?);
-        lock(&self.models).insert(url, (Instant::now(), models.clone()));
+        let (models, source) = match settings.endpoint {
+            Endpoint::Rest => (
+                self.gateway
+                    .list_models(&catalog(url.clone(), settings.timeout))
+                    .await?,
+                "catalog",
+            ),
+            Endpoint::Compat => {
+                let list = ModelsRequest {
+                    url: url.clone(),
+                    source: ModelSource::CompatList,
+                    token: vendor_token(&settings),
+                    gateway_token: settings.gateway_token.clone(),
+                    timeout: settings.timeout,
+                };
+                // The catalog adds Workers AI details; it needs the account and the Cloudflare
+                // token, and the list is worth having without it.
+                let has_token = !settings.api_token.expose_secret().trim().is_empty();
+                let details = catalog_url
+                    .filter(|_| has_token)
+                    .map(|u| catalog(u, settings.timeout.min(CATALOG_DETAILS_TIMEOUT)));
+                let (list, details) =
+                    futures_util::future::join(self.gateway.list_models(&list), async {
+                        match &details {
+                            Some(req) => Some(self.gateway.list_models(req).await),
+                            None => None,
+                        }
+                    })
+                    .await;
+                let mut models = list?;
+                match details {
+                    Some(Ok(catalog)) => {
+                        merge_catalog(&mut models, &catalog);
+                        (models, "compat+catalog")
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("model catalog not read, listing without details: {e}");
+                        (models, "compat")
+                    }
+                    None => (models, "compat"),
+                }
+            }
+        };
+        let models = Arc::new(models);
+        lock(&self.models).insert(url, (Instant::now(), models.clone(), source));
         Ok(ModelsResult {
             models: models.as_ref().clone(),
-            source: source_name.into(),
+            source: source.into(),
             cached: false,
             age_secs: 0,
         })

@@ -775,6 +775,54 @@ async fn models_are_listed_cached_and_refreshed() {
 }
 
 #[tokio::test]
+async fn compat_models_get_workers_ai_details_from_the_catalog() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon_with(
+        &fake,
+        json!({"account_id": "acc", "api_url": format!("{}/client/v4", fake.url())}),
+    )
+    .await;
+    let answer = d.request("cfgate/models", json!({})).await.unwrap();
+    assert_eq!(answer["source"], "compat+catalog");
+    let models = answer["models"].as_array().unwrap();
+    assert_eq!(
+        models.len(),
+        5,
+        "the gateway's list decides which models: {answer}"
+    );
+    let llama = models
+        .iter()
+        .find(|m| m["id"] == "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast")
+        .unwrap();
+    assert_eq!(llama["context_window"], 24000);
+    assert_eq!(llama["function_calling"], true);
+    let openai = models
+        .iter()
+        .find(|m| m["id"] == "openai/gpt-5-mini")
+        .unwrap();
+    assert!(openai["context_window"].is_null());
+    let search = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/ai/models/search"))
+        .expect("catalog asked");
+    assert_eq!(
+        search.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+
+    // The catalog out of reach: the list still comes, without details.
+    let mut d = daemon_with(
+        &fake,
+        json!({"account_id": "acc", "api_url": "http://127.0.0.1:1/client/v4"}),
+    )
+    .await;
+    let answer = d.request("cfgate/models", json!({})).await.unwrap();
+    assert_eq!(answer["source"], "compat");
+    assert_eq!(answer["models"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
 async fn models_command_prints_a_table() {
     let fake = FakeGateway::start().await;
     let home = tempfile::tempdir().unwrap();

@@ -204,6 +204,23 @@ pub fn parse_catalog(json: &Value) -> Vec<ModelInfo> {
         .collect()
 }
 
+/// Fills what the gateway's list does not say (context window, function calling, a
+/// description, a missing price) from the catalog, for the Workers AI ids both hold.
+pub fn merge_catalog(models: &mut [ModelInfo], catalog: &[ModelInfo]) {
+    for model in models.iter_mut() {
+        let Some(known) = catalog.iter().find(|c| c.id == model.id) else {
+            continue;
+        };
+        model.context_window = model.context_window.or(known.context_window);
+        model.function_calling = model.function_calling.or(known.function_calling);
+        model.cost_in = model.cost_in.or(known.cost_in);
+        model.cost_out = model.cost_out.or(known.cost_out);
+        if model.description.is_none() {
+            model.description = known.description.clone();
+        }
+    }
+}
+
 fn number_or_string(value: &Value) -> Option<u64> {
     match value {
         Value::Number(n) => n.as_u64(),
@@ -236,6 +253,27 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].cost_out, Some(2.25));
         assert_eq!(list[1].cost_in, None);
+    }
+
+    #[test]
+    fn catalog_details_fill_the_gaps_of_the_list() {
+        let mut list = parse_compat_list(&json!({"data": [
+            {"id": "workers-ai/@cf/a/b", "cost_in": 0.5, "cost_out": null},
+            {"id": "openai/gpt-5-mini", "cost_in": 0.25},
+        ]}));
+        let catalog = vec![ModelInfo {
+            id: "workers-ai/@cf/a/b".into(),
+            context_window: Some(8000),
+            function_calling: Some(false),
+            cost_in: Some(0.9),
+            cost_out: Some(1.1),
+            ..ModelInfo::default()
+        }];
+        merge_catalog(&mut list, &catalog);
+        assert_eq!(list[0].context_window, Some(8000));
+        assert_eq!(list[0].cost_in, Some(0.5), "the gateway's own figure stays");
+        assert_eq!(list[0].cost_out, Some(1.1));
+        assert_eq!(list[1].context_window, None);
     }
 
     #[test]
