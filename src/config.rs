@@ -14,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::gateway::options::GatewayOptions;
+
 pub const DEFAULT_MODEL: &str = "@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 pub const DEFAULT_GATEWAY_ID: &str = "default";
 pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
@@ -21,6 +23,7 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_RETRY_DEADLINE_SECS: u64 = 60;
 pub const DEFAULT_GATEWAY_URL: &str = "https://gateway.ai.cloudflare.com/v1";
+pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 
 pub const ENV_TOKEN: &str = "CLOUDFLARE_API_TOKEN";
 pub const ENV_ACCOUNT: &str = "CLOUDFLARE_ACCOUNT_ID";
@@ -44,7 +47,23 @@ pub const SETTING_NAMES: &[&str] = &[
     "retry_deadline_secs",
     "allow_insecure_http",
     "completion_context_chars",
+    "endpoint",
+    "api_url",
+    "byok",
+    "gateway",
 ];
+
+/// Which of the gateway's OpenAI-compatible endpoints chat goes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    /// `gateway.ai.cloudflare.com/v1/{account}/{gateway}/compat` (Agno's; deprecated by
+    /// Cloudflare in May 2026 but still served).
+    #[default]
+    Compat,
+    /// `api.cloudflare.com/client/v4/accounts/{account}/ai/v1` with `cf-aig-gateway-id`.
+    Rest,
+}
 
 /// One source's view of the settings: each field is unset unless that source sets it.
 #[derive(Default, Clone, Debug, Deserialize)]
@@ -67,6 +86,15 @@ pub struct Layer {
     pub allow_insecure_http: Option<bool>,
     /// How much of a document around the cursor an editor's completion request sends.
     pub completion_context_chars: Option<usize>,
+    /// `compat` (default) or `rest`.
+    pub endpoint: Option<Endpoint>,
+    /// The Cloudflare API root for the rest endpoint and the model catalog (proxies, tests).
+    pub api_url: Option<String>,
+    /// Stored keys (BYOK): leave the vendor `Authorization` header out; the gateway adds
+    /// the key it holds. Needs `gateway_token`.
+    pub byok: Option<bool>,
+    /// `[gateway]`: defaults for the `cf-aig-*` request options.
+    pub gateway: Option<GatewayOptions>,
 }
 
 impl Layer {
@@ -93,6 +121,13 @@ impl Layer {
                 &self.completion_context_chars,
                 &lower.completion_context_chars,
             ),
+            endpoint: pick(&self.endpoint, &lower.endpoint),
+            api_url: pick(&self.api_url, &lower.api_url),
+            byok: pick(&self.byok, &lower.byok),
+            gateway: match (&self.gateway, &lower.gateway) {
+                (Some(high), Some(low)) => Some(high.over(low)),
+                (high, low) => pick(high, low),
+            },
         }
     }
 
@@ -227,6 +262,13 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub max_attempts: u32,
     pub retry_deadline: Duration,
+    pub endpoint: Endpoint,
+    /// The Cloudflare API root (`https://api.cloudflare.com/client/v4` unless overridden).
+    pub api_url: String,
+    /// Leave out the vendor `Authorization` header (stored keys).
+    pub byok: bool,
+    /// The `cf-aig-*` options every request of these settings sends.
+    pub gateway: GatewayOptions,
 }
 
 /// What stops a request before any byte is sent.
@@ -315,15 +357,25 @@ impl Layer {
     /// Applies defaults and checks everything a request needs.
     pub fn resolve(&self) -> Result<Settings, SettingsError> {
         let mut missing = Vec::new();
+        let endpoint = self.endpoint.unwrap_or_default();
+        let byok = self.byok.unwrap_or(false);
         let token = self
             .api_token
             .clone()
             .filter(|t| !t.expose_secret().trim().is_empty());
-        if token.is_none() {
+        // With stored keys on the compat endpoint the gateway token is the only credential.
+        if token.is_none() && !(byok && endpoint == Endpoint::Compat) {
             missing.push(ENV_TOKEN);
         }
+        let gateway_token = self
+            .gateway_token
+            .clone()
+            .filter(|t| !t.expose_secret().trim().is_empty());
+        if byok && gateway_token.is_none() {
+            missing.push(ENV_GATEWAY_TOKEN);
+        }
         let account_id = self.account_id.clone().filter(|a| !a.trim().is_empty());
-        if account_id.is_none() && self.base_url.is_none() {
+        if account_id.is_none() && (self.base_url.is_none() || endpoint == Endpoint::Rest) {
             missing.push(ENV_ACCOUNT);
         }
         if !missing.is_empty() {
@@ -334,9 +386,19 @@ impl Layer {
             .clone()
             .unwrap_or_else(|| DEFAULT_GATEWAY_ID.to_string());
         let insecure = self.allow_insecure_http.unwrap_or(false);
-        let base_url = match &self.base_url {
-            Some(url) => validate_base_url("base_url", url, insecure)?,
-            None => {
+        let api_url = match &self.api_url {
+            Some(url) => validate_base_url("api_url", url, insecure)?,
+            None => DEFAULT_API_URL.to_string(),
+        };
+        let base_url = match (&self.base_url, endpoint) {
+            (_, Endpoint::Rest) => {
+                let account = account_id.as_deref().unwrap_or_default();
+                validate_id("account_id", account)?;
+                validate_id("gateway_id", &gateway_id)?;
+                format!("{api_url}/accounts/{account}/ai/v1")
+            }
+            (Some(url), Endpoint::Compat) => validate_base_url("base_url", url, insecure)?,
+            (None, Endpoint::Compat) => {
                 let account = account_id.as_deref().unwrap_or_default();
                 validate_id("account_id", account)?;
                 validate_id("gateway_id", &gateway_id)?;
@@ -347,6 +409,13 @@ impl Layer {
                 format!("{root}/{account}/{gateway_id}/compat")
             }
         };
+        let gateway_options = self.gateway.clone().unwrap_or_default();
+        gateway_options
+            .check()
+            .map_err(|reason| SettingsError::Invalid {
+                setting: "gateway",
+                reason,
+            })?;
         let at_least_one = |setting: &'static str, value: u64| {
             if value == 0 {
                 Err(SettingsError::Invalid {
@@ -371,10 +440,7 @@ impl Layer {
         )?;
         Ok(Settings {
             api_token: token.unwrap_or_else(|| SecretString::from(String::new())),
-            gateway_token: self
-                .gateway_token
-                .clone()
-                .filter(|t| !t.expose_secret().trim().is_empty()),
+            gateway_token,
             base_url,
             account_id,
             gateway_id,
@@ -390,6 +456,10 @@ impl Layer {
                 self.retry_deadline_secs
                     .unwrap_or(DEFAULT_RETRY_DEADLINE_SECS),
             ),
+            endpoint,
+            api_url,
+            byok,
+            gateway: gateway_options,
         })
     }
 
@@ -461,9 +531,14 @@ impl ClientSettings {
 }
 
 /// A request's own overrides, taken out of its params.
-pub fn request_layer(model: Option<&str>, extra: &Map<String, Value>) -> Layer {
+pub fn request_layer(
+    model: Option<&str>,
+    extra: &Map<String, Value>,
+    gateway: Option<GatewayOptions>,
+) -> Layer {
     Layer {
         model: model.map(str::to_string),
+        gateway,
         max_tokens: extra
             .get("max_tokens")
             .and_then(Value::as_u64)
@@ -595,6 +670,63 @@ mod tests {
         assert_eq!(nested.model.as_deref(), Some("a/b"));
         let toml = Layer::from_toml("model = \"a/b\"\nmax_tokens = 5\n").unwrap();
         assert_eq!(toml.max_tokens, Some(5));
+    }
+
+    #[test]
+    fn rest_endpoint_builds_the_api_url_and_needs_the_account() {
+        let s = layer(
+            json!({"api_token": "t", "account_id": "acc", "gateway_id": "gw", "endpoint": "rest"}),
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            s.base_url,
+            "https://api.cloudflare.com/client/v4/accounts/acc/ai/v1"
+        );
+        assert_eq!(s.endpoint, Endpoint::Rest);
+        let moved = layer(json!({"api_token": "t", "account_id": "acc", "endpoint": "rest", "api_url": "http://127.0.0.1:9/client/v4/"}))
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            moved.base_url,
+            "http://127.0.0.1:9/client/v4/accounts/acc/ai/v1"
+        );
+        let no_account = layer(
+            json!({"api_token": "t", "base_url": "http://127.0.0.1:1/x", "endpoint": "rest"}),
+        );
+        assert_eq!(no_account.missing(), vec![ENV_ACCOUNT]);
+        assert!(Layer::from_client_json(&json!({"endpoint": "grpc"})).is_err());
+    }
+
+    #[test]
+    fn byok_needs_the_gateway_token_not_the_api_token() {
+        let l = layer(json!({"account_id": "acc", "byok": true}));
+        assert_eq!(l.missing(), vec![ENV_GATEWAY_TOKEN]);
+        let l = layer(json!({"account_id": "acc", "byok": true, "gateway_token": "g"}));
+        assert!(l.resolve().unwrap().byok);
+        // The rest endpoint always needs the Cloudflare token.
+        let l = layer(
+            json!({"account_id": "acc", "byok": true, "gateway_token": "g", "endpoint": "rest"}),
+        );
+        assert_eq!(l.missing(), vec![ENV_TOKEN]);
+    }
+
+    #[test]
+    fn gateway_table_merges_key_by_key_and_is_checked() {
+        let file = Layer::from_toml("[gateway]\ncache_ttl = 120\nbackoff = \"linear\"\n").unwrap();
+        let client = layer(json!({"gateway": {"backoff": "constant"}}));
+        let merged = client.over(&file);
+        let g = merged.gateway.clone().unwrap();
+        assert_eq!(g.cache_ttl, Some(120));
+        assert_eq!(g.backoff, Some(crate::gateway::options::Backoff::Constant));
+        let bad = layer(json!({"api_token": "t", "account_id": "a", "gateway": {"cache_ttl": 1}}));
+        assert!(matches!(
+            bad.resolve(),
+            Err(SettingsError::Invalid {
+                setting: "gateway",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum ErrorKind {
     StreamCut,
     /// The gateway answered something that is not a chat completion.
     BadResponse,
+    /// JSON was asked for (`json_mode` or `response_format`) and the answer does not parse.
+    NotJson,
     /// A bug in cfgate.
     Internal,
 }
@@ -57,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Timeout => 1021,
             ErrorKind::StreamCut => 1022,
             ErrorKind::BadResponse => 1023,
+            ErrorKind::NotJson => 1024,
             ErrorKind::Internal => -32603,
         }
     }
@@ -79,6 +82,8 @@ pub struct Error {
     pub retryable: bool,
     /// What had streamed before a cut, so nothing the user saw is lost.
     pub partial_content: Option<String>,
+    /// The whole answer's text when it is not what was asked for (JSON that does not parse).
+    pub raw_content: Option<String>,
     /// How many times the request was sent (1 = no retry).
     pub attempts: u32,
     /// How long the upstream asked us to wait (`Retry-After`, `retry-after-ms`).
@@ -103,6 +108,7 @@ impl Error {
                     | ErrorKind::StreamCut
             ),
             partial_content: None,
+            raw_content: None,
             attempts: 1,
             retry_after: None,
         }
@@ -130,6 +136,8 @@ impl Error {
             attempts: u32,
             #[serde(skip_serializing_if = "Option::is_none")]
             partial_content: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            raw_content: Option<&'a str>,
         }
         serde_json::to_value(Data {
             kind: self.kind,
@@ -140,6 +148,7 @@ impl Error {
             retryable: self.retryable,
             attempts: self.attempts,
             partial_content: self.partial_content.as_deref(),
+            raw_content: self.raw_content.as_deref(),
         })
         .unwrap_or(Value::Null)
     }

@@ -13,6 +13,8 @@ use cfgate::protocol::{ChatParams, Piece};
 use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
+mod models;
+
 #[derive(Parser)]
 #[command(
     name = "cfgate",
@@ -51,6 +53,12 @@ enum Command {
     },
     /// Show the settings cfgate resolves (the token is never shown) and what is missing.
     Status,
+    /// List the models the gateway offers, as a table.
+    Models {
+        /// Print the list as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
             max_tokens,
         } => runtime.block_on(chat(&service, prompt, model, system, json, max_tokens)),
         Command::Status => status(&service, file.path.as_deref()),
+        Command::Models { json } => runtime.block_on(models::print(&service, json)),
     };
     drop(guard);
     runtime.shutdown_background();
@@ -195,6 +204,7 @@ async fn chat(
         model,
         json_mode,
         work_done_token: None,
+        gateway: None,
         body,
     };
     match run_chat(service, params, !json_mode).await {

@@ -17,7 +17,7 @@ pub enum ProgressToken {
 }
 
 /// Params of `cfgate/chat`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct ChatParams {
     pub messages: Vec<Map<String, Value>>,
     #[serde(default)]
@@ -26,6 +26,10 @@ pub struct ChatParams {
     pub json_mode: bool,
     #[serde(default, rename = "workDoneToken")]
     pub work_done_token: Option<ProgressToken>,
+    /// AI Gateway options (`cf-aig-*` headers), over the `[gateway]` settings; checked by
+    /// `gateway::options`, not here, so that its errors name the key.
+    #[serde(default)]
+    pub gateway: Option<Value>,
     /// Every other OpenAI chat-completions field, passed through unchanged.
     #[serde(flatten)]
     pub body: Map<String, Value>,
@@ -51,6 +55,9 @@ pub struct CompleteParams {
     pub stop: Option<Value>,
     #[serde(default, rename = "workDoneToken")]
     pub work_done_token: Option<ProgressToken>,
+    /// AI Gateway options, as for chat.
+    #[serde(default)]
+    pub gateway: Option<Value>,
 }
 
 /// Token counts as the gateway reported them (the last, cumulative report of a stream).
@@ -160,5 +167,31 @@ pub struct RequestCounts {
     pub retries: u64,
 }
 
+/// Params of `cfgate/models`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsParams {
+    /// Fetch again even if a cached list is fresh.
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// Result of `cfgate/models`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelsResult {
+    pub models: Vec<crate::gateway::models::ModelInfo>,
+    /// `compat` (the gateway's `/models` list) or `catalog` (Cloudflare's model search).
+    pub source: String,
+    /// Served from the cache rather than fetched for this request.
+    pub cached: bool,
+    /// How old the list is.
+    pub age_secs: u64,
+}
+
 /// Methods cfgate adds to LSP, announced in `initialize`.
-pub const METHODS: &[&str] = &["cfgate/chat", "cfgate/complete", "cfgate/status"];
+pub const METHODS: &[&str] = &[
+    "cfgate/chat",
+    "cfgate/complete",
+    "cfgate/status",
+    "cfgate/models",
+];

@@ -6,18 +6,23 @@
 //! no lock is held across an `.await`: the settings a request uses are resolved into an
 //! owned value before anything is sent.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
 use crate::complete::{self, InsertionCleaner};
-use crate::config::{self, Layer, Settings};
+use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
+use crate::gateway::models::{ModelInfo, ModelSource, ModelsRequest, merge_catalog};
+use crate::gateway::options::GatewayOptions;
 use crate::gateway::{Gateway, Reply, RetryPolicy, UpstreamRequest};
 use crate::protocol::{
-    ChatParams, ChatResult, CompleteParams, CompleteResult, Piece, RequestCounts, StatusResult,
+    ChatParams, ChatResult, CompleteParams, CompleteResult, ModelsParams, ModelsResult, Piece,
+    RequestCounts, StatusResult,
 };
 use crate::route::route_model;
 
@@ -26,6 +31,9 @@ const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
 
 const JSON_INSTRUCTION: &str =
     "Respond only with one valid JSON object: no text before or after it, and no code fences.";
+
+/// How long a model list is served from the cache.
+pub const MODELS_TTL: Duration = Duration::from_secs(600);
 
 /// Fields of the OpenAI body that cfgate itself sets.
 const OWN_FIELDS: &[&str] = &["model", "messages", "stream"];
@@ -40,7 +48,15 @@ pub struct Service {
     base: Layer,
     started: Instant,
     counters: Arc<Counters>,
+    /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
+    models: Mutex<ModelCache>,
 }
+
+/// Model lists by the URL they came from, with when they were fetched.
+type ModelCache = HashMap<String, (Instant, Arc<Vec<ModelInfo>>, &'static str)>;
+
+/// How long a compat listing waits for the catalog's details before going without.
+const CATALOG_DETAILS_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct Counters {
@@ -86,6 +102,8 @@ pub struct Chat {
     reply: Reply,
     model: String,
     in_flight: InFlight,
+    /// JSON was asked for: the answer's content must parse.
+    expect_json: bool,
 }
 
 impl Chat {
@@ -97,6 +115,9 @@ impl Chat {
     pub async fn finish(mut self) -> Result<ChatResult, Error> {
         let result = self.reply.finish().await;
         let (answer, gateway) = self.in_flight.fail(result)?;
+        if self.expect_json && answer.tool_calls.is_empty() {
+            self.in_flight.fail(check_json(&answer.content))?;
+        }
         Ok(ChatResult {
             tool_calls: answer.tool_calls_value(),
             content: answer.content,
@@ -156,6 +177,7 @@ impl Service {
             base,
             started: Instant::now(),
             counters: Arc::default(),
+            models: Mutex::default(),
         })
     }
 
@@ -173,11 +195,12 @@ impl Service {
     ) -> Result<Chat, Error> {
         let mut in_flight = InFlight::start(&self.counters);
         let started = self.start_chat(client, params, stream).await;
-        let (reply, model) = in_flight.fail(started)?;
+        let (reply, model, expect_json) = in_flight.fail(started)?;
         Ok(Chat {
             reply,
             model,
             in_flight,
+            expect_json,
         })
     }
 
@@ -186,16 +209,25 @@ impl Service {
         client: &Layer,
         params: ChatParams,
         stream: bool,
-    ) -> Result<(Reply, String), Error> {
+    ) -> Result<(Reply, String, bool), Error> {
         let ChatParams {
             messages,
             model,
             json_mode,
+            gateway,
             body: extra,
             ..
         } = params;
         check_messages(&messages)?;
-        let settings = self.settings(client, &config::request_layer(model.as_deref(), &extra))?;
+        let options = gateway
+            .as_ref()
+            .map(GatewayOptions::from_json)
+            .transpose()
+            .map_err(|e| Error::new(ErrorKind::InvalidParams, format!("invalid params: {e}")))?;
+        let settings = self.settings(
+            client,
+            &config::request_layer(model.as_deref(), &extra, options),
+        )?;
         let routed = route_model(&settings.model)?;
         let mut messages: Vec<Value> = messages.into_iter().map(Value::Object).collect();
         let mut body: Map<String, Value> = extra
@@ -206,6 +238,7 @@ impl Service {
             add_json_instruction(&mut messages);
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
+        let expect_json = asks_for_json(&body);
         if let Some(max) = settings.max_tokens {
             body.entry("max_tokens").or_insert(Value::from(max));
         }
@@ -220,10 +253,22 @@ impl Service {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        let options = settings
+            .gateway
+            .headers()
+            .map_err(|e| Error::new(ErrorKind::InvalidParams, format!("invalid params: {e}")))?;
+        headers.extend(options);
+        if settings.endpoint == Endpoint::Rest {
+            let id = reqwest::header::HeaderValue::from_str(&settings.gateway_id)
+                .map_err(|_| Error::new(ErrorKind::InvalidSetting, "invalid setting gateway_id"))?;
+            headers.insert("cf-aig-gateway-id", id);
+        }
         let request = UpstreamRequest {
             url: settings.base_url.clone(),
-            token: settings.api_token.clone(),
+            token: vendor_token(&settings),
             gateway_token: settings.gateway_token.clone(),
+            headers,
             body: Value::Object(body),
             stream,
             timeout: settings.timeout,
@@ -235,6 +280,7 @@ impl Service {
                 max_delay: RETRY_MAX_DELAY,
             },
             model: routed.clone(),
+            byok: settings.byok,
         };
         let result = self.gateway.send(&request).await;
         let attempts = match &result {
@@ -244,7 +290,7 @@ impl Service {
         self.counters
             .retries
             .fetch_add(u64::from(attempts.saturating_sub(1)), Ordering::Relaxed);
-        Ok((result?, routed))
+        Ok((result?, routed, expect_json))
     }
 
     /// Starts a completion of the text between `prefix` and `suffix`.
@@ -284,6 +330,7 @@ impl Service {
                     model: params.model,
                     json_mode: false,
                     work_done_token: None,
+                    gateway: params.gateway.clone(),
                     body,
                 },
                 stream,
@@ -330,6 +377,133 @@ impl Service {
                 failed: self.counters.failed.load(Ordering::Relaxed),
                 retries: self.counters.retries.load(Ordering::Relaxed),
             },
+        }
+    }
+}
+
+impl Service {
+    /// The models the gateway offers, from the cache when fresh (see [`MODELS_TTL`]).
+    pub async fn models(
+        &self,
+        client: &Layer,
+        params: ModelsParams,
+    ) -> Result<ModelsResult, Error> {
+        let settings = self.settings(client, &Layer::default())?;
+        let catalog_url = settings
+            .account_id
+            .as_ref()
+            .map(|account| format!("{}/accounts/{account}/ai/models/search", settings.api_url));
+        let url = match settings.endpoint {
+            Endpoint::Compat => format!("{}/models", settings.base_url),
+            Endpoint::Rest => catalog_url.clone().unwrap_or_default(),
+        };
+        if !params.refresh {
+            let cached = lock(&self.models).get(&url).cloned();
+            if let Some((at, models, source)) = cached.filter(|(at, ..)| at.elapsed() < MODELS_TTL)
+            {
+                return Ok(ModelsResult {
+                    models: models.as_ref().clone(),
+                    source: source.into(),
+                    cached: true,
+                    age_secs: at.elapsed().as_secs(),
+                });
+            }
+        }
+        let catalog = |url: String, timeout| ModelsRequest {
+            url,
+            source: ModelSource::CatalogSearch,
+            token: Some(settings.api_token.clone()),
+            gateway_token: settings.gateway_token.clone(),
+            timeout,
+        };
+        let (models, source) = match settings.endpoint {
+            Endpoint::Rest => (
+                self.gateway
+                    .list_models(&catalog(url.clone(), settings.timeout))
+                    .await?,
+                "catalog",
+            ),
+            Endpoint::Compat => {
+                let list = ModelsRequest {
+                    url: url.clone(),
+                    source: ModelSource::CompatList,
+                    token: vendor_token(&settings),
+                    gateway_token: settings.gateway_token.clone(),
+                    timeout: settings.timeout,
+                };
+                // The catalog adds Workers AI details; it needs the account and the Cloudflare
+                // token, and the list is worth having without it.
+                let has_token = !settings.api_token.expose_secret().trim().is_empty();
+                let details = catalog_url
+                    .filter(|_| has_token)
+                    .map(|u| catalog(u, settings.timeout.min(CATALOG_DETAILS_TIMEOUT)));
+                let (list, details) =
+                    futures_util::future::join(self.gateway.list_models(&list), async {
+                        match &details {
+                            Some(req) => Some(self.gateway.list_models(req).await),
+                            None => None,
+                        }
+                    })
+                    .await;
+                let mut models = list?;
+                match details {
+                    Some(Ok(catalog)) => {
+                        merge_catalog(&mut models, &catalog);
+                        (models, "compat+catalog")
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("model catalog not read, listing without details: {e}");
+                        (models, "compat")
+                    }
+                    None => (models, "compat"),
+                }
+            }
+        };
+        let models = Arc::new(models);
+        lock(&self.models).insert(url, (Instant::now(), models.clone(), source));
+        Ok(ModelsResult {
+            models: models.as_ref().clone(),
+            source: source.into(),
+            cached: false,
+            age_secs: 0,
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `Authorization` token: the Cloudflare token, except with stored keys on the compat
+/// endpoint, where the gateway supplies the vendor's key and nothing is sent (on the rest
+/// endpoint `Authorization` is always the Cloudflare API's own).
+fn vendor_token(settings: &Settings) -> Option<secrecy::SecretString> {
+    (!(settings.byok && settings.endpoint == Endpoint::Compat)).then(|| settings.api_token.clone())
+}
+
+/// `response_format` of type `json_object` or `json_schema` asks for JSON.
+fn asks_for_json(body: &Map<String, Value>) -> bool {
+    body.get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "json_object" || t == "json_schema")
+}
+
+/// The answer was meant to be JSON: say so plainly when it is not, with the text.
+fn check_json(content: &str) -> Result<(), Error> {
+    match serde_json::from_str::<serde::de::IgnoredAny>(content.trim()) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut err = Error::new(
+                ErrorKind::NotJson,
+                format!("JSON was asked for, but the answer is not valid JSON ({e})"),
+            )
+            .with_hint(
+                "the model did not keep to the JSON format (Workers AI does not enforce it, and not \
+                 every model supports it); the text is in data.raw_content; try again, or another model",
+            );
+            err.raw_content = Some(content.to_string());
+            Err(err)
         }
     }
 }

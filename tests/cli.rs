@@ -65,13 +65,26 @@ async fn chat_prints_the_streamed_answer() {
     assert_eq!(req.body["model"], "openai/gpt-5-mini");
     assert_eq!(req.body["messages"][0]["content"], "be brief");
 
+    fake.push_script(Script {
+        content: Some("{\"ok\": true}".into()),
+        ..Script::default()
+    });
     let (out, _home) = run(&env, &["chat", "--json", "give json"]).await;
     assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"ok\": true}\n");
     let req = chat_requests(&fake).pop().unwrap();
     assert_eq!(req.body["response_format"]["type"], "json_object");
     assert!(
         req.body.get("stream").is_none(),
         "JSON mode is not streamed"
+    );
+    // An answer that is not JSON fails, saying so.
+    let (out, _home) = run(&env, &["chat", "--json", "give json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not valid JSON"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -120,6 +120,10 @@ async fn openai_fields_pass_through_unchanged() {
     params["messages"] = user("hi");
     params["model"] = json!("openai/gpt-5-mini");
     params["stream"] = json!(true); // the daemon's, not the caller's
+    fake.push_script(Script {
+        content: Some("{}".into()), // JSON was asked for: the answer is checked
+        ..Script::default()
+    });
     d.request("cfgate/chat", params)
         .await
         .expect("chat answers");
@@ -139,6 +143,10 @@ async fn json_mode_asks_for_json_and_says_so_in_the_system_message() {
     let fake = FakeGateway::start().await;
     let mut d = Daemon::start(&fake).await;
     let messages = json!([{"role": "system", "content": "You are terse."}, {"role": "user", "content": "give json"}]);
+    fake.push_script(Script {
+        content: Some(r#"{"a": 1}"#.into()),
+        ..Script::default()
+    });
     d.request(
         "cfgate/chat",
         json!({"messages": messages, "json_mode": true}),

@@ -398,4 +398,70 @@ mod tests {
         assert_eq!(a.usage.unwrap().total_tokens, 3);
         assert!(Answer::from_completion(&json!({"object":"x"})).is_err());
     }
+
+    // One test per Workers AI stream quirk of wire notes section 4 (docs/gateway.md).
+
+    #[test]
+    fn quirk_padding_field_p_is_ignored() {
+        let (a, pieces) = feed_all(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}],"p":"QWERTYuiop1234567890"}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"p":"z"}"#,
+        ]);
+        assert_eq!(a.content, "x");
+        assert_eq!(pieces, vec![Piece::Content("x".into())]);
+    }
+
+    #[test]
+    fn quirk_incremental_usage_then_cumulative_is_counted_once() {
+        let (a, _) = feed_all(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"b"}}],"usage":{"prompt_tokens":0,"completion_tokens":1,"total_tokens":1}}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":0,"completion_tokens":1,"total_tokens":1}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#,
+            "[DONE]",
+        ]);
+        // Neither the sum of the increments plus the total (16) nor the last increment.
+        assert_eq!(a.usage.unwrap().total_tokens, 8);
+        assert_eq!(a.usage.unwrap().completion_tokens, 3);
+    }
+
+    #[test]
+    fn quirk_native_response_trailer_adds_no_text_and_carries_usage() {
+        let (a, pieces) = feed_all(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"done"},"finish_reason":"stop"}]}"#,
+            r#"{"response":"","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+            "[DONE]",
+        ]);
+        assert_eq!(a.content, "done");
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(a.usage.unwrap().total_tokens, 2);
+    }
+
+    #[test]
+    fn quirk_reasoning_and_reasoning_content_both_read_and_null_ignored() {
+        let (a, _) = feed_all(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"","reasoning_content":null}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning":"r1 "}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"r2"}}]}"#,
+        ]);
+        assert_eq!(a.reasoning.as_deref(), Some("r1 r2"));
+        assert_eq!(a.content, "");
+    }
+
+    #[test]
+    fn quirk_model_length_finish_reason_is_length() {
+        let (a, _) = feed_all(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"cut"},"finish_reason":"model_length"}]}"#,
+        ]);
+        assert_eq!(a.finish_reason.as_deref(), Some("length"));
+        assert!(a.is_complete());
+    }
+
+    #[test]
+    fn quirk_external_model_suffix_does_not_disturb_the_fold() {
+        let (a, _) = feed_all(&[
+            r#"{"id":"x","model":"@cf/google/gemma-4-26b-a4b-it-external","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#,
+        ]);
+        assert_eq!(a.content, "ok");
+    }
 }

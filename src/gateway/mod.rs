@@ -7,6 +7,8 @@
 //! `$/cancelRequest` reaches the gateway).
 
 pub mod answer;
+pub mod models;
+pub mod options;
 pub mod upstream_error;
 
 use std::collections::VecDeque;
@@ -35,9 +37,13 @@ const MAX_WHOLE_BODY: usize = 32 * 1024 * 1024;
 /// Everything needed to send one chat completion.
 pub struct UpstreamRequest {
     pub url: String,
-    pub token: SecretString,
+    /// Sent as `Authorization`; `None` with stored keys (BYOK), where the gateway adds the
+    /// vendor's key itself.
+    pub token: Option<SecretString>,
     /// Sent as `cf-aig-authorization` for gateways with authentication turned on.
     pub gateway_token: Option<SecretString>,
+    /// `cf-aig-*` options and, on the rest endpoint, `cf-aig-gateway-id`.
+    pub headers: HeaderMap,
     pub body: Value,
     pub stream: bool,
     /// Until the answer's headers arrive (and, not streamed, its whole body).
@@ -47,6 +53,8 @@ pub struct UpstreamRequest {
     pub retry: RetryPolicy,
     /// The routed model id, for hints in errors.
     pub model: String,
+    /// Stored keys were asked for: tells a vendor's 401 apart in hints.
+    pub byok: bool,
 }
 
 /// When and how often a failed request is sent again. Only failures before any answer
@@ -173,8 +181,10 @@ impl Gateway {
 
     async fn send_once(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
         let url = format!("{}/chat/completions", req.url);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, bearer(&req.token)?);
+        let mut headers = req.headers.clone();
+        if let Some(token) = &req.token {
+            headers.insert(AUTHORIZATION, bearer(token)?);
+        }
         if let Some(token) = &req.gateway_token {
             headers.insert("cf-aig-authorization", bearer(token)?);
         }
@@ -204,6 +214,12 @@ impl Gateway {
                 .await
                 .unwrap_or_default();
             let mut err = upstream_error::from_response(status.as_u16(), &body, &req.model);
+            upstream_error::refine_auth_hint(
+                &mut err,
+                &body,
+                req.byok,
+                req.gateway_token.is_some(),
+            );
             err.retry_after = retry_after;
             if let Some(log_id) = gateway.get("log_id").and_then(Value::as_str) {
                 err.message.push_str(&format!(" [cf-aig-log-id {log_id}]"));

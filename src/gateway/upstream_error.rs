@@ -119,7 +119,7 @@ fn code_hint(code: i64) -> Option<String> {
             "Workers AI is out of capacity for this model right now: try again shortly or pick another model"
         }
         5007 => {
-            "Workers AI has no model by that id: check the id in the Workers AI model catalog (developers.cloudflare.com/workers-ai/models)"
+            "Workers AI has no model by that id: `cfgate models` lists the ids this gateway offers (or see the Workers AI model catalog, developers.cloudflare.com/workers-ai/models)"
         }
         7009 => "the upstream service was unavailable; this is usually brief, try again",
         10000 => {
@@ -128,6 +128,42 @@ fn code_hint(code: i64) -> Option<String> {
         _ => return None,
     };
     Some(hint.to_string())
+}
+
+/// Says which credential a 401/403 refused, given what was sent: the gateway's own
+/// authentication (2009: `cf-aig-authorization`), the Cloudflare token (10000), or a
+/// vendor's key passed through (its own error body), which with stored keys is the key the
+/// gateway holds, not one cfgate sent.
+pub fn refine_auth_hint(err: &mut Error, body: &str, byok: bool, gateway_token_sent: bool) {
+    if !matches!(err.status, Some(401 | 403)) {
+        return;
+    }
+    let from_vendor = parse_body(body).from_vendor;
+    let hint = match err.upstream_code {
+        Some(2009) if gateway_token_sent => {
+            "the gateway refused its own authentication (cf-aig-authorization, from gateway_token): \
+             this is not the vendor's key; check that gateway_token is current and has AI Gateway \
+             Run permission for this account"
+        }
+        Some(2009) => {
+            "the gateway has authentication turned on and no gateway_token was sent: set \
+             gateway_token (env CLOUDFLARE_AI_GATEWAY_TOKEN) to a token with AI Gateway Run \
+             permission; it is sent as cf-aig-authorization"
+        }
+        _ if from_vendor && byok => {
+            "the gateway passed the vendor's refusal through: the gateway's authentication \
+             succeeded, but the key stored in the gateway (BYOK) for this vendor was refused; \
+             update it in the dashboard (AI Gateway > Provider keys), or pick another one with \
+             gateway.byok_alias"
+        }
+        _ if from_vendor => {
+            "the gateway passed the vendor's refusal through: the gateway accepted the request, \
+             but the vendor refused the key; cfgate sends api_token as the vendor key, so store \
+             the vendor's key in the gateway and set byok = true, or check the key"
+        }
+        _ => return,
+    };
+    err.hint = Some(hint.to_string());
 }
 
 /// Builds the error for a non-success answer.
@@ -254,7 +290,25 @@ mod tests {
             r#"{"errors":[{"code":3036,"message":"daily free allocation"}]}"#,
             "m/x",
         );
+        assert!(e.hint.as_deref().unwrap().contains("neurons"));
         assert_eq!(e.kind, ErrorKind::RateLimited);
         assert!(e.retryable);
+    }
+
+    #[test]
+    fn auth_hints_say_which_credential_was_refused() {
+        let gateway_401 = r#"{"success":false,"error":[{"code":2009,"message":"Unauthorized"}]}"#;
+        let vendor_401 = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        let hint_for = |body: &str, byok: bool, sent: bool| {
+            let mut e = from_response(401, body, "openai/gpt-5");
+            refine_auth_hint(&mut e, body, byok, sent);
+            e.hint.unwrap_or_default()
+        };
+        assert!(hint_for(gateway_401, false, false).contains("no gateway_token was sent"));
+        assert!(hint_for(gateway_401, false, true).contains("not the vendor's key"));
+        assert!(hint_for(vendor_401, true, true).contains("stored in the gateway (BYOK)"));
+        assert!(hint_for(vendor_401, false, true).contains("vendor refused the key"));
+        let cf_401 = r#"{"errors":[{"code":10000,"message":"Authentication error"}]}"#;
+        assert!(hint_for(cf_401, false, false).contains("CLOUDFLARE_API_TOKEN"));
     }
 }

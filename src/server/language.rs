@@ -435,10 +435,7 @@ impl Backend {
 fn chat_params(messages: Vec<Map<String, Value>>) -> ChatParams {
     ChatParams {
         messages,
-        model: None,
-        json_mode: false,
-        work_done_token: None,
-        body: Map::new(),
+        ..ChatParams::default()
     }
 }
 

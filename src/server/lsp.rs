@@ -21,8 +21,8 @@ use crate::config::{ClientSettings, Layer};
 use crate::documents::Documents;
 use crate::error::Error;
 use crate::protocol::{
-    ChatParams, ChatResult, CompleteParams, CompleteResult, METHODS, Piece, ProgressParams,
-    ProgressToken, ProgressValue, StatusResult,
+    ChatParams, ChatResult, CompleteParams, CompleteResult, METHODS, ModelsParams, ModelsResult,
+    Piece, ProgressParams, ProgressToken, ProgressValue, StatusResult,
 };
 use crate::service::Service;
 use crate::suggest::Shown;
@@ -61,6 +61,7 @@ impl Backend {
         .custom_method("cfgate/complete", Backend::complete)
         .custom_method("cfgate/status", Backend::status)
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+        .custom_method("cfgate/models", Backend::models)
         .finish()
     }
 
@@ -172,6 +173,18 @@ impl Backend {
 
     async fn status(&self, _params: NoParams) -> jsonrpc::Result<StatusResult> {
         Ok(self.service.status(&self.client_settings()))
+    }
+
+    async fn models(&self, params: Option<ModelsParams>) -> jsonrpc::Result<ModelsResult> {
+        let settings = self.client_settings();
+        let params = params.unwrap_or_default();
+        contain_panics(async {
+            self.service
+                .models(&settings, params)
+                .await
+                .map_err(to_rpc_error)
+        })
+        .await
     }
 }
 

@@ -5,8 +5,9 @@
 //! (beside the repository, at `/work/shared/gateway-wire.md`):
 //!
 //! * URLs (section 2.1): `POST /v1/{account}/{gateway}/compat/chat/completions`,
-//!   `GET /v1/{account}/{gateway}/compat/models`, and the REST successor
-//!   `POST /client/v4/accounts/{account}/ai/v1/chat/completions` (+ `cf-aig-gateway-id`).
+//!   `GET /v1/{account}/{gateway}/compat/models`, the REST successor
+//!   `POST /client/v4/accounts/{account}/ai/v1/chat/completions` (+ `cf-aig-gateway-id`), and
+//!   the model catalog `GET /client/v4/accounts/{account}/ai/models/search` (section 6).
 //! * Authentication (section 2.2): token in `Authorization` *or* `cf-aig-authorization`;
 //!   gateway auth -> 401 `AiGatewayError` 2009; provider token rejected -> 401 v4 envelope 10000.
 //! * Model ids (section 2.3 / 8.3): bare `@cf/..` -> 2008, no `/` -> 2005, `dynamic/<route>`
@@ -53,6 +54,9 @@ pub struct Config {
     pub known_gateways: Option<Vec<String>>,
     /// Default delay between the content pieces of a stream.
     pub chunk_delay: Duration,
+    /// If `Some`: the gateway holds stored keys (BYOK) under these aliases; a request whose
+    /// `cf-aig-byok-alias` names another gets 400 `AiGatewayError` 2040 (section 5.2).
+    pub byok_aliases: Option<Vec<String>>,
 }
 
 /// One request the fake received (control endpoints excluded).

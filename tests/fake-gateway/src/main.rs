@@ -1,4 +1,4 @@
-//! `fake-gateway [--token T] [--gateway-token T] [--chunk-delay-ms N] [--known-gateway G]...`
+//! `fake-gateway [--token T] [--gateway-token T] [--chunk-delay-ms N] [--known-gateway G]... [--byok-alias A]...`
 //!
 //! Starts the fake on `127.0.0.1:0`, prints exactly one line `FAKE_GATEWAY_URL=http://127.0.0.1:PORT`
 //! to stdout, then serves until stdin reaches EOF (so it never outlives the test that started
@@ -10,7 +10,7 @@ use std::time::Duration;
 use fake_gateway::{Config, FakeGateway};
 use tokio::io::AsyncReadExt;
 
-const USAGE: &str = "usage: fake-gateway [--token T] [--gateway-token T] [--chunk-delay-ms N] [--known-gateway G]...";
+const USAGE: &str = "usage: fake-gateway [--token T] [--gateway-token T] [--chunk-delay-ms N] [--known-gateway G]... [--byok-alias A]...";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let mut config = Config::default();
@@ -41,6 +41,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
             }
             "--known-gateway" => config
                 .known_gateways
+                .get_or_insert_with(Vec::new)
+                .push(value()?),
+            "--byok-alias" => config
+                .byok_aliases
                 .get_or_insert_with(Vec::new)
                 .push(value()?),
             other => return Err(format!("unknown argument: {other}")),

@@ -277,6 +277,15 @@ fn route(shared: &Shared, rec: &RecordedRequest) -> Reply {
     if let Some((account, _)) = rest_target {
         return rest_api(shared, rec, account);
     }
+    let catalog = path
+        .strip_prefix("/client/v4/accounts/")
+        .and_then(|tail| tail.split_once('/'))
+        .is_some_and(|(account, rest)| {
+            !account.is_empty() && rest == "ai/models/search" && rec.method == "GET"
+        });
+    if catalog {
+        return model_search(shared, rec);
+    }
     not_found(path)
 }
 
@@ -368,7 +377,108 @@ fn gateway_checks(shared: &Shared, rec: &RecordedRequest, gateway: &str) -> Opti
             return Some(Reply::json(401, v4_error(10000, "Authentication error")));
         }
     }
+    if let (Some(aliases), Some(alias)) = (&config.byok_aliases, rec.header("cf-aig-byok-alias")) {
+        if !aliases.iter().any(|a| a == alias.trim()) {
+            let provider = rec
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .and_then(|m| m.split_once('/'))
+                .map_or("unknown", |(p, _)| p);
+            let message = format!(
+                "Provider '{provider}' has no BYOK credential named '{}'. Configured aliases: {}",
+                alias.trim(),
+                aliases.join(", ")
+            );
+            return Some(Reply::json(400, gateway_error(400, 2040, &message)));
+        }
+    }
     None
+}
+
+/// The Cloudflare API model search (section 6): the v4 envelope with the catalog entries
+/// of the asked `task` (all when none is asked), paged by `page` / `per_page`. Needs the
+/// Cloudflare token in `Authorization` when the fake has one.
+fn model_search(shared: &Shared, rec: &RecordedRequest) -> Reply {
+    if let Some(token) = &shared.config.api_token {
+        if bearer(rec.header("authorization")) != Some(token.as_str()) {
+            return Reply::json(401, v4_error(10000, "Authentication error"));
+        }
+    }
+    let query: Vec<(String, String)> = rec
+        .query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let task = get("task");
+    let page: usize = get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+    let per_page: usize = get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20)
+        .max(1);
+    let price = |input: f64, output: f64| {
+        json!([
+            {"unit": "per M input tokens", "price": input, "currency": "USD"},
+            {"unit": "per M output tokens", "price": output, "currency": "USD"},
+        ])
+    };
+    let entry = |name: &str, task: &str, props: Value| {
+        json!({
+            "id": uuid(), "source": 1, "name": name, "description": format!("{name} (fake)"),
+            "task": {"id": uuid(), "name": task, "description": ""},
+            "created_at": "2024-12-06 17:09:18.338", "tags": [], "properties": props,
+        })
+    };
+    let all = [
+        entry(
+            "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+            "Text Generation",
+            json!([
+                {"property_id": "context_window", "value": "24000"},
+                {"property_id": "function_calling", "value": "true"},
+                {"property_id": "async_queue", "value": "true"},
+                {"property_id": "price", "value": price(0.29, 2.25)},
+            ]),
+        ),
+        entry(
+            "@cf/google/gemma-4-26b-a4b-it",
+            "Text Generation",
+            json!([
+                {"property_id": "context_window", "value": 128000},
+                {"property_id": "function_calling", "value": true},
+                {"property_id": "price", "value": price(0.1, 0.3)},
+            ]),
+        ),
+        entry(
+            "@cf/meta/llama-3.1-8b-instruct",
+            "Text Generation",
+            json!([
+                {"property_id": "context_window", "value": "7968"},
+                {"property_id": "price", "value": price(0.28, 0.83)},
+            ]),
+        ),
+        entry(
+            "@cf/baai/bge-m3",
+            "Text Embeddings",
+            json!([{"property_id": "price", "value": price(0.012, 0.0)}]),
+        ),
+    ];
+    let matching: Vec<&Value> = all
+        .iter()
+        .filter(|m| task.is_none_or(|t| m["task"]["name"] == t))
+        .collect();
+    let shown: Vec<&Value> = matching
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .copied()
+        .collect();
+    let body = json!({
+        "success": true, "errors": [], "messages": [], "result": shown,
+        "result_info": {"page": page, "per_page": per_page, "count": shown.len(), "total_count": matching.len()},
+    });
+    Reply::json(200, body.to_string())
 }
 
 /// The observed `/compat/models` shape (section 2.1, Observed).

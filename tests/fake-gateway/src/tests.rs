@@ -870,3 +870,76 @@ fn script_json_for_control_clients() {
     assert!(matches!(s.fault, Some(Fault::DripBytes)));
     assert_eq!(s.repeat, 3);
 }
+
+#[tokio::test]
+async fn byok_aliases_are_checked() {
+    let fake = FakeGateway::start_with(Config {
+        gateway_token: Some("gwt".into()),
+        byok_aliases: Some(vec!["default".into(), "prod".into()]),
+        ..Config::default()
+    })
+    .await;
+    let body = json!({"model": "openai/gpt-5-mini", "messages": user("hi")}).to_string();
+    let auth = ("cf-aig-authorization", "Bearer gwt");
+    let r = call(&fake, "POST", CHAT, &[auth], &body).await;
+    assert_eq!(r.status, 200, "no alias: the default key");
+    let r = call(
+        &fake,
+        "POST",
+        CHAT,
+        &[auth, ("cf-aig-byok-alias", "prod")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call(
+        &fake,
+        "POST",
+        CHAT,
+        &[auth, ("cf-aig-byok-alias", "dev")],
+        &body,
+    )
+    .await;
+    assert_gateway_error(
+        &r,
+        400,
+        2040,
+        "Provider 'openai' has no BYOK credential named 'dev'. Configured aliases: default, prod",
+    );
+}
+
+#[tokio::test]
+async fn model_catalog_search_is_paged_and_filtered_by_task() {
+    let fake = FakeGateway::start_with(Config {
+        api_token: Some("cft".into()),
+        ..Config::default()
+    })
+    .await;
+    let path = "/client/v4/accounts/acct/ai/models/search?task=Text%20Generation&per_page=2&page=1";
+    let r = call(&fake, "GET", path, &[], "").await;
+    assert_v4_error(&r, 401, 10000, "Authentication error");
+    let auth = [("authorization", "Bearer cft")];
+    let r = call(&fake, "GET", path, &auth, "").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["success"], true);
+    assert_eq!(v["result"].as_array().unwrap().len(), 2);
+    assert_eq!(v["result_info"]["total_count"], 3);
+    assert_eq!(v["result"][0]["task"]["name"], "Text Generation");
+    let props = v["result"][0]["properties"].as_array().unwrap();
+    assert!(
+        props
+            .iter()
+            .any(|p| p["property_id"] == "context_window" && p["value"] == "24000")
+    );
+    let page2 = path.replace("page=1", "page=2");
+    let r = call(&fake, "GET", &page2, &auth, "").await;
+    assert_eq!(r.json()["result"].as_array().unwrap().len(), 1);
+    let all = "/client/v4/accounts/acct/ai/models/search";
+    let r = call(&fake, "GET", all, &auth, "").await;
+    assert_eq!(
+        r.json()["result_info"]["total_count"],
+        4,
+        "no task: every model"
+    );
+}

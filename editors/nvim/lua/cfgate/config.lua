@@ -17,6 +17,10 @@ M.setting_keys = {
   "retry_deadline_secs",
   "allow_insecure_http",
   "completion_context_chars",
+  "endpoint",
+  "api_url",
+  "byok",
+  "gateway",
 }
 
 M.defaults = {
