@@ -74,3 +74,78 @@ async fn without_a_tight_cap_requests_run_side_by_side() {
         .await;
     assert_eq!(d.response(second).await.unwrap()["content"], "echo: second");
 }
+
+fn frame(message: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::to_vec(message).unwrap();
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend(body);
+    out
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_with_a_logged_reason() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let fake = FakeGateway::start().await;
+    // 8 MiB of answer against a 1 MiB outbox (and a 64 KiB pipe).
+    fake.push_script(Script {
+        chunks: Some(vec!["x".repeat(1024); 8 * 1024]),
+        ..Script::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let stderr_path = home.path().join("stderr.log");
+    let mut child = command(home.path(), &[("CLOUDFLARE_API_TOKEN", TOKEN)])
+        .args(["serve", "--max-outbox-bytes", "1048576"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped()) // never read
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut input = frame(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "processId": null, "capabilities": {},
+        "initializationOptions": {"base_url": fake.compat_base("acc", "gw")}}}),
+    );
+    stdin.write_all(&input).await.unwrap();
+    // Read up to initialize's answer (LSP wants it before other requests), then no more.
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("serverInfo") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "stdout closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    input = frame(&json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}));
+    input.extend(frame(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "cfgate/chat",
+        "params": {"messages": user("a lot"), "workDoneToken": "big"}}),
+    ));
+    stdin.write_all(&input).await.unwrap();
+    stdin.flush().await.unwrap();
+    // stdin stays open: only the unread output can end the daemon.
+    let status = match tokio::time::timeout(WAIT, child.wait()).await {
+        Ok(status) => status.unwrap(),
+        Err(_) => panic!(
+            "the daemon kept buffering for a client that does not read ({} requests upstream); stderr:\n{}",
+            fake.requests().len(),
+            std::fs::read_to_string(&stderr_path).unwrap()
+        ),
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        stderr.contains("cutting the client off")
+            && stderr.contains("not reading its output")
+            && stderr.contains("1048576-byte limit"),
+        "no reason logged:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    drop(stdin);
+}

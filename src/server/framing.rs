@@ -8,7 +8,7 @@
 //! (an oversized body is skipped as it arrives, never stored).
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const MAX_HEADER: usize = 8 * 1024;
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -165,22 +165,6 @@ pub fn encode(body: &[u8]) -> Bytes {
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(body);
     out.freeze()
-}
-
-/// Writes frames in order until the channel closes; flushes whenever it runs dry, so a
-/// burst of progress notifications costs one flush, not one per frame.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut frames: tokio::sync::mpsc::Receiver<Bytes>,
-) -> std::io::Result<()> {
-    while let Some(frame) = frames.recv().await {
-        writer.write_all(&frame).await?;
-        while let Ok(frame) = frames.try_recv() {
-            writer.write_all(&frame).await?;
-        }
-        writer.flush().await?;
-    }
-    writer.flush().await
 }
 
 #[cfg(test)]
