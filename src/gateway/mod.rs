@@ -13,6 +13,8 @@
 //! streams), and gives it back while it waits to retry.
 
 pub mod answer;
+#[cfg(test)]
+mod sse_split_tests;
 pub mod upstream_error;
 
 use std::collections::VecDeque;
@@ -479,7 +481,8 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
 }
 
 /// Splits SSE bytes into pieces exactly as [`Reply`] does, without a network: the stream
-/// reader's behaviour for a byte stream cut anywhere, for property tests and fuzzing.
+/// reader's behaviour for a byte stream cut anywhere. Public for the fuzz targets in
+/// `fuzz/` (and property tests); not meant for other callers.
 pub async fn pieces_from_chunks(chunks: Vec<Bytes>) -> Result<(Vec<Piece>, Answer), Error> {
     let stream =
         futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
