@@ -149,3 +149,87 @@ async fn a_client_that_never_reads_is_cut_off_with_a_logged_reason() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     drop(stdin);
 }
+
+#[tokio::test]
+async fn lying_or_broken_framing_gets_an_error_and_the_next_request_is_answered() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    let deep = "{\"a\":".repeat(100_000);
+    let bad_utf8_body =
+        b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"cfgate/status\",\"params\":{\"x\":\"\xff\"}}";
+    let mut cases: Vec<(&str, Vec<u8>, i64)> = vec![
+        // Claims more than it sends: eats the start of the next frame.
+        ("too long", b"Content-Length: 60\r\n\r\n{}".to_vec(), -32700),
+        // Claims less: the rest of its body is junk before the next header.
+        (
+            "too short",
+            b"Content-Length: 5\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"cfgate/status\"}"
+                .to_vec(),
+            -32700,
+        ),
+        ("negative", b"Content-Length: -1\r\n\r\n{}".to_vec(), -32700),
+        (
+            "not a number",
+            b"Content-Length: 99999999999999999999999\r\n\r\n{}".to_vec(),
+            -32700,
+        ),
+        (
+            "missing",
+            b"Content-Type: application/json\r\n\r\n{}".to_vec(),
+            -32700,
+        ),
+        (
+            "duplicated, disagreeing",
+            b"Content-Length: 2\r\nContent-Length: 4\r\n\r\n{}".to_vec(),
+            -32700,
+        ),
+        (
+            "duplicated, agreeing (read; `{}` is then not JSON-RPC)",
+            b"Content-Length: 2\r\ncontent-length: 2\r\n\r\n{}".to_vec(),
+            -32600,
+        ),
+        (
+            "header junk",
+            b"\x00\x01garbage: :\r\n::::\r\n\r\n".to_vec(),
+            -32700,
+        ),
+        (
+            "invalid UTF-8 in the header",
+            b"Content-Length: 2\r\nX-Name: \xff\xfe\r\n\r\n{}".to_vec(),
+            -32700,
+        ),
+    ];
+    let mut utf8 = format!("Content-Length: {}\r\n\r\n", bad_utf8_body.len()).into_bytes();
+    utf8.extend_from_slice(bad_utf8_body);
+    cases.push(("invalid UTF-8 in the body", utf8, -32700));
+    let mut nested = format!("Content-Length: {}\r\n\r\n", deep.len()).into_bytes();
+    nested.extend_from_slice(deep.as_bytes());
+    cases.push(("100k nested objects", nested, -32700));
+
+    for (what, bytes, code) in cases {
+        d.send_raw(&bytes).await;
+        // A lying frame may swallow (part of) the request after it: that one is sacrificed.
+        d.start_request_without_params("cfgate/status").await;
+        let next = d.start_request_without_params("cfgate/status").await;
+        let answer = d.response(next).await;
+        assert!(
+            answer.is_ok(),
+            "{what}: the next request failed: {answer:?}"
+        );
+        // Errors for bad input are written before the answer to a later request.
+        let errors = d.take_pending(|m| m.get("error").is_some() && m["id"].is_null());
+        assert!(
+            errors.iter().any(|e| e["error"]["code"] == code),
+            "{what}: expected error {code}, got {errors:?}"
+        );
+        d.take_pending(|m| m.get("result").is_some());
+    }
+    let stderr = d.stderr();
+    assert!(stderr.contains("malformed frame"), "no log line:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let ok = d
+        .request("cfgate/chat", json!({"messages": user("still here")}))
+        .await
+        .unwrap();
+    assert_eq!(ok["content"], "echo: still here");
+}

@@ -202,6 +202,15 @@ impl Daemon {
         }
     }
 
+    /// Takes every message received so far (and not yet taken) that matches.
+    pub fn take_pending(&mut self, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let (taken, rest) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|m| matches(m));
+        self.pending = rest;
+        taken
+    }
+
     /// Every `$/progress` value received so far for `token`, in order (taken out).
     pub fn take_progress(&mut self, token: &Value) -> Vec<Value> {
         let (mine, rest): (Vec<Value>, Vec<Value>) = std::mem::take(&mut self.pending)
