@@ -147,6 +147,7 @@ async fn a_client_that_never_reads_is_cut_off_with_a_logged_reason() {
         "no reason logged:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_no_token_in_logs(home.path());
     drop(stdin);
 }
 
