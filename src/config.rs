@@ -22,6 +22,8 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_RETRY_DEADLINE_SECS: u64 = 60;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 pub const DEFAULT_GATEWAY_URL: &str = "https://gateway.ai.cloudflare.com/v1";
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 
@@ -51,6 +53,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "api_url",
     "byok",
     "gateway",
+    "connect_timeout_secs",
+    "max_in_flight",
 ];
 
 /// Which of the gateway's OpenAI-compatible endpoints chat goes to.
@@ -95,6 +99,10 @@ pub struct Layer {
     pub byok: Option<bool>,
     /// `[gateway]`: defaults for the `cf-aig-*` request options.
     pub gateway: Option<GatewayOptions>,
+    /// Process-wide (the one pooled client): read from the config file at start only.
+    pub connect_timeout_secs: Option<u64>,
+    /// Process-wide (one cap for every client): read from the config file at start only.
+    pub max_in_flight: Option<u32>,
 }
 
 impl Layer {
@@ -128,6 +136,8 @@ impl Layer {
                 (Some(high), Some(low)) => Some(high.over(low)),
                 (high, low) => pick(high, low),
             },
+            connect_timeout_secs: pick(&self.connect_timeout_secs, &lower.connect_timeout_secs),
+            max_in_flight: pick(&self.max_in_flight, &lower.max_in_flight),
         }
     }
 
@@ -472,6 +482,28 @@ impl Layer {
     }
 }
 
+/// What the process is built with once, from the base layer (environment over config
+/// file): the HTTP client and the cap on upstream requests are shared by every client, so a
+/// client's settings cannot change them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessSettings {
+    pub connect_timeout: Duration,
+    pub max_in_flight: usize,
+}
+
+impl Layer {
+    pub fn process_settings(&self) -> ProcessSettings {
+        ProcessSettings {
+            connect_timeout: Duration::from_secs(
+                self.connect_timeout_secs
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS)
+                    .max(1),
+            ),
+            max_in_flight: self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as usize,
+        }
+    }
+}
+
 /// Account ids are not secret, but there is no need to print them whole either.
 pub fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
@@ -733,6 +765,20 @@ mod tests {
     fn token_is_redacted_in_debug() {
         let l = layer(json!({"api_token": "sekrit-token-123"}));
         assert!(!format!("{l:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn process_settings_have_defaults_and_a_floor_of_one() {
+        let s = Layer::default().process_settings();
+        assert_eq!(
+            s.connect_timeout,
+            Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS)
+        );
+        assert_eq!(s.max_in_flight, DEFAULT_MAX_IN_FLIGHT as usize);
+        let s = Layer::from_toml("connect_timeout_secs = 0\nmax_in_flight = 0\n")
+            .unwrap()
+            .process_settings();
+        assert_eq!((s.connect_timeout.as_secs(), s.max_in_flight), (1, 1));
     }
 
     #[test]

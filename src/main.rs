@@ -33,6 +33,9 @@ enum Command {
         /// Largest frame accepted, in bytes; larger ones are refused and skipped.
         #[arg(long, default_value_t = framing::DEFAULT_MAX_FRAME)]
         max_frame_bytes: usize,
+        /// Most output the client may leave unread, in bytes; past it, it is cut off.
+        #[arg(long, default_value_t = server::outbox::DEFAULT_MAX_OUTBOX)]
+        max_outbox_bytes: usize,
     },
     /// Ask once and print the answer as it streams.
     Chat {
@@ -91,8 +94,15 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Serve { max_frame_bytes } => {
-            let ending = runtime.block_on(serve(service, max_frame_bytes));
+        Command::Serve {
+            max_frame_bytes,
+            max_outbox_bytes,
+        } => {
+            let limits = server::Limits {
+                max_frame: max_frame_bytes,
+                max_outbox: max_outbox_bytes,
+            };
+            let ending = runtime.block_on(serve(service, limits));
             tracing::info!(?ending, "connection ended");
             drop(guard);
             // Exit now: waiting for the runtime would wait for the blocking stdin read.
@@ -119,7 +129,7 @@ fn main() -> ExitCode {
     code
 }
 
-async fn serve(service: Arc<Service>, max_frame: usize) -> Ending {
+async fn serve(service: Arc<Service>, limits: server::Limits) -> Ending {
     let stop = async {
         #[cfg(unix)]
         {
@@ -140,7 +150,7 @@ async fn serve(service: Arc<Service>, max_frame: usize) -> Ending {
         let _ = tokio::signal::ctrl_c().await;
     };
     tokio::select! {
-        ending = server::serve_stdio(service, max_frame) => ending,
+        ending = server::serve_stdio(service, limits) => ending,
         _ = stop => Ending::Exit { after_shutdown: true },
         _ = parent_gone() => Ending::Eof,
     }

@@ -165,6 +165,9 @@ pub struct RequestCounts {
     pub failed: u64,
     /// Requests sent again after a retryable failure.
     pub retries: u64,
+    /// Requests waiting for a slot under the `max_in_flight` cap.
+    #[serde(default)]
+    pub queued: u64,
 }
 
 /// Params of `cfgate/models`.

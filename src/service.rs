@@ -173,7 +173,7 @@ impl Completion {
 impl Service {
     pub fn new(base: Layer) -> Result<Service, Error> {
         Ok(Service {
-            gateway: Gateway::new()?,
+            gateway: Gateway::new(base.process_settings())?,
             base,
             started: Instant::now(),
             counters: Arc::default(),
@@ -376,6 +376,7 @@ impl Service {
                 in_flight: self.counters.in_flight.load(Ordering::Relaxed),
                 failed: self.counters.failed.load(Ordering::Relaxed),
                 retries: self.counters.retries.load(Ordering::Relaxed),
+                queued: self.gateway.queued(),
             },
         }
     }

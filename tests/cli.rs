@@ -30,6 +30,9 @@ async fn run(env: &[(&str, &str)], args: &[&str]) -> (std::process::Output, temp
         .await
         .expect("cfgate chat finished")
         .expect("output");
+    assert_no_token(&String::from_utf8_lossy(&out.stdout), "cfgate's stdout");
+    assert_no_token(&String::from_utf8_lossy(&out.stderr), "cfgate's stderr");
+    assert_no_token_in_logs(home.path());
     (out, home)
 }
 

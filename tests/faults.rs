@@ -228,3 +228,87 @@ async fn sigterm_and_sigint_end_the_daemon() {
         );
     }
 }
+
+/// The daemon's pid is gone, or a zombie waiting for whoever adopted it.
+#[cfg(target_os = "linux")]
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_daemon_exits_when_its_parent_dies_with_stdin_still_open() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let home = tempfile::tempdir().unwrap();
+    let stderr_path = home.path().join("stderr.log");
+    // sh stands in for the editor. A background job's stdin would be /dev/null (and its EOF
+    // alone would end the daemon), so the daemon gets sh's stdin, our pipe, explicitly: only
+    // the parent's death can end it. We keep the pipe's write end open throughout.
+    let script = format!(
+        "exec 3<&0; '{}' serve <&3 3<&- 2>'{}' & echo $!; wait",
+        env!("CARGO_BIN_EXE_cfgate"),
+        stderr_path.display()
+    );
+    let mut parent = command_for("sh", home.path(), &[])
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = parent.stdin.take().unwrap();
+    let mut stdout = BufReader::new(parent.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, stdout.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    let pid: u32 = line.trim().parse().expect("daemon pid from sh");
+    // The daemon is up and serving (its parent-watch is running) before the parent goes.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"cfgate/status"}"#;
+    stdin
+        .write_all(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+        .await
+        .unwrap();
+    stdin.flush().await.unwrap();
+    let mut header = String::new();
+    tokio::time::timeout(WAIT, stdout.read_line(&mut header))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(header.starts_with("Content-Length"), "{header:?}");
+    assert!(!process_gone(pid));
+
+    parent.start_kill().unwrap();
+    parent.wait().await.unwrap();
+    let killed = std::time::Instant::now();
+    while !process_gone(pid) {
+        if killed.elapsed() > WAIT {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!(
+                "the daemon outlived its parent; stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let took = killed.elapsed();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(stderr.contains("is gone; exiting"), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "took {took:?} to notice"
+    );
+    eprintln!("daemon exited {took:?} after its parent died");
+    drop(stdin);
+}

@@ -5,14 +5,24 @@
 //! a TLS handshake. Nothing here holds a lock; a [`Reply`] is owned by the one request that
 //! reads it, and dropping it drops the upstream connection's request at once (that is how
 //! `$/cancelRequest` reaches the gateway).
+//!
+//! The gateway also holds the cap on upstream requests in flight (`max_in_flight`): an
+//! editor that fires a completion per keystroke, or many clients at once, must not open
+//! hundreds of connections and meet 429s; the rest wait their turn. A request holds its
+//! slot from the moment it is sent until its [`Reply`] is dropped (a stream counts while it
+//! streams), and gives it back while it waits to retry.
 
 pub mod answer;
 pub mod models;
 pub mod options;
+#[cfg(test)]
+mod sse_split_tests;
 pub mod upstream_error;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,8 +31,10 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
+use crate::config::ProcessSettings;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Piece;
 pub use answer::Answer;
@@ -97,6 +109,19 @@ fn worth_retrying(err: &Error) -> bool {
 #[derive(Clone)]
 pub struct Gateway {
     http: reqwest::Client,
+    /// One permit per upstream request allowed in flight.
+    slots: Arc<Semaphore>,
+    /// Requests waiting for a slot.
+    queued: Arc<AtomicU64>,
+}
+
+/// Counts a request as queued while it waits for a slot (also when it is cancelled then).
+struct Queued<'a>(&'a AtomicU64);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type EventStream = Pin<
@@ -116,20 +141,45 @@ pub struct Reply {
     events: Option<EventStream>,
     queued: VecDeque<Piece>,
     answer: Answer,
+    /// The request's place under the in-flight cap, given back when the reply is dropped.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Gateway {
-    pub fn new() -> Result<Gateway, Error> {
+    pub fn new(settings: ProcessSettings) -> Result<Gateway, Error> {
         // One process-wide crypto provider; a second install (tests, embedders) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("cfgate/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Gateway { http })
+        Ok(Gateway {
+            http,
+            slots: Arc::new(Semaphore::new(settings.max_in_flight)),
+            queued: Arc::default(),
+        })
+    }
+
+    /// Requests waiting for a slot under the `max_in_flight` cap.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a slot under the in-flight cap.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, Error> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Queued(&self.queued);
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("the request queue is closed"))
     }
 
     /// Sends a chat completion, retrying where that is safe; returns once the answer's
@@ -138,6 +188,7 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let mut attempt = 1;
         loop {
+            let slot = self.slot().await?;
             let result = match tokio::time::timeout(req.timeout, self.send_once(req)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
@@ -154,10 +205,12 @@ impl Gateway {
             let mut err = match result {
                 Ok(mut reply) => {
                     reply.attempts = attempt;
+                    reply.slot = Some(slot);
                     return Ok(reply);
                 }
                 Err(err) => err,
             };
+            drop(slot);
             err.attempts = attempt;
             if attempt >= req.retry.max_attempts || !worth_retrying(&err) {
                 return Err(err);
@@ -240,6 +293,7 @@ impl Gateway {
                 events: Some(Box::pin(events)),
                 queued: VecDeque::new(),
                 answer: Answer::default(),
+                slot: None,
             });
         }
         // Not a stream (asked for so, or a model that answers streams with plain JSON).
@@ -274,6 +328,7 @@ impl Gateway {
             events: None,
             queued,
             answer,
+            slot: None,
         })
     }
 }
@@ -442,7 +497,8 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
 }
 
 /// Splits SSE bytes into pieces exactly as [`Reply`] does, without a network: the stream
-/// reader's behaviour for a byte stream cut anywhere, for property tests and fuzzing.
+/// reader's behaviour for a byte stream cut anywhere. Public for the fuzz targets in
+/// `fuzz/` (and property tests); not meant for other callers.
 pub async fn pieces_from_chunks(chunks: Vec<Bytes>) -> Result<(Vec<Piece>, Answer), Error> {
     let stream =
         futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));

@@ -6,8 +6,8 @@
 //!                           └──────────────────────────────────────────▶ outbox ─▶ output
 //!                         handlers' $/progress ─────────────────────────────▶ ┘
 //! ```
-//! Every frame written goes through one queue (the outbox) and one writer, so frames never
-//! interleave. A handler queues its progress notifications before it returns, and its
+//! Every frame written goes through one queue (the outbox, `outbox.rs`: bounded in bytes,
+//! a client that stops reading is cut off) and one writer, so frames never interleave. A handler queues its progress notifications before it returns, and its
 //! response reaches the outbox only after it returned, so a client always sees every
 //! `$/progress` of a request before its answer.
 //!
@@ -20,16 +20,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tower_lsp_server::Server;
 use tracing::{debug, warn};
 
 use super::framing::{self, FrameReader, Incoming};
 use super::lsp::Backend;
+pub use super::outbox::Outbox;
+use super::outbox::outbox;
 use crate::service::Service;
 
-/// Frames queued for the client before handlers wait for it to read.
-const OUTBOX_FRAMES: usize = 1024;
 /// How long answers already under way may still be written after the input ended.
 const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 /// Requests one connection may have in progress at once.
@@ -44,49 +43,36 @@ pub enum Ending {
     Exit { after_shutdown: bool },
     /// The output cannot be written any more.
     OutputGone,
+    /// The client left more output unread than the outbox holds; it was cut off.
+    Overflow,
 }
 
-/// Queues frames for the client.
-#[derive(Clone)]
-pub struct Outbox(mpsc::Sender<Bytes>);
+/// What one connection may cost: the largest frame it may send, and the most output it
+/// may leave unread before it is cut off.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_frame: usize,
+    pub max_outbox: usize,
+}
 
-impl Outbox {
-    /// Sends a notification; waits (backpressure) while the client is not reading.
-    pub async fn notify(&self, method: &str, params: impl serde::Serialize) {
-        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        self.send_json(&message).await;
-    }
-
-    /// Sends without waiting; for cleanup paths that cannot await.
-    pub fn try_notify(&self, method: &str, params: impl serde::Serialize) {
-        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        if let Ok(body) = serde_json::to_vec(&message) {
-            let _ = self.0.try_send(framing::encode(&body));
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame: framing::DEFAULT_MAX_FRAME,
+            max_outbox: super::outbox::DEFAULT_MAX_OUTBOX,
         }
-    }
-
-    async fn send_json(&self, message: &Value) {
-        if let Ok(body) = serde_json::to_vec(message) {
-            let _ = self.0.send(framing::encode(&body)).await;
-        }
-    }
-
-    async fn error(&self, id: Value, code: i64, message: String) {
-        let reply =
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
-        self.send_json(&reply).await;
     }
 }
 
 /// Serves one client until it goes away.
-pub async fn serve<R, W>(input: R, output: W, service: Arc<Service>, max_frame: usize) -> Ending
+pub async fn serve<R, W>(input: R, output: W, service: Arc<Service>, limits: Limits) -> Ending
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out_tx, out_rx) = mpsc::channel::<Bytes>(OUTBOX_FRAMES);
-    let outbox = Outbox(out_tx);
-    let writer = framing::write_frames(output, out_rx);
+    let max_frame = limits.max_frame;
+    let (outbox, writer) = outbox(limits.max_outbox);
+    let writer = writer.run(output);
 
     let (mut to_tower, tower_input) = tokio::io::duplex(64 * 1024);
     let (tower_output, from_tower) = tokio::io::duplex(64 * 1024);
@@ -114,13 +100,11 @@ where
                 Incoming::Frame(body) => body,
                 Incoming::Malformed(reason) => {
                     warn!("malformed frame: {reason}");
-                    outbox
-                        .error(
-                            Value::Null,
-                            -32700,
-                            format!("Parse error: malformed frame: {reason}"),
-                        )
-                        .await;
+                    outbox.error(
+                        Value::Null,
+                        -32700,
+                        format!("Parse error: malformed frame: {reason}"),
+                    );
                     continue;
                 }
                 Incoming::Oversized(len) => {
@@ -128,7 +112,7 @@ where
                     let message = format!(
                         "Invalid request: frame of {len} bytes is over the {max_frame}-byte limit"
                     );
-                    outbox.error(Value::Null, -32600, message).await;
+                    outbox.error(Value::Null, -32600, message);
                     continue;
                 }
             };
@@ -147,7 +131,7 @@ where
                 Checked::Exit => return Ending::Exit { after_shutdown },
                 Checked::Reject { id, code, message } => {
                     warn!("rejected message: {message}");
-                    outbox.error(id, code, message).await;
+                    outbox.error(id, code, message);
                 }
             }
         }
@@ -159,7 +143,13 @@ where
         // The other three end only when output is gone; nothing is left to flush then.
         _ = &mut tower => return Ending::OutputGone,
         _ = &mut relay => return Ending::OutputGone,
-        _ = &mut writer => return Ending::OutputGone,
+        written = &mut writer => return match written {
+            Ok(Err(overflow)) => {
+                warn!("cutting the client off: {overflow}");
+                Ending::Overflow
+            }
+            _ => Ending::OutputGone,
+        },
     };
     // Input is over (its end reached tower when `read_input` dropped its side). Answers
     // already made, or made within the grace period, still go out; then everything left
@@ -179,9 +169,8 @@ async fn relay_responses<R: AsyncRead + Unpin>(from_tower: R, outbox: Outbox) {
     let mut reader = FrameReader::new(from_tower, usize::MAX);
     while let Ok(Some(item)) = reader.next().await {
         if let Incoming::Frame(body) = item {
-            if outbox.0.send(framing::encode(&body)).await.is_err() {
-                return;
-            }
+            // Refused only when the client is being cut off; the writer reports that.
+            outbox.send_frame(framing::encode(&body));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! (an oversized body is skipped as it arrives, never stored).
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const MAX_HEADER: usize = 8 * 1024;
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -102,7 +102,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         };
         let length = match parse_header(&self.buf[..end]) {
             Ok(length) => length,
-            Err(reason) => return Some(self.malformed(reason, end + 4)),
+            Err(reason) => {
+                // A body whose Content-Length lied leaves junk glued to the next header
+                // (`...}Content-Length: 45`): read on from that header, not past it.
+                if let Some(at) = glued_content_length(&self.buf[..end]) {
+                    self.buf.advance(at);
+                    return Some(Incoming::Malformed(reason));
+                }
+                return Some(self.malformed(reason, end + 4));
+            }
         };
         if length > self.max_frame {
             self.buf.advance(end + 4);
@@ -154,6 +162,20 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(haystack, needle)
 }
 
+/// A `Content-Length` inside a header block that does not start a line: the start of a
+/// real header after junk.
+fn glued_content_length(block: &[u8]) -> Option<usize> {
+    let mut from = 1;
+    while let Some(at) = block.get(from..).and_then(find_content_length) {
+        let at = from + at;
+        if block[at - 1] != b'\n' {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 fn find_content_length(buf: &[u8]) -> Option<usize> {
     (0..buf.len().saturating_sub(CONTENT_LENGTH.len() - 1))
         .find(|&i| buf[i..i + CONTENT_LENGTH.len()].eq_ignore_ascii_case(CONTENT_LENGTH))
@@ -165,22 +187,6 @@ pub fn encode(body: &[u8]) -> Bytes {
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(body);
     out.freeze()
-}
-
-/// Writes frames in order until the channel closes; flushes whenever it runs dry, so a
-/// burst of progress notifications costs one flush, not one per frame.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut frames: tokio::sync::mpsc::Receiver<Bytes>,
-) -> std::io::Result<()> {
-    while let Some(frame) = frames.recv().await {
-        writer.write_all(&frame).await?;
-        while let Ok(frame) = frames.try_recv() {
-            writer.write_all(&frame).await?;
-        }
-        writer.flush().await?;
-    }
-    writer.flush().await
 }
 
 #[cfg(test)]
@@ -241,6 +247,30 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_lying_length_costs_at_most_the_frame_after_it() {
+        let next = frame("{\"next\":1}");
+        // Too long: eats the start of the next frame, whose rest is junk.
+        let mut input = b"Content-Length: 10\r\n\r\n{}".to_vec();
+        input.extend(frame("{\"eaten\":true}"));
+        input.extend(&next);
+        let items = read_all(&input, 1024).await;
+        assert_eq!(
+            items.last(),
+            Some(&Incoming::Frame(Bytes::from_static(b"{\"next\":1}"))),
+            "{items:?}"
+        );
+        // Too short: the rest of its body is junk before the next header.
+        let mut input = b"Content-Length: 3\r\n\r\n{\"jsonrpc\":\"2.0\"}".to_vec();
+        input.extend(&next);
+        let items = read_all(&input, 1024).await;
+        assert_eq!(
+            items.last(),
+            Some(&Incoming::Frame(Bytes::from_static(b"{\"next\":1}"))),
+            "{items:?}"
+        );
     }
 
     #[tokio::test]

@@ -5,13 +5,14 @@ pub mod connection;
 pub mod framing;
 pub mod language;
 pub mod lsp;
+pub mod outbox;
 
 use std::sync::Arc;
 
 use crate::service::Service;
-pub use connection::Ending;
+pub use connection::{Ending, Limits};
 
 /// Serves the one client on stdin/stdout.
-pub async fn serve_stdio(service: Arc<Service>, max_frame: usize) -> Ending {
-    connection::serve(tokio::io::stdin(), tokio::io::stdout(), service, max_frame).await
+pub async fn serve_stdio(service: Arc<Service>, limits: Limits) -> Ending {
+    connection::serve(tokio::io::stdin(), tokio::io::stdout(), service, limits).await
 }

@@ -207,6 +207,15 @@ impl Daemon {
         }
     }
 
+    /// Takes every message received so far (and not yet taken) that matches.
+    pub fn take_pending(&mut self, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let (taken, rest) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|m| matches(m));
+        self.pending = rest;
+        taken
+    }
+
     /// Every `$/progress` value received so far for `token`, in order (taken out).
     pub fn take_progress(&mut self, token: &Value) -> Vec<Value> {
         let (mine, rest): (Vec<Value>, Vec<Value>) = std::mem::take(&mut self.pending)
@@ -280,6 +289,44 @@ impl Drop for Daemon {
         let _ = self.child.start_kill();
         // Reap it, so no zombie outlives the test.
         let _ = self.child.try_wait();
+        // Every test's daemon is checked for the token: its answers, stderr and log files.
+        if !std::thread::panicking() {
+            let transcript = self
+                .transcript
+                .lock()
+                .map(|t| t.join("\n"))
+                .unwrap_or_default();
+            assert_no_token(&transcript, "a frame cfgate wrote");
+            assert_no_token_in_logs(self.home.path());
+        }
+    }
+}
+
+/// Fails the test if the token is in `text`.
+pub fn assert_no_token(text: &str, place: &str) {
+    assert!(!text.contains(TOKEN), "the API token leaked into {place}");
+}
+
+/// Checks every file under `home` (stderr captures, the state dir's log files) for the token.
+pub fn assert_no_token_in_logs(home: &std::path::Path) {
+    let mut dirs = vec![home.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_none_or(|e| e != "toml") {
+                // Config files are where tests put the token on purpose.
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                assert_no_token(
+                    &String::from_utf8_lossy(&bytes),
+                    &path.display().to_string(),
+                );
+            }
+        }
     }
 }
 

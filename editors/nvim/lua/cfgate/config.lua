@@ -21,6 +21,8 @@ M.setting_keys = {
   "api_url",
   "byok",
   "gateway",
+  "connect_timeout_secs",
+  "max_in_flight",
 }
 
 M.defaults = {
