@@ -312,3 +312,29 @@ async fn the_daemon_exits_when_its_parent_dies_with_stdin_still_open() {
     eprintln!("daemon exited {took:?} after its parent died");
     drop(stdin);
 }
+
+#[tokio::test]
+async fn a_whole_answer_that_stalls_mid_body_ends_after_the_idle_timeout() {
+    let fake = FakeGateway::start().await;
+    // timeout_secs stays at its 300 s default: only the idle timeout can end this.
+    let mut d = daemon(&fake, json!({"idle_timeout_secs": 1, "max_attempts": 1})).await;
+    fake.push_script(Script {
+        fault: Some(Fault::StallAfterChunks(1)),
+        ..Script::default()
+    });
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["data"]["kind"], "timeout", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("stalled"),
+        "{err}"
+    );
+    assert_eq!(
+        d.request("cfgate/chat", json!({"messages": user("ok")}))
+            .await
+            .unwrap()["content"],
+        "echo: ok"
+    );
+}
