@@ -156,6 +156,9 @@ pub struct StatusResult {
     pub model: String,
     pub uptime_secs: u64,
     pub requests: RequestCounts,
+    /// Debug builds only: tasks alive on the runtime, for leak tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_tasks: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]

@@ -378,6 +378,13 @@ impl Service {
                 retries: self.counters.retries.load(Ordering::Relaxed),
                 queued: self.gateway.queued(),
             },
+            debug_tasks: if cfg!(debug_assertions) {
+                tokio::runtime::Handle::try_current()
+                    .ok()
+                    .map(|h| h.metrics().num_alive_tasks() as u64)
+            } else {
+                None
+            },
         }
     }
 }

@@ -312,3 +312,123 @@ async fn the_daemon_exits_when_its_parent_dies_with_stdin_still_open() {
     eprintln!("daemon exited {took:?} after its parent died");
     drop(stdin);
 }
+
+#[tokio::test]
+async fn a_whole_answer_that_stalls_mid_body_ends_after_the_idle_timeout() {
+    let fake = FakeGateway::start().await;
+    // timeout_secs stays at its 300 s default: only the idle timeout can end this.
+    let mut d = daemon(&fake, json!({"idle_timeout_secs": 1, "max_attempts": 1})).await;
+    fake.push_script(Script {
+        fault: Some(Fault::StallAfterChunks(1)),
+        ..Script::default()
+    });
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["data"]["kind"], "timeout", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("stalled"),
+        "{err}"
+    );
+    assert_eq!(
+        d.request("cfgate/chat", json!({"messages": user("ok")}))
+            .await
+            .unwrap()["content"],
+        "echo: ok"
+    );
+}
+
+#[tokio::test]
+async fn odd_streams_malformed_lines_huge_pieces_drips_and_no_done() {
+    let fake = FakeGateway::start().await;
+    let mut d = daemon(&fake, json!({})).await;
+
+    // An event that is not JSON: a clear error, not retried, and the daemon goes on.
+    fake.push_script(Script {
+        raw_sse: Some(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok \"}}]}\n\ndata: {not json\n\n"
+                .into(),
+        ),
+        ..Script::default()
+    });
+    let (_, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    let err = answer.unwrap_err();
+    assert_eq!(err["data"]["kind"], "bad_response", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("not JSON"),
+        "{err}"
+    );
+    assert_eq!(
+        chat_requests(&fake).len(),
+        1,
+        "a begun stream was sent again"
+    );
+
+    // Lines SSE ignores (comments, unknown fields, a stray `event:`) change nothing.
+    fake.push_script(Script {
+        raw_sse: Some(
+            ": keep-alive\n\nevent: message\nnonsense line\nid: 7\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"fine\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+                .into(),
+        ),
+        ..Script::default()
+    });
+    let (_, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(answer.unwrap()["content"], "fine");
+
+    // A huge piece (4 MiB in one event) arrives whole.
+    let huge = "h".repeat(4 * 1024 * 1024);
+    fake.push_script(Script {
+        chunks: Some(vec![huge.clone(), "!".into()]),
+        ..Script::default()
+    });
+    let (progress, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(joined_content(&progress).len(), huge.len() + 1);
+    assert_eq!(
+        answer.unwrap()["content"].as_str().unwrap().len(),
+        huge.len() + 1
+    );
+
+    // One byte per write: the same answer.
+    fake.push_script(Script {
+        chunks: Some(vec!["drip ".into(), "drop é😀".into()]),
+        fault: Some(Fault::DripBytes),
+        ..Script::default()
+    });
+    let (progress, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(answer.unwrap()["content"], "drip drop é😀");
+    assert_eq!(joined_content(&progress), "drip drop é😀");
+
+    // A finish reason without `[DONE]` is a complete answer; neither is a cut.
+    fake.push_script(Script {
+        chunks: Some(vec!["done ".into(), "anyway".into()]),
+        omit_done: true,
+        ..Script::default()
+    });
+    let (_, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(answer.unwrap()["content"], "done anyway");
+
+    // 429 without Retry-After: retried after a backoff, then answered.
+    fake.clear_requests();
+    fake.push_script(Script {
+        status: Some(429),
+        body: Some(r#"{"error":{"message":"Rate limited"}}"#.into()),
+        ..Script::default()
+    });
+    let answer = d
+        .request("cfgate/chat", json!({"messages": user("again")}))
+        .await
+        .unwrap();
+    assert_eq!(answer["content"], "echo: again");
+    assert_eq!(chat_requests(&fake).len(), 2);
+}

@@ -263,7 +263,7 @@ impl Gateway {
         let gateway = gateway_headers(response.headers());
         if !status.is_success() {
             let retry_after = retry_after(response.headers());
-            let body = read_limited(response, MAX_ERROR_BODY)
+            let body = read_limited(response, MAX_ERROR_BODY, req.idle_timeout)
                 .await
                 .unwrap_or_default();
             let mut err = upstream_error::from_response(status.as_u16(), &body, &req.model);
@@ -297,9 +297,7 @@ impl Gateway {
             });
         }
         // Not a stream (asked for so, or a model that answers streams with plain JSON).
-        let text = read_limited(response, MAX_WHOLE_BODY)
-            .await
-            .map_err(|e| transport_error(&e, &req.url))?;
+        let text = read_limited(response, MAX_WHOLE_BODY, req.idle_timeout).await?;
         let json: Value = serde_json::from_str(&text).map_err(|e| {
             let shown: String = text.chars().take(200).collect();
             Error::new(
@@ -449,12 +447,30 @@ fn gateway_headers(headers: &HeaderMap) -> Map<String, Value> {
         .collect()
 }
 
+/// Reads a body up to `limit` bytes; a body that stalls for `idle` is an error, as a stream's
+/// would be, rather than a wait for the whole `timeout_secs`.
 async fn read_limited(
     mut response: reqwest::Response,
     limit: usize,
-) -> Result<String, reqwest::Error> {
+    idle: Duration,
+) -> Result<String, Error> {
     let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
+    loop {
+        let chunk = match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(transport_error(&e, "")),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the answer stalled: nothing for {} s while reading its body",
+                        idle.as_secs()
+                    ),
+                )
+                .with_hint("the upstream stopped sending; try again (idle_timeout_secs sets how long to wait)"));
+            }
+        };
         let room = limit.saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if buf.len() >= limit {
