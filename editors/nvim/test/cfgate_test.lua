@@ -2,196 +2,10 @@
 -- Run by test/run.sh; each test is a coroutine that yields to Neovim's main loop while it
 -- waits, so typed keys, timers, autocommands and LSP messages all run for real.
 
-local url = assert(os.getenv("FAKE_GATEWAY_URL"), "FAKE_GATEWAY_URL is not set (use test/run.sh)")
-local bin = assert(os.getenv("CFGATE_BIN"), "CFGATE_BIN is not set (use test/run.sh)")
-local result_file = os.getenv("CFGATE_TEST_RESULT")
-
-local function out(line)
-  io.stdout:write(line .. "\n")
-  io.stdout:flush()
-end
-
--- Keep stderr quiet: no "-- INSERT --", no health progress messages.
-vim.o.showmode = false
-vim.o.shortmess = vim.o.shortmess .. "F"
-
--- Every vim.notify goes here (and is checked by the tests).
-local notes = {}
-vim.notify = function(msg, level)
-  table.insert(notes, { msg = tostring(msg), level = level })
-end
-
--- The fake gateway's control endpoints --------------------------------------------------
-
-local function http(method, path, body)
-  local cmd = { "curl", "-sS", "--fail", "--max-time", "10", "-X", method, url .. path }
-  if body ~= nil then
-    vim.list_extend(cmd, { "-H", "content-type: application/json", "--data-binary", vim.json.encode(body) })
-  end
-  local r = vim.system(cmd, { text = true }):wait(15000)
-  if r.code ~= 0 then
-    error(("curl %s %s failed (%s): %s"):format(method, path, tostring(r.code), r.stderr or ""), 0)
-  end
-  return r.stdout
-end
-
-local fake = {}
-function fake.reset()
-  http("POST", "/__fake/reset")
-end
-function fake.script(script)
-  http("POST", "/__fake/script", script)
-end
-function fake.requests()
-  return vim.json.decode(http("GET", "/__fake/requests"))
-end
-function fake.chat_requests()
-  return vim.tbl_filter(function(r)
-    return r.path:find("/chat/completions", 1, true) ~= nil
-  end, fake.requests())
-end
-function fake.stats()
-  return vim.json.decode(http("GET", "/__fake/stats"))
-end
-
--- A tiny coroutine test runner ------------------------------------------------------------
-
-local tests = {}
-local current_step
-local function test(name, fn)
-  table.insert(tests, { name = name, fn = fn })
-end
-
---- Yields to the main loop for about ms milliseconds.
-local function pause(ms)
-  vim.defer_fn(current_step, ms)
-  coroutine.yield()
-end
-
---- Polls cond (errors count as false) until it returns a truthy value, or fails.
-local function wait_for(what, cond, timeout)
-  timeout = timeout or 15000
-  local deadline = vim.uv.hrtime() + timeout * 1e6
-  local last_err
-  while true do
-    local ok, v = pcall(cond)
-    if ok and v then
-      return v
-    end
-    if not ok then
-      last_err = v
-    end
-    if vim.uv.hrtime() > deadline then
-      error(("timed out after %d ms waiting for %s%s"):format(timeout, what, last_err and (" (" .. tostring(last_err) .. ")") or ""), 0)
-    end
-    pause(20)
-  end
-end
-
-local function check(cond, message, ...)
-  if not cond then
-    error(message:format(...), 2)
-  end
-end
-
-local function feed(keys, mode)
-  vim.api.nvim_feedkeys(vim.keycode(keys), mode or "nt", false)
-end
-
-local function mode()
-  return vim.api.nvim_get_mode().mode
-end
-
-local function buf_text(buf)
-  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
-end
-
-local function find_note(pattern)
-  for _, n in ipairs(notes) do
-    if n.msg:find(pattern, 1, true) then
-      return n
-    end
-  end
-end
-
-local function notes_text()
-  return table.concat(
-    vim.tbl_map(function(n)
-      return n.msg
-    end, notes),
-    " | "
-  )
-end
-
-local passed, failed = 0, 0
-
-local function finish()
-  -- Stop the daemon the way Neovim does at exit, and wait for the process to end.
-  local stopped = require("cfgate").stop(5000)
-  if not stopped then
-    out("not ok - the daemon did not stop within 5 s")
-    failed = failed + 1
-  end
-  if result_file then
-    local f = assert(io.open(result_file, "w"))
-    f:write(("%d %d\n"):format(passed, failed))
-    f:close()
-  end
-  vim.cmd(failed == 0 and "qall!" or "cquit 1")
-end
-
-local function run(i)
-  if i > #tests then
-    return finish()
-  end
-  local t = tests[i]
-  local co = coroutine.create(t.fn)
-  local started = vim.uv.hrtime()
-  local function step()
-    if coroutine.status(co) ~= "suspended" then
-      return
-    end
-    local ok, err = coroutine.resume(co)
-    if not ok then
-      failed = failed + 1
-      out(("not ok - %s: %s"):format(t.name, tostring(err)))
-      out("  " .. debug.traceback(co):gsub("\n", "\n  "))
-      if #notes > 0 then
-        out("  notifications: " .. notes_text())
-      end
-      vim.schedule(function()
-        run(i + 1)
-      end)
-    elseif coroutine.status(co) == "dead" then
-      passed = passed + 1
-      out(("ok - %s (%d ms)"):format(t.name, (vim.uv.hrtime() - started) / 1e6))
-      vim.schedule(function()
-        run(i + 1)
-      end)
-    end
-  end
-  current_step = step
-  -- A clean slate: normal mode, one window, no notifications.
-  if mode():find("^i") then
-    vim.cmd("stopinsert")
-  end
-  notes = {}
-  step()
-end
-
--- Whole-run watchdog (run.sh also has a timeout).
-vim.defer_fn(function()
-  out("not ok - the Neovim tests took over 200 s")
-  failed = failed + 1
-  if result_file then
-    local f = io.open(result_file, "w")
-    if f then
-      f:write(("%d %d\n"):format(passed, failed))
-      f:close()
-    end
-  end
-  vim.cmd("cquit 2")
-end, 200000)
+local H = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, "S").source:sub(2)), "harness.lua"))
+local url, bin, fake = H.url, H.bin, H.fake
+local test, wait_for, check, feed, mode = H.test, H.wait_for, H.check, H.feed, H.mode
+local buf_text, find_note, notes_text = H.buf_text, H.find_note, H.notes_text
 
 -- Tests -----------------------------------------------------------------------------------
 
@@ -361,7 +175,7 @@ end)
 
 test("an upstream error shows the message and the hint, not JSON", function()
   fake.reset()
-  notes = {}
+  H.notes = {}
   cfgate.set_model("@cf/google/gemini-2.0-flash")
   local st
   cfgate.status(function(s)
@@ -448,6 +262,9 @@ test(":checkhealth cfgate reports the daemon and complete credentials", function
   vim.cmd("tabclose")
 end)
 
-vim.schedule(function()
-  run(1)
+H.run(function()
+  -- Stop the daemon the way Neovim does at exit, and wait for the process to end.
+  if not require("cfgate").stop(5000) then
+    return { "the daemon did not stop within 5 s" }
+  end
 end)
