@@ -113,9 +113,7 @@ impl Gateway {
             .await
             .map_err(|e| transport_error(&e, &req.url))?;
         let status = response.status();
-        let text = read_limited(response, MAX_CATALOG_BODY)
-            .await
-            .map_err(|e| transport_error(&e, &req.url))?;
+        let text = read_limited(response, MAX_CATALOG_BODY, req.timeout).await?;
         if !status.is_success() {
             let mut err = upstream_error::from_response(status.as_u16(), &text, "");
             err.message = format!("listing models: {}", err.message);
