@@ -709,3 +709,30 @@ async fn a_setting_sent_as_null_goes_back_to_unset() {
     let sent = chat_requests(&fake);
     assert_eq!(sent[1].body["max_tokens"], 64);
 }
+
+#[tokio::test]
+async fn completion_items_are_escaped_snippets_for_clients_that_take_snippets() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::spawn(&[("CLOUDFLARE_API_TOKEN", TOKEN)]).await;
+    d.initialize_with(
+        json!({"textDocument": {"completion": {"completionItem": {"snippetSupport": true}}}}),
+        json!({"base_url": fake.compat_base("acc", "gw")}),
+    )
+    .await;
+    let text = "echo \"pri\n";
+    open(&mut d, text).await;
+    fake.push_script(answer("ce: ${PRICE} \\ {x}\"\nnext"));
+    let pos = position(text, 9, "utf-16");
+    let list = d
+        .request("textDocument/completion", at(&pos))
+        .await
+        .unwrap();
+    let item = &list["items"][0];
+    assert_eq!(item["insertTextFormat"], 2, "a snippet: {item}");
+    // Inserted as a snippet, this is exactly the suggestion: nothing in it is a placeholder.
+    assert_eq!(
+        item["textEdit"]["newText"],
+        "price: \\${PRICE\\} \\\\ {x\\}\"\nnext"
+    );
+    assert_eq!(item["label"], "price: ${PRICE} \\ {x}\"");
+}

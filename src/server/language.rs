@@ -40,6 +40,8 @@ pub struct ClientFeatures {
     pub encoding: Encoding,
     /// `workspace.workspaceEdit.documentChanges`: edits can name the version they are for.
     pub versioned_edits: bool,
+    /// `textDocument.completion.completionItem.snippetSupport`.
+    pub snippets: bool,
 }
 
 impl ClientFeatures {
@@ -55,6 +57,13 @@ impl ClientFeatures {
                 .as_ref()
                 .and_then(|w| w.workspace_edit.as_ref())
                 .and_then(|e| e.document_changes)
+                .unwrap_or(false),
+            snippets: caps
+                .text_document
+                .as_ref()
+                .and_then(|t| t.completion.as_ref())
+                .and_then(|c| c.completion_item.as_ref())
+                .and_then(|i| i.snippet_support)
                 .unwrap_or(false),
         }
     }
@@ -201,6 +210,10 @@ impl Backend {
     /// `textDocument/completion`, for clients without inline completion: the suggestion as
     /// one item that sorts first. The item replaces the word before the cursor with that
     /// word and the suggestion, so clients that filter by the typed word keep it.
+    ///
+    /// Where the client takes snippets the item is one (with `$`, `}` and `\\` escaped, so
+    /// it has no placeholders): clients take a plain-text edit's first word as what the
+    /// menu inserts (Neovim does), but a snippet whole.
     pub(super) async fn completion_item(
         &self,
         params: CompletionParams,
@@ -226,8 +239,15 @@ impl Backend {
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
+        let (format, edit_text) = if self.features().snippets {
+            (InsertTextFormat::SNIPPET, escape_snippet(&new_text))
+        } else {
+            (InsertTextFormat::PLAIN_TEXT, new_text.clone())
+        };
         let item = CompletionItem {
-            label: shorten(first_line.trim_start(), 80),
+            // Some clients insert the label itself (Neovim's omnifunc does, for a snippet):
+            // it is the whole first line, never shortened.
+            label: first_line.trim_start().to_string(),
             kind: Some(CompletionItemKind::TEXT),
             detail: Some("cfgate".into()),
             documentation: Some(Documentation::MarkupContent(MarkupContent {
@@ -237,10 +257,10 @@ impl Backend {
             preselect: Some(true),
             sort_text: Some("0".into()),
             filter_text: Some(first_line.to_string()),
-            insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
+            insert_text_format: Some(format),
             text_edit: Some(CompletionTextEdit::Edit(TextEdit {
                 range: Range::new(s.doc.position(word_start), s.doc.position(s.cursor)),
-                new_text,
+                new_text: edit_text,
             })),
             ..CompletionItem::default()
         };
@@ -459,11 +479,16 @@ fn word_start(doc: &Snapshot, cursor: usize) -> usize {
     start
 }
 
-fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+/// `text` as an LSP snippet that inserts exactly `text`.
+fn escape_snippet(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '$' | '}') {
+            out.push('\\');
+        }
+        out.push(c);
     }
+    out
 }
 
 /// A file URI as a path for the prompt; other URIs as they are.
@@ -474,4 +499,12 @@ fn display_path(uri: &str) -> String {
         .and_then(|u| u.to_file_path().ok())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| uri.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn snippets_escape_what_the_syntax_uses() {
+        assert_eq!(super::escape_snippet(r"f(${x}) \ $1"), r"f(\${x\}) \\ \$1");
+    }
 }

@@ -183,7 +183,7 @@ end)
 -- Neovim 0.11 inserts only the first word of a plain-text item's textEdit.newText
 -- (runtime/lua/vim/lsp/completion.lua, get_completion_word: `word:match('^(%S*)')`), so
 -- the menu offers "résult", not the whole suggestion.
-H.todo("<C-x><C-o> (Neovim's LSP omnifunc) offers the suggestion in the menu and <C-y> takes it", "Neovim's omnifunc inserts only the first word of a plain-text completion item", function()
+test("<C-x><C-o> (Neovim's LSP omnifunc) offers the suggestion in the menu and <C-y> takes it", function()
   fake.reset()
   vim.cmd.edit(vim.fs.joinpath(workdir, "omni.txt"))
   local buf = vim.api.nvim_get_current_buf()
