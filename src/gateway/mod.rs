@@ -31,7 +31,7 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 use crate::config::ProcessSettings;
@@ -108,7 +108,10 @@ fn worth_retrying(err: &Error) -> bool {
 
 #[derive(Clone)]
 pub struct Gateway {
-    http: reqwest::Client,
+    /// Built beside start-up (loading the root certificates takes milliseconds that
+    /// `initialize` should not wait for); the first request waits for it if it must.
+    http: Arc<OnceCell<reqwest::Client>>,
+    connect_timeout: Duration,
     /// One permit per upstream request allowed in flight.
     slots: Arc<Semaphore>,
     /// Requests waiting for a slot.
@@ -147,20 +150,25 @@ pub struct Reply {
 
 impl Gateway {
     pub fn new(settings: ProcessSettings) -> Result<Gateway, Error> {
-        // One process-wide crypto provider; a second install (tests, embedders) is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cfgate/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Gateway {
-            http,
+        let gateway = Gateway {
+            http: Arc::new(OnceCell::new()),
+            connect_timeout: settings.connect_timeout,
             slots: Arc::new(Semaphore::new(settings.max_in_flight)),
             queued: Arc::default(),
-        })
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (cell, timeout) = (gateway.http.clone(), gateway.connect_timeout);
+            runtime.spawn(async move {
+                let _ = cell.get_or_try_init(|| build_client(timeout)).await;
+            });
+        }
+        Ok(gateway)
+    }
+
+    /// The one pooled client, once built.
+    pub(crate) async fn http(&self) -> Result<&reqwest::Client, Error> {
+        let timeout = self.connect_timeout;
+        self.http.get_or_try_init(|| build_client(timeout)).await
     }
 
     /// Requests waiting for a slot under the `max_in_flight` cap.
@@ -250,7 +258,7 @@ impl Gateway {
         headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
         let body = serde_json::to_vec(&req.body)
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
-        let mut request = self.http.post(&url).headers(headers).body(body);
+        let mut request = self.http().await?.post(&url).headers(headers).body(body);
         if !req.stream {
             request = request.timeout(req.timeout);
         }
@@ -445,6 +453,31 @@ fn gateway_headers(headers: &HeaderMap) -> Map<String, Value> {
             Some((key.replace('-', "_"), Value::from(value)))
         })
         .collect()
+}
+
+/// Builds the pooled client on the blocking pool: reading the system's root certificates
+/// is file I/O.
+async fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    let built = tokio::task::spawn_blocking(move || {
+        // One process-wide crypto provider; a second install (tests, embedders) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .user_agent(concat!("cfgate/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+    })
+    .await;
+    match built {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(Error::internal(format!(
+            "cannot build the HTTP client: {e}"
+        ))),
+        Err(e) => Err(Error::internal(format!(
+            "cannot build the HTTP client: {e}"
+        ))),
+    }
 }
 
 /// Reads a body up to `limit` bytes; a body that stalls for `idle` is an error, as a stream's

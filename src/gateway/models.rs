@@ -105,7 +105,8 @@ impl Gateway {
             url.query_pairs_mut().extend_pairs(query);
         }
         let response = self
-            .http
+            .http()
+            .await?
             .get(url)
             .headers(headers)
             .timeout(req.timeout)
