@@ -43,6 +43,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_attempts",
     "retry_deadline_secs",
     "allow_insecure_http",
+    "session_budget_tokens",
+    "idle_exit_secs",
+    "listen_origins",
 ];
 
 /// One source's view of the settings: each field is unset unless that source sets it.
@@ -64,6 +67,12 @@ pub struct Layer {
     pub max_attempts: Option<u32>,
     pub retry_deadline_secs: Option<u64>,
     pub allow_insecure_http: Option<bool>,
+    /// History sent in front of a session's new turn, in estimated tokens.
+    pub session_budget_tokens: Option<u64>,
+    /// The shared daemon exits after this long without clients.
+    pub idle_exit_secs: Option<u64>,
+    /// Browser origins the loopback endpoint accepts (none by default).
+    pub listen_origins: Option<Vec<String>>,
 }
 
 impl Layer {
@@ -86,6 +95,9 @@ impl Layer {
             max_attempts: pick(&self.max_attempts, &lower.max_attempts),
             retry_deadline_secs: pick(&self.retry_deadline_secs, &lower.retry_deadline_secs),
             allow_insecure_http: pick(&self.allow_insecure_http, &lower.allow_insecure_http),
+            session_budget_tokens: pick(&self.session_budget_tokens, &lower.session_budget_tokens),
+            idle_exit_secs: pick(&self.idle_exit_secs, &lower.idle_exit_secs),
+            listen_origins: pick(&self.listen_origins, &lower.listen_origins),
         }
     }
 

@@ -18,3 +18,4 @@ pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod service;
+pub mod sessions;

@@ -195,6 +195,7 @@ async fn chat(
         model,
         json_mode,
         work_done_token: None,
+        session: None,
         body,
     };
     match run_chat(service, params, !json_mode).await {

@@ -26,6 +26,9 @@ pub struct ChatParams {
     pub json_mode: bool,
     #[serde(default, rename = "workDoneToken")]
     pub work_done_token: Option<ProgressToken>,
+    /// A conversation kept by the daemon: its history goes first, this turn is stored.
+    #[serde(default)]
+    pub session: Option<String>,
     /// Every other OpenAI chat-completions field, passed through unchanged.
     #[serde(flatten)]
     pub body: Map<String, Value>,
@@ -161,4 +164,11 @@ pub struct RequestCounts {
 }
 
 /// Methods cfgate adds to LSP, announced in `initialize`.
-pub const METHODS: &[&str] = &["cfgate/chat", "cfgate/complete", "cfgate/status"];
+pub const METHODS: &[&str] = &[
+    "cfgate/chat",
+    "cfgate/complete",
+    "cfgate/status",
+    "cfgate/sessions",
+    "cfgate/session",
+    "cfgate/sessionDelete",
+];

@@ -20,6 +20,7 @@ use crate::protocol::{
     ChatParams, ChatResult, CompleteParams, CompleteResult, Piece, RequestCounts, StatusResult,
 };
 use crate::route::route_model;
+use crate::sessions::{self, SessionStore, SessionSummary, Turn};
 
 const RETRY_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
@@ -36,6 +37,7 @@ pub struct Service {
     base: Layer,
     started: Instant,
     counters: Arc<Counters>,
+    sessions: Arc<SessionStore>,
 }
 
 #[derive(Default)]
@@ -82,6 +84,14 @@ pub struct Chat {
     reply: Reply,
     model: String,
     in_flight: InFlight,
+    /// Where this turn is stored once answered.
+    turn: Option<PendingTurn>,
+}
+
+struct PendingTurn {
+    store: Arc<SessionStore>,
+    session: String,
+    messages: Vec<Map<String, Value>>,
 }
 
 impl Chat {
@@ -93,7 +103,7 @@ impl Chat {
     pub async fn finish(mut self) -> Result<ChatResult, Error> {
         let result = self.reply.finish().await;
         let (answer, gateway) = self.in_flight.fail(result)?;
-        Ok(ChatResult {
+        let result = ChatResult {
             tool_calls: answer.tool_calls_value(),
             content: answer.content,
             reasoning: answer.reasoning,
@@ -101,7 +111,12 @@ impl Chat {
             model: self.model,
             usage: answer.usage,
             gateway,
-        })
+        };
+        if let Some(turn) = self.turn.take() {
+            let stored = store_turn(turn, &result).await;
+            self.in_flight.fail(stored)?;
+        }
+        Ok(result)
     }
 }
 
@@ -152,7 +167,23 @@ impl Service {
             base,
             started: Instant::now(),
             counters: Arc::default(),
+            sessions: Arc::new(SessionStore::from_env()),
         })
+    }
+
+    /// `cfgate/sessions`.
+    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, Error> {
+        self.sessions.list().await
+    }
+
+    /// `cfgate/session`: every stored turn of one session.
+    pub async fn session(&self, name: &str) -> Result<Vec<Turn>, Error> {
+        self.sessions.load(name).await
+    }
+
+    /// `cfgate/sessionDelete`: whether there was such a session.
+    pub async fn delete_session(&self, name: &str) -> Result<bool, Error> {
+        self.sessions.delete(name).await
     }
 
     /// The settings for a request: the request's own over the client's over the base.
@@ -168,13 +199,44 @@ impl Service {
         stream: bool,
     ) -> Result<Chat, Error> {
         let mut in_flight = InFlight::start(&self.counters);
+        let mut params = params;
+        let turn = match params.session.take() {
+            Some(session) => {
+                let with_history = self.with_history(client, &session, &params.messages).await;
+                let history = in_flight.fail(with_history)?;
+                let own = std::mem::replace(&mut params.messages, history);
+                Some(PendingTurn {
+                    store: self.sessions.clone(),
+                    session,
+                    messages: own,
+                })
+            }
+            None => None,
+        };
         let started = self.start_chat(client, params, stream).await;
         let (reply, model) = in_flight.fail(started)?;
         Ok(Chat {
             reply,
             model,
             in_flight,
+            turn,
         })
+    }
+
+    /// A session's history, trimmed to the budget, in front of the request's messages.
+    async fn with_history(
+        &self,
+        client: &Layer,
+        session: &str,
+        messages: &[Map<String, Value>],
+    ) -> Result<Vec<Map<String, Value>>, Error> {
+        check_messages(messages)?;
+        let turns = self.sessions.load(session).await?;
+        let budget = client
+            .over(&self.base)
+            .session_budget_tokens
+            .unwrap_or(sessions::DEFAULT_BUDGET_TOKENS);
+        Ok(sessions::with_history(&turns, messages.to_vec(), budget))
     }
 
     async fn start_chat(
@@ -280,6 +342,7 @@ impl Service {
                     model: params.model,
                     json_mode: false,
                     work_done_token: None,
+                    session: None,
                     body,
                 },
                 stream,
@@ -320,6 +383,31 @@ impl Service {
             },
         }
     }
+}
+
+/// Stores a finished turn. If it cannot be stored the request fails, with the answer
+/// kept in the error, so the user knows the conversation did not move on.
+async fn store_turn(turn: PendingTurn, result: &ChatResult) -> Result<(), Error> {
+    let mut answer = Map::new();
+    answer.insert("role".into(), Value::from("assistant"));
+    answer.insert("content".into(), Value::from(result.content.clone()));
+    if let Some(calls) = &result.tool_calls {
+        answer.insert("tool_calls".into(), Value::Array(calls.clone()));
+    }
+    let record = Turn {
+        time: sessions::now_secs(),
+        messages: turn.messages,
+        answer,
+        model: Some(result.model.clone()),
+        usage: result.usage,
+    };
+    turn.store
+        .append(&turn.session, record)
+        .await
+        .map_err(|mut e| {
+            e.partial_content = Some(result.content.clone());
+            e
+        })
 }
 
 fn request_or_client_max_tokens(client: &Layer, base: &Layer) -> Option<u32> {

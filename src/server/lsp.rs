@@ -20,6 +20,7 @@ use crate::protocol::{
     ProgressToken, ProgressValue, StatusResult,
 };
 use crate::service::Service;
+use crate::sessions::{SessionDeleteResult, SessionParams, SessionResult, SessionsResult};
 
 pub struct Backend {
     client: Client,
@@ -45,6 +46,9 @@ impl Backend {
         .custom_method("cfgate/chat", Backend::chat)
         .custom_method("cfgate/complete", Backend::complete)
         .custom_method("cfgate/status", Backend::status)
+        .custom_method("cfgate/sessions", Backend::sessions)
+        .custom_method("cfgate/session", Backend::session)
+        .custom_method("cfgate/sessionDelete", Backend::session_delete)
         .finish()
     }
 
@@ -131,6 +135,29 @@ impl Backend {
             p.end().await;
         }
         result.map_err(to_rpc_error)
+    }
+
+    async fn sessions(&self, _params: NoParams) -> jsonrpc::Result<SessionsResult> {
+        let sessions = self.service.sessions().await.map_err(to_rpc_error)?;
+        Ok(SessionsResult { sessions })
+    }
+
+    async fn session(&self, params: SessionParams) -> jsonrpc::Result<SessionResult> {
+        let turns = self
+            .service
+            .session(&params.name)
+            .await
+            .map_err(to_rpc_error)?;
+        Ok(SessionResult::new(&params.name, turns))
+    }
+
+    async fn session_delete(&self, params: SessionParams) -> jsonrpc::Result<SessionDeleteResult> {
+        let deleted = self
+            .service
+            .delete_session(&params.name)
+            .await
+            .map_err(to_rpc_error)?;
+        Ok(SessionDeleteResult { deleted })
     }
 
     async fn status(&self, _params: NoParams) -> jsonrpc::Result<StatusResult> {
