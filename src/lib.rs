@@ -19,3 +19,5 @@ pub mod route;
 pub mod server;
 pub mod service;
 pub mod sessions;
+#[cfg(unix)]
+pub mod shared;

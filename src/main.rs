@@ -31,7 +31,18 @@ enum Command {
         /// Largest frame accepted, in bytes; larger ones are refused and skipped.
         #[arg(long, default_value_t = framing::DEFAULT_MAX_FRAME)]
         max_frame_bytes: usize,
+        /// Connect to the user's shared daemon (started if none runs) instead of serving here.
+        #[arg(long)]
+        shared: bool,
     },
+    /// The shared daemon itself; started in the background by `serve --shared`.
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, default_value_t = framing::DEFAULT_MAX_FRAME)]
+        max_frame_bytes: usize,
+    },
+    /// Stop the shared daemon.
+    Stop,
     /// Ask once and print the answer as it streams.
     Chat {
         /// The prompt; read from stdin when left out or `-`.
@@ -66,7 +77,7 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Serve { .. } => "info",
+        Command::Serve { .. } | Command::Daemon { .. } => "info",
         _ => "warn",
     };
     let guard = cfgate::logging::init(default_level);
@@ -75,6 +86,10 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let base = Layer::from_env().over(&file.layer);
+    let idle_exit = base
+        .idle_exit_secs
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(cfgate::shared::DEFAULT_IDLE_EXIT);
     let service = match Service::new(base) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -83,7 +98,23 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Serve { max_frame_bytes } => {
+        Command::Serve {
+            shared: true,
+            max_frame_bytes: _,
+        } => {
+            let code = runtime.block_on(serve_shared());
+            drop(guard);
+            std::process::exit(code);
+        }
+        Command::Daemon { max_frame_bytes } => {
+            let code = daemon(&runtime, service, idle_exit, max_frame_bytes);
+            drop(guard);
+            std::process::exit(code);
+        }
+        Command::Stop => runtime.block_on(stop()),
+        Command::Serve {
+            max_frame_bytes, ..
+        } => {
             let ending = runtime.block_on(serve(service, max_frame_bytes));
             tracing::info!(?ending, "connection ended");
             drop(guard);
@@ -134,6 +165,84 @@ async fn serve(service: Arc<Service>, max_frame: usize) -> Ending {
         ending = server::serve_stdio(service, max_frame) => ending,
         _ = stop => Ending::Exit { after_shutdown: true },
         _ = parent_gone() => Ending::Eof,
+    }
+}
+
+/// `serve --shared`: this process only joins its stdio to the shared daemon.
+async fn serve_shared() -> i32 {
+    use cfgate::shared;
+    let stream = match shared::Paths::from_env() {
+        Ok(paths) => shared::connect_or_start(&paths).await,
+        Err(e) => Err(e),
+    };
+    match stream {
+        Ok(stream) => {
+            tokio::select! {
+                _ = shared::proxy_stdio(stream) => {}
+                _ = parent_gone() => {}
+            }
+            0
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("cfgate: {e}");
+            1
+        }
+    }
+}
+
+/// The shared daemon: exits at once (0) when another one already serves.
+fn daemon(
+    runtime: &tokio::runtime::Runtime,
+    service: Arc<Service>,
+    idle_exit: std::time::Duration,
+    max_frame: usize,
+) -> i32 {
+    use cfgate::shared;
+    shared::detach();
+    let paths = match shared::Paths::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    let _lock = match shared::take_daemon_lock(&paths) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::info!("another shared daemon is serving; exiting");
+            return 0;
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(shared::run_daemon(service, &paths, idle_exit, max_frame)) {
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    }
+}
+
+async fn stop() -> ExitCode {
+    use cfgate::shared;
+    let result = match shared::Paths::from_env() {
+        Ok(paths) => shared::stop(&paths).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("cfgate: no shared daemon is running");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cfgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,266 @@
+//! The shared daemon end to end: several `cfgate serve --shared` clients (real processes,
+//! as editors start them) on one background daemon, against the fake gateway.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// One user's world: the runtime folder (socket, lock), the data folder (sessions) and a
+/// config file. Dropping it kills every daemon started in it.
+struct World {
+    runtime: tempfile::TempDir,
+    data: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl World {
+    fn new(config: &str) -> World {
+        let runtime = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let config_path = data.path().join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        World {
+            // The socket lives one level down, so the folder's mode is cfgate's own.
+            runtime,
+            data,
+            config: config_path,
+        }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.runtime.path().join("run")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.run_dir().join("cfgate.sock")
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("CLOUDFLARE_API_TOKEN".into(), TOKEN.into()),
+            (
+                "CFGATE_RUNTIME_DIR".into(),
+                self.run_dir().display().to_string(),
+            ),
+            (
+                "CFGATE_DATA_DIR".into(),
+                self.data.path().display().to_string(),
+            ),
+            ("CFGATE_CONFIG".into(), self.config.display().to_string()),
+        ]
+    }
+
+    async fn spawn_client(&self) -> Daemon {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Daemon::spawn_args(&env, &["serve", "--shared"]).await
+    }
+
+    async fn client(&self, fake: &FakeGateway) -> Daemon {
+        let mut c = self.spawn_client().await;
+        c.initialize(json!({ "base_url": fake.compat_base("acc", "gw") }))
+            .await;
+        c
+    }
+
+    /// Live `cfgate daemon` processes of this world (found by their environment).
+    fn daemons(&self) -> Vec<u32> {
+        let wanted = format!("CFGATE_RUNTIME_DIR={}", self.run_dir().display());
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            if args.get(1) != Some(&&b"daemon"[..]) {
+                continue;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            if environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+                let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // A zombie has exited; it is only waiting to be reaped.
+                if !state.contains(") Z ") {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+
+    fn pid_file(&self) -> Option<u32> {
+        std::fs::read_to_string(self.run_dir().join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for pid in self.daemons() {
+            kill9(pid);
+        }
+    }
+}
+
+fn kill9(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+}
+
+/// Waits (polling, with the harness's generous deadline) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn chat(c: &mut Daemon, session: &str, text: &str) -> Value {
+    c.request(
+        "cfgate/chat",
+        json!({"session": session, "messages": user(text)}),
+    )
+    .await
+    .expect("chat answered")
+}
+
+#[tokio::test]
+async fn two_clients_share_one_daemon_one_pool_and_sessions() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut a = world.client(&fake).await;
+    assert_eq!(
+        chat(&mut a, "pair", "from a").await["content"],
+        "echo: from a"
+    );
+    let mut b = world.client(&fake).await;
+
+    // B reads the turn A wrote, and continues the conversation.
+    let session = b
+        .request("cfgate/session", json!({"name": "pair"}))
+        .await
+        .unwrap();
+    assert_eq!(session["turns"], 1, "{session}");
+    assert_eq!(session["messages"][1]["content"], "echo: from a");
+    assert_eq!(
+        chat(&mut b, "pair", "from b").await["content"],
+        "echo: from b"
+    );
+    let sent = chat_requests(&fake);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].body["messages"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        chat(&mut a, "pair", "again").await["content"],
+        "echo: again"
+    );
+
+    // One daemon, one upstream connection for both clients.
+    assert_eq!(world.daemons().len(), 1);
+    assert_eq!(
+        fake.connections_accepted(),
+        1,
+        "the clients did not share one pool"
+    );
+    let status = b.request("cfgate/status", json!({})).await.unwrap();
+    assert_eq!(status["requests"]["total"], 3, "{status}");
+
+    // The folder and the socket are the user's alone.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&world.run_dir()), 0o700);
+    assert_eq!(mode(&world.socket()), 0o600);
+}
+
+#[tokio::test]
+async fn racing_clients_start_one_daemon() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(world.spawn_client().await);
+    }
+    for c in &mut clients {
+        c.initialize(json!({ "base_url": fake.compat_base("acc", "gw") }))
+            .await;
+        let status = c.request("cfgate/status", json!({})).await.unwrap();
+        assert_eq!(status["credentials_complete"], true);
+    }
+    // Losers of the race exit on their own; one daemon is left, the one in the pid file.
+    eventually("one daemon", || world.daemons().len() == 1).await;
+    assert_eq!(world.daemons(), vec![world.pid_file().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_killed_daemon_is_replaced_by_the_next_client() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut a = world.client(&fake).await;
+    chat(&mut a, "k", "before").await;
+    let first = world.pid_file().unwrap();
+    kill9(first);
+    // The client's connection ends with its daemon; the socket file is left behind.
+    a.wait_exit().await;
+    assert!(world.socket().exists(), "test premise: a stale socket");
+
+    let mut b = world.client(&fake).await;
+    assert_eq!(chat(&mut b, "k", "after").await["content"], "echo: after");
+    let second = world.pid_file().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(world.daemons(), vec![second]);
+    let session = b
+        .request("cfgate/session", json!({"name": "k"}))
+        .await
+        .unwrap();
+    assert_eq!(session["turns"], 2);
+}
+
+#[tokio::test]
+async fn an_idle_daemon_exits_and_removes_its_socket() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("idle_exit_secs = 1\n");
+    let mut a = world.client(&fake).await;
+    chat(&mut a, "i", "hello").await;
+    assert!(world.socket().exists());
+    a.close_stdin();
+    a.wait_exit().await;
+    eventually("the daemon exits", || world.daemons().is_empty()).await;
+    assert!(!world.socket().exists(), "socket left behind");
+}
+
+#[tokio::test]
+async fn stop_terminates_the_daemon_and_removes_its_socket() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut a = world.client(&fake).await;
+    chat(&mut a, "s", "hello").await;
+    let env = world.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let home = tempfile::tempdir().unwrap();
+    let out = command(home.path(), &env)
+        .arg("stop")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(world.daemons().is_empty());
+    assert!(!world.socket().exists(), "socket left behind");
+    a.wait_exit().await;
+}
