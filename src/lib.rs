@@ -9,6 +9,7 @@
 // failed request, so its size is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+pub mod clients;
 pub mod complete;
 pub mod config;
 pub mod error;

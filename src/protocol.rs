@@ -152,6 +152,12 @@ pub struct StatusResult {
     pub model: String,
     pub uptime_secs: u64,
     pub requests: RequestCounts,
+    /// Every client connected to this daemon (one for a private daemon).
+    #[serde(default)]
+    pub clients: Vec<crate::clients::ConnectedClient>,
+    /// Every stored session with its summed usage.
+    #[serde(default)]
+    pub sessions: Vec<crate::sessions::SessionSummary>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]

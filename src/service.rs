@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use crate::clients::{ClientHandle, Clients, ConnectedClient};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::{self, Layer, Settings};
 use crate::error::{Error, ErrorKind};
@@ -46,28 +47,33 @@ struct Counters {
     in_flight: AtomicU64,
     failed: AtomicU64,
     retries: AtomicU64,
+    clients: Arc<Clients>,
 }
 
 /// Counts a request as in flight until dropped, whether it finished, failed or was cancelled.
+/// The first in flight turns the status busy; the last to end settles it by how it ended.
 struct InFlight {
     counters: Arc<Counters>,
-    failed: bool,
+    failed: Option<(ErrorKind, String)>,
 }
 
 impl InFlight {
     fn start(counters: &Arc<Counters>) -> InFlight {
         counters.total.fetch_add(1, Ordering::Relaxed);
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        counters.clients.request_started();
         InFlight {
             counters: counters.clone(),
-            failed: false,
+            failed: None,
         }
     }
 
     fn fail<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
-        if result.is_err() && !self.failed {
-            self.failed = true;
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result {
+            if self.failed.is_none() {
+                self.failed = Some((e.kind, e.message.clone()));
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         result
     }
@@ -76,6 +82,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.clients.request_ended(self.failed.take());
     }
 }
 
@@ -169,6 +176,16 @@ impl Service {
             counters: Arc::default(),
             sessions: Arc::new(SessionStore::from_env()),
         })
+    }
+
+    /// Registers a connection (with the queue of its frames) for `cfgate/status` and
+    /// `cfgate/didChangeStatus`, while the handle lives.
+    pub fn register_client(&self, outbox: crate::server::connection::Outbox) -> ClientHandle {
+        self.counters.clients.register(outbox)
+    }
+
+    pub fn clients(&self) -> Vec<ConnectedClient> {
+        self.counters.clients.list()
     }
 
     /// `cfgate/sessions`.
@@ -381,6 +398,8 @@ impl Service {
                 failed: self.counters.failed.load(Ordering::Relaxed),
                 retries: self.counters.retries.load(Ordering::Relaxed),
             },
+            clients: self.clients(),
+            sessions: Vec::new(),
         }
     }
 }

@@ -264,3 +264,94 @@ async fn stop_terminates_the_daemon_and_removes_its_socket() {
     assert!(!world.socket().exists(), "socket left behind");
     a.wait_exit().await;
 }
+
+async fn init_as(c: &mut Daemon, fake: &FakeGateway, name: &str, version: &str) {
+    c.request(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "clientInfo": {"name": name, "version": version},
+            "initializationOptions": { "base_url": fake.compat_base("acc", "gw") },
+        }),
+    )
+    .await
+    .expect("initialize");
+    c.notify("initialized", json!({})).await;
+}
+
+async fn next_status(c: &mut Daemon) -> Value {
+    let msg = c
+        .wait_for("cfgate/didChangeStatus", |m| {
+            m["method"] == "cfgate/didChangeStatus"
+        })
+        .await;
+    msg["params"].clone()
+}
+
+#[tokio::test]
+async fn status_lists_every_client_and_session_usage_and_state_changes_reach_everyone() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut a = world.spawn_client().await;
+    init_as(&mut a, &fake, "nvim", "0.11.4").await;
+    let mut b = world.spawn_client().await;
+    init_as(&mut b, &fake, "shell", "1").await;
+
+    // A chats; both see busy, then ready.
+    chat(&mut a, "talk", "hello").await;
+    for c in [&mut a, &mut b] {
+        assert_eq!(next_status(c).await, json!({"state": "busy"}));
+        assert_eq!(next_status(c).await, json!({"state": "ready"}));
+    }
+
+    let status = b.request("cfgate/status", json!({})).await.unwrap();
+    let mut clients = status["clients"].as_array().unwrap().clone();
+    clients.sort_by_key(|c| c["name"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        clients,
+        [
+            json!({"name": "nvim", "version": "0.11.4"}),
+            json!({"name": "shell", "version": "1"})
+        ]
+    );
+    let sessions = status["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{status}");
+    assert_eq!(sessions[0]["name"], "talk");
+    assert_eq!(sessions[0]["turns"], 1);
+    assert!(sessions[0]["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    // A refused token turns every client's icon to unauthorized; a good answer clears it.
+    fake.push_script(Script {
+        status: Some(401),
+        body: Some(r#"{"result":null,"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[]}"#.into()),
+        ..Script::default()
+    });
+    b.request("cfgate/chat", json!({"messages": user("x")}))
+        .await
+        .expect_err("refused");
+    for c in [&mut a, &mut b] {
+        assert_eq!(next_status(c).await["state"], "busy");
+        let change = next_status(c).await;
+        assert_eq!(change["state"], "unauthorized", "{change}");
+        assert!(change["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    chat(&mut b, "talk", "again").await;
+    for c in [&mut a, &mut b] {
+        assert_eq!(next_status(c).await["state"], "busy");
+        assert_eq!(next_status(c).await["state"], "ready");
+    }
+
+    // A client that leaves is no longer listed.
+    a.close_stdin();
+    a.wait_exit().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = b.request("cfgate/status", json!({})).await.unwrap();
+        if status["clients"].as_array().unwrap().len() == 1 {
+            assert_eq!(status["clients"][0]["name"], "shell");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+    }
+}

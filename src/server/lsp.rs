@@ -13,6 +13,7 @@ use tower_lsp_server::{Client, ClientSocket, LanguageServer, LspService};
 use tracing::{info, warn};
 
 use super::connection::Outbox;
+use crate::clients::ClientHandle;
 use crate::config::{self, Layer};
 use crate::error::Error;
 use crate::protocol::{
@@ -29,6 +30,8 @@ pub struct Backend {
     /// This client's settings (initializationOptions, then didChangeConfiguration).
     /// Read into an owned copy at the start of each request; never held across an await.
     settings: RwLock<Layer>,
+    /// This connection in the daemon's list of clients, while it is open.
+    registration: ClientHandle,
 }
 
 /// `cfgate/status` takes no params; an empty object (or none) is accepted.
@@ -39,6 +42,7 @@ impl Backend {
     pub fn service(service: Arc<Service>, outbox: Outbox) -> (LspService<Backend>, ClientSocket) {
         LspService::build(|client| Backend {
             client,
+            registration: service.register_client(outbox.clone()),
             service,
             outbox,
             settings: RwLock::new(Layer::default()),
@@ -161,7 +165,12 @@ impl Backend {
     }
 
     async fn status(&self, _params: NoParams) -> jsonrpc::Result<StatusResult> {
-        Ok(self.service.status(&self.client_settings()))
+        let mut status = self.service.status(&self.client_settings());
+        match self.service.sessions().await {
+            Ok(sessions) => status.sessions = sessions,
+            Err(e) => warn!("status without sessions: {e}"),
+        }
+        Ok(status)
     }
 }
 
@@ -171,6 +180,8 @@ impl LanguageServer for Backend {
             .map_err(|e| jsonrpc::Error::invalid_params(format!("initializationOptions: {e}")))?;
         if let Some(info) = &params.client_info {
             info!(client = %info.name, version = ?info.version, "client connected");
+            self.registration
+                .set_info(info.name.clone(), info.version.clone());
         }
         self.set_client_settings(layer);
         Ok(InitializeResult {
