@@ -22,3 +22,5 @@ pub mod service;
 pub mod sessions;
 #[cfg(unix)]
 pub mod shared;
+#[cfg(unix)]
+pub mod shared_client;

@@ -59,7 +59,12 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Continue this conversation, through the shared daemon (started if needed).
+        #[arg(long)]
+        session: Option<String>,
     },
+    /// List the stored conversations (sessions).
+    Sessions,
     /// Show the settings cfgate resolves (the token is never shown) and what is missing.
     Status,
 }
@@ -133,8 +138,17 @@ fn main() -> ExitCode {
             system,
             json,
             max_tokens,
-        } => runtime.block_on(chat(&service, prompt, model, system, json, max_tokens)),
-        Command::Status => status(&service, file.path.as_deref()),
+            session,
+        } => runtime.block_on(chat(
+            &service, prompt, model, system, json, max_tokens, session,
+        )),
+        Command::Sessions => runtime.block_on(list_sessions()),
+        Command::Status => {
+            let code = status(&service, file.path.as_deref());
+            #[cfg(unix)]
+            runtime.block_on(shared_status());
+            code
+        }
     };
     drop(guard);
     runtime.shutdown_background();
@@ -274,6 +288,7 @@ async fn chat(
     system: Option<String>,
     json_mode: bool,
     max_tokens: Option<u32>,
+    session: Option<String>,
 ) -> ExitCode {
     let prompt = match prompt.filter(|p| p != "-") {
         Some(p) => p,
@@ -298,6 +313,16 @@ async fn chat(
     let mut body = Map::new();
     if let Some(max) = max_tokens {
         body.insert("max_tokens".into(), Value::from(max));
+    }
+    if let Some(session) = session {
+        #[cfg(unix)]
+        return chat_in_session(session, messages, model, json_mode, body).await;
+        #[cfg(not(unix))]
+        {
+            let _ = session;
+            eprintln!("cfgate: sessions from the command line need the shared daemon (Unix only)");
+            return ExitCode::from(2);
+        }
     }
     let params = ChatParams {
         messages,
@@ -336,6 +361,121 @@ async fn run_chat(service: &Service, params: ChatParams, stream: bool) -> Result
     }
     let _ = writeln!(out);
     Ok(())
+}
+
+/// `chat --session`: the turn goes through the shared daemon, which keeps the conversation.
+#[cfg(unix)]
+async fn chat_in_session(
+    session: String,
+    messages: Vec<Map<String, Value>>,
+    model: Option<String>,
+    json_mode: bool,
+    body: Map<String, Value>,
+) -> ExitCode {
+    use cfgate::shared_client::DaemonClient;
+    let mut client = match DaemonClient::connect(true).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cfgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut params = Value::Object(body);
+    params["session"] = json!(session);
+    params["messages"] = json!(messages);
+    params["json_mode"] = json!(json_mode);
+    if let Some(model) = model {
+        params["model"] = json!(model);
+    }
+    if !json_mode {
+        params["workDoneToken"] = json!("cli");
+    }
+    let mut out = std::io::stdout().lock();
+    let mut printed = false;
+    let answer = client
+        .call("cfgate/chat", params, |n| {
+            if n["method"] == "$/progress" {
+                if let Some(text) = n["params"]["value"]["content"].as_str() {
+                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.flush();
+                    printed = true;
+                }
+            }
+        })
+        .await;
+    match answer {
+        Ok(result) => {
+            if !printed {
+                let _ = out.write_all(result["content"].as_str().unwrap_or_default().as_bytes());
+            }
+            if !result["tool_calls"].is_null() {
+                let _ = writeln!(out, "\n{}", json!({ "tool_calls": result["tool_calls"] }));
+            }
+            let _ = writeln!(out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("\ncfgate: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn list_sessions() -> ExitCode {
+    let store = cfgate::sessions::SessionStore::from_env();
+    match store.list().await {
+        Ok(sessions) => {
+            for s in sessions {
+                println!(
+                    "{:<24} {:>5} turns  {:>8} tokens  updated {}",
+                    s.name, s.turns, s.usage.total_tokens, s.updated
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cfgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the shared daemon, when one runs, says of its clients and sessions.
+#[cfg(unix)]
+async fn shared_status() {
+    use cfgate::shared_client::DaemonClient;
+    let line = |k: &str, v: &str| println!("{k:<14}{v}");
+    let Ok(Some(mut client)) = DaemonClient::connect(false).await else {
+        line("shared daemon", "not running");
+        return;
+    };
+    match client.call("cfgate/status", json!({}), |_| {}).await {
+        Ok(status) => {
+            line(
+                "shared daemon",
+                &format!("running, up {}s", status["uptime_secs"]),
+            );
+            // This command is itself a client; the others are the tools.
+            for c in status["clients"].as_array().into_iter().flatten() {
+                let name = c["name"].as_str().unwrap_or("(unnamed)");
+                let version = c["version"].as_str().unwrap_or("");
+                line("client", format!("{name} {version}").trim_end());
+            }
+            for s in status["sessions"].as_array().into_iter().flatten() {
+                line(
+                    "session",
+                    &format!(
+                        "{} ({} turns, {} tokens)",
+                        s["name"].as_str().unwrap_or_default(),
+                        s["turns"],
+                        s["usage"]["total_tokens"]
+                    ),
+                );
+            }
+        }
+        Err(e) => line("shared daemon", &format!("not answering: {e}")),
+    }
 }
 
 fn message(role: &str, content: String) -> Map<String, Value> {

@@ -355,3 +355,82 @@ async fn status_lists_every_client_and_session_usage_and_state_changes_reach_eve
         assert!(tokio::time::Instant::now() < deadline, "{status}");
     }
 }
+
+impl World {
+    /// Runs `cfgate <args>` as a user would, in this world; returns (success, stdout).
+    async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let home = tempfile::tempdir().unwrap();
+        let out = command(home.path(), &env)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(WAIT, out)
+            .await
+            .expect("cfgate finished")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        (out.status.success(), stdout)
+    }
+}
+
+#[tokio::test]
+async fn the_cli_continues_a_session_an_editor_sees_through_the_shared_daemon() {
+    let fake = FakeGateway::start().await;
+    let world = World::new(&format!(
+        "base_url = \"{}\"\n",
+        fake.compat_base("acc", "gw")
+    ));
+    // No daemon yet: the CLI starts it.
+    let (ok, out) = world.cli(&["chat", "--session", "talk", "one"]).await;
+    assert!(ok);
+    assert_eq!(out, "echo: one\n");
+    assert_eq!(world.daemons().len(), 1);
+
+    let mut editor = world.client(&fake).await;
+    let session = editor
+        .request("cfgate/session", json!({"name": "talk"}))
+        .await
+        .unwrap();
+    assert_eq!(session["turns"], 1);
+    chat(&mut editor, "talk", "two").await;
+
+    let (ok, out) = world.cli(&["chat", "--session", "talk", "three"]).await;
+    assert!(ok);
+    assert_eq!(out, "echo: three\n");
+    let sent = chat_requests(&fake);
+    let texts: Vec<&str> = sent[2].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "echo: one", "two", "echo: two", "three"]);
+    assert_eq!(
+        fake.connections_accepted(),
+        1,
+        "one pool for the CLI and the editor"
+    );
+
+    let (ok, out) = world.cli(&["sessions"]).await;
+    assert!(ok);
+    assert!(
+        out.starts_with("talk ") && out.contains(" 3 turns"),
+        "{out}"
+    );
+
+    let (ok, out) = world.cli(&["status"]).await;
+    assert!(ok);
+    assert!(out.contains("shared daemon running"), "{out}");
+    assert!(out.contains("client        cfgate-tests 1"), "{out}");
+    assert!(out.contains("session       talk (3 turns"), "{out}");
+
+    let (ok, _) = world.cli(&["chat", "--session", "../x", "hi"]).await;
+    assert!(!ok, "a bad session name is refused");
+    assert_eq!(world.daemons().len(), 1);
+}
