@@ -12,6 +12,8 @@
 pub mod clients;
 pub mod complete;
 pub mod config;
+#[cfg(unix)]
+pub mod endpoint;
 pub mod error;
 pub mod gateway;
 pub mod logging;

@@ -34,12 +34,19 @@ enum Command {
         /// Connect to the user's shared daemon (started if none runs) instead of serving here.
         #[arg(long)]
         shared: bool,
+        /// With --shared: a daemon started now also serves HTTP/WebSocket JSON-RPC here
+        /// (loopback only, e.g. 127.0.0.1:8765).
+        #[arg(long, requires = "shared")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// The shared daemon itself; started in the background by `serve --shared`.
     #[command(hide = true)]
     Daemon {
         #[arg(long, default_value_t = framing::DEFAULT_MAX_FRAME)]
         max_frame_bytes: usize,
+        /// Also serve HTTP/WebSocket JSON-RPC on this loopback address.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Stop the shared daemon.
     Stop,
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
         .idle_exit_secs
         .map(std::time::Duration::from_secs)
         .unwrap_or(cfgate::shared::DEFAULT_IDLE_EXIT);
-    let service = match Service::new(base) {
+    let service = match Service::new(base.clone()) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("cfgate: {e}");
@@ -105,14 +112,25 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve {
             shared: true,
-            max_frame_bytes: _,
+            listen,
+            ..
         } => {
-            let code = runtime.block_on(serve_shared());
+            let code = runtime.block_on(serve_shared(listen));
             drop(guard);
             std::process::exit(code);
         }
-        Command::Daemon { max_frame_bytes } => {
-            let code = daemon(&runtime, service, idle_exit, max_frame_bytes);
+        Command::Daemon {
+            max_frame_bytes,
+            listen,
+        } => {
+            #[cfg(unix)]
+            let options = cfgate::shared::DaemonOptions {
+                idle_exit,
+                max_frame: max_frame_bytes,
+                listen,
+                origins: base.listen_origins.clone().unwrap_or_default(),
+            };
+            let code = daemon(&runtime, service, options);
             drop(guard);
             std::process::exit(code);
         }
@@ -183,10 +201,13 @@ async fn serve(service: Arc<Service>, max_frame: usize) -> Ending {
 }
 
 /// `serve --shared`: this process only joins its stdio to the shared daemon.
-async fn serve_shared() -> i32 {
+async fn serve_shared(listen: Option<std::net::SocketAddr>) -> i32 {
     use cfgate::shared;
+    let daemon_args: Vec<String> = listen
+        .map(|addr| vec!["--listen".to_string(), addr.to_string()])
+        .unwrap_or_default();
     let stream = match shared::Paths::from_env() {
-        Ok(paths) => shared::connect_or_start(&paths).await,
+        Ok(paths) => shared::connect_or_start(&paths, &daemon_args).await,
         Err(e) => Err(e),
     };
     match stream {
@@ -209,8 +230,7 @@ async fn serve_shared() -> i32 {
 fn daemon(
     runtime: &tokio::runtime::Runtime,
     service: Arc<Service>,
-    idle_exit: std::time::Duration,
-    max_frame: usize,
+    options: cfgate::shared::DaemonOptions,
 ) -> i32 {
     use cfgate::shared;
     shared::detach();
@@ -232,7 +252,7 @@ fn daemon(
             return 1;
         }
     };
-    match runtime.block_on(shared::run_daemon(service, &paths, idle_exit, max_frame)) {
+    match runtime.block_on(shared::run_daemon(service, &paths, options)) {
         Ok(_) => 0,
         Err(e) => {
             tracing::error!("{e}");

@@ -21,7 +21,7 @@ use crate::protocol::{
     ChatParams, ChatResult, CompleteParams, CompleteResult, Piece, RequestCounts, StatusResult,
 };
 use crate::route::route_model;
-use crate::sessions::{self, SessionStore, SessionSummary, Turn};
+use crate::sessions::{self, SessionResult, SessionStore, SessionSummary, Turn};
 
 const RETRY_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
@@ -193,9 +193,20 @@ impl Service {
         self.sessions.list().await
     }
 
-    /// `cfgate/session`: every stored turn of one session.
-    pub async fn session(&self, name: &str) -> Result<Vec<Turn>, Error> {
-        self.sessions.load(name).await
+    /// `cfgate/session`: every stored message of one session.
+    pub async fn session(&self, name: &str) -> Result<SessionResult, Error> {
+        let turns = self.sessions.load(name).await?;
+        Ok(SessionResult::new(name, turns))
+    }
+
+    /// `cfgate/status` with the stored sessions, as every front end answers it.
+    pub async fn full_status(&self, client: &Layer) -> StatusResult {
+        let mut status = self.status(client);
+        match self.sessions().await {
+            Ok(sessions) => status.sessions = sessions,
+            Err(e) => tracing::warn!("status without sessions: {e}"),
+        }
+        status
     }
 
     /// `cfgate/sessionDelete`: whether there was such a session.

@@ -116,7 +116,8 @@ fn my_uid() -> u32 {
 }
 
 /// Connects to the shared daemon, starting it when none answers.
-pub async fn connect_or_start(paths: &Paths) -> Result<UnixStream, String> {
+/// `daemon_args` are added to `cfgate daemon` when one is started (e.g. `--listen`).
+pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<UnixStream, String> {
     paths.prepare()?;
     if let Ok(stream) = UnixStream::connect(&paths.socket).await {
         return Ok(stream);
@@ -141,7 +142,7 @@ pub async fn connect_or_start(paths: &Paths) -> Result<UnixStream, String> {
                     log_hint()
                 ));
             }
-            daemon = Some(spawn_daemon()?);
+            daemon = Some(spawn_daemon(daemon_args)?);
             started += 1;
         }
         if Instant::now() > deadline {
@@ -163,10 +164,11 @@ fn log_hint() -> String {
 
 /// Starts `cfgate daemon` in the background; it detaches itself (setsid) and logs to its
 /// file. Dropping the child handle leaves it running; tokio reaps it if it exits early.
-fn spawn_daemon() -> Result<tokio::process::Child, String> {
+fn spawn_daemon(args: &[String]) -> Result<tokio::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find cfgate itself: {e}"))?;
     tokio::process::Command::new(exe)
         .arg("daemon")
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -232,13 +234,29 @@ pub enum Stop {
     Signal,
 }
 
+/// How the daemon serves.
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    pub idle_exit: Duration,
+    pub max_frame: usize,
+    /// Also serve the loopback HTTP/WebSocket endpoint here.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Browser origins the endpoint accepts.
+    pub origins: Vec<String>,
+}
+
 /// Serves every client that connects, until idle or signalled; the lock must be held.
 pub async fn run_daemon(
     service: Arc<Service>,
     paths: &Paths,
-    idle_exit: Duration,
-    max_frame: usize,
+    options: DaemonOptions,
 ) -> Result<Stop, String> {
+    let DaemonOptions {
+        idle_exit,
+        max_frame,
+        listen,
+        origins,
+    } = options;
     use std::os::unix::fs::PermissionsExt;
     match std::fs::remove_file(&paths.socket) {
         Ok(()) => info!("removed a stale socket {}", paths.socket.display()),
@@ -255,6 +273,19 @@ pub async fn run_daemon(
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot make {} private: {e}", paths.socket.display()))?;
     let _ = std::fs::write(&paths.pid, format!("{}\n", std::process::id()));
+    let addr_file = paths.dir.join(crate::endpoint::ADDR_FILE);
+    let token_file = paths.dir.join(crate::endpoint::TOKEN_FILE);
+    let endpoint = match listen {
+        Some(addr) => {
+            let token = crate::endpoint::write_token(&paths.dir)?;
+            let (bound, handle) =
+                crate::endpoint::start(service.clone(), addr, token, origins).await?;
+            let _ = std::fs::write(&addr_file, format!("{bound}\n"));
+            info!(%bound, "loopback endpoint listening");
+            Some(handle)
+        }
+        None => None,
+    };
     info!(socket = %paths.socket.display(), idle_exit_secs = idle_exit.as_secs(), "shared daemon listening");
 
     let (clients_tx, clients_rx) = watch::channel(0usize);
@@ -267,6 +298,11 @@ pub async fn run_daemon(
     info!(?stop, "shared daemon stopping");
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.pid);
+    if let Some(handle) = endpoint {
+        let _ = handle.stop();
+        let _ = std::fs::remove_file(&addr_file);
+        let _ = std::fs::remove_file(&token_file);
+    }
     Ok(stop)
 }
 

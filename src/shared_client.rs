@@ -45,7 +45,7 @@ impl DaemonClient {
     pub async fn connect(start: bool) -> Result<Option<DaemonClient>, String> {
         let paths = Paths::from_env()?;
         let stream = if start {
-            shared::connect_or_start(&paths).await?
+            shared::connect_or_start(&paths, &[]).await?
         } else {
             match UnixStream::connect(&paths.socket).await {
                 Ok(stream) => stream,

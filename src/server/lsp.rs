@@ -147,12 +147,10 @@ impl Backend {
     }
 
     async fn session(&self, params: SessionParams) -> jsonrpc::Result<SessionResult> {
-        let turns = self
-            .service
+        self.service
             .session(&params.name)
             .await
-            .map_err(to_rpc_error)?;
-        Ok(SessionResult::new(&params.name, turns))
+            .map_err(to_rpc_error)
     }
 
     async fn session_delete(&self, params: SessionParams) -> jsonrpc::Result<SessionDeleteResult> {
@@ -165,12 +163,7 @@ impl Backend {
     }
 
     async fn status(&self, _params: NoParams) -> jsonrpc::Result<StatusResult> {
-        let mut status = self.service.status(&self.client_settings());
-        match self.service.sessions().await {
-            Ok(sessions) => status.sessions = sessions,
-            Err(e) => warn!("status without sessions: {e}"),
-        }
-        Ok(status)
+        Ok(self.service.full_status(&self.client_settings()).await)
     }
 }
 
