@@ -290,9 +290,12 @@ pub async fn run_daemon(
 
     let (clients_tx, clients_rx) = watch::channel(0usize);
     let clients_tx = Arc::new(clients_tx);
+    // A daemon asked to serve the endpoint stays for its callers, which hold no connection
+    // to count; `cfgate stop` ends it.
+    let serves_endpoint = endpoint.is_some();
     let stop = tokio::select! {
         _ = accept_loop(listener, service, clients_tx, max_frame) => Stop::Signal,
-        _ = idle(clients_rx, idle_exit) => Stop::Idle,
+        _ = idle(clients_rx, idle_exit), if !serves_endpoint => Stop::Idle,
         _ = terminated() => Stop::Signal,
     };
     info!(?stop, "shared daemon stopping");

@@ -434,3 +434,60 @@ async fn the_cli_continues_a_session_an_editor_sees_through_the_shared_daemon() 
     assert!(!ok, "a bad session name is refused");
     assert_eq!(world.daemons().len(), 1);
 }
+
+/// Even when the folder and socket are opened up to everyone (by mistake), a process of
+/// another user is refused: the daemon checks the peer's uid (SO_PEERCRED).
+#[tokio::test]
+async fn a_connection_from_another_user_is_refused() {
+    if rustix_uid() != 0 || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to act as another user");
+        return;
+    }
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut a = world.client(&fake).await;
+    let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(world.runtime.path(), 0o755).unwrap();
+    open(&world.run_dir(), 0o755).unwrap();
+    open(&world.socket(), 0o666).unwrap();
+    let probe = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(20); s.connect(sys.argv[1])
+body = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}'
+try:
+    s.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    print("answered" if s.recv(100) else "closed")
+except (BrokenPipeError, ConnectionResetError):
+    print("closed")
+"#;
+    let out = tokio::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            probe,
+        ])
+        .arg(world.socket())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "closed",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The owner is still served.
+    assert_eq!(
+        chat(&mut a, "u", "still here").await["content"],
+        "echo: still here"
+    );
+}
+
+fn rustix_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(u32::MAX)
+}
