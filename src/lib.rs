@@ -4,6 +4,10 @@
 //! [`service`] (chat, complete, status) → [`gateway`] (the pooled HTTP client and the
 //! reader of answers). [`config`] resolves settings, [`route`] turns model ids into what the
 //! gateway routes, [`protocol`] holds the wire types documented in `docs/protocol.md`.
+//! Around the service: [`sessions`] keeps conversations, [`clients`] knows who is
+//! connected, `shared` runs the one per-user daemon that every `serve --shared` joins,
+//! `endpoint` serves the same methods over loopback HTTP/WebSocket, and `shared_client`
+//! is the CLI's way into the shared daemon (the last three Unix only).
 
 // `Error` carries everything a plugin shows (hint, partial content); it is built once per
 // failed request, so its size is not worth boxing.

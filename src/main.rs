@@ -13,6 +13,8 @@ use cfgate::protocol::{ChatParams, Piece};
 use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
+mod shared_cli;
+
 #[derive(Parser)]
 #[command(
     name = "cfgate",
@@ -98,10 +100,6 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let base = Layer::from_env().over(&file.layer);
-    let idle_exit = base
-        .idle_exit_secs
-        .map(std::time::Duration::from_secs)
-        .unwrap_or(cfgate::shared::DEFAULT_IDLE_EXIT);
     let service = match Service::new(base.clone()) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -115,7 +113,7 @@ fn main() -> ExitCode {
             listen,
             ..
         } => {
-            let code = runtime.block_on(serve_shared(listen));
+            let code = runtime.block_on(shared_cli::serve_shared(listen));
             drop(guard);
             std::process::exit(code);
         }
@@ -123,18 +121,11 @@ fn main() -> ExitCode {
             max_frame_bytes,
             listen,
         } => {
-            #[cfg(unix)]
-            let options = cfgate::shared::DaemonOptions {
-                idle_exit,
-                max_frame: max_frame_bytes,
-                listen,
-                origins: base.listen_origins.clone().unwrap_or_default(),
-            };
-            let code = daemon(&runtime, service, options);
+            let code = shared_cli::daemon(&runtime, service, &base, max_frame_bytes, listen);
             drop(guard);
             std::process::exit(code);
         }
-        Command::Stop => runtime.block_on(stop()),
+        Command::Stop => runtime.block_on(shared_cli::stop()),
         Command::Serve {
             max_frame_bytes, ..
         } => {
@@ -163,8 +154,7 @@ fn main() -> ExitCode {
         Command::Sessions => runtime.block_on(list_sessions()),
         Command::Status => {
             let code = status(&service, file.path.as_deref());
-            #[cfg(unix)]
-            runtime.block_on(shared_status());
+            runtime.block_on(shared_cli::shared_status());
             code
         }
     };
@@ -197,86 +187,6 @@ async fn serve(service: Arc<Service>, max_frame: usize) -> Ending {
         ending = server::serve_stdio(service, max_frame) => ending,
         _ = stop => Ending::Exit { after_shutdown: true },
         _ = parent_gone() => Ending::Eof,
-    }
-}
-
-/// `serve --shared`: this process only joins its stdio to the shared daemon.
-async fn serve_shared(listen: Option<std::net::SocketAddr>) -> i32 {
-    use cfgate::shared;
-    let daemon_args: Vec<String> = listen
-        .map(|addr| vec!["--listen".to_string(), addr.to_string()])
-        .unwrap_or_default();
-    let stream = match shared::Paths::from_env() {
-        Ok(paths) => shared::connect_or_start(&paths, &daemon_args).await,
-        Err(e) => Err(e),
-    };
-    match stream {
-        Ok(stream) => {
-            tokio::select! {
-                _ = shared::proxy_stdio(stream) => {}
-                _ = parent_gone() => {}
-            }
-            0
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("cfgate: {e}");
-            1
-        }
-    }
-}
-
-/// The shared daemon: exits at once (0) when another one already serves.
-fn daemon(
-    runtime: &tokio::runtime::Runtime,
-    service: Arc<Service>,
-    options: cfgate::shared::DaemonOptions,
-) -> i32 {
-    use cfgate::shared;
-    shared::detach();
-    let paths = match shared::Paths::from_env() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("{e}");
-            return 1;
-        }
-    };
-    let _lock = match shared::take_daemon_lock(&paths) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            tracing::info!("another shared daemon is serving; exiting");
-            return 0;
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            return 1;
-        }
-    };
-    match runtime.block_on(shared::run_daemon(service, &paths, options)) {
-        Ok(_) => 0,
-        Err(e) => {
-            tracing::error!("{e}");
-            1
-        }
-    }
-}
-
-async fn stop() -> ExitCode {
-    use cfgate::shared;
-    let result = match shared::Paths::from_env() {
-        Ok(paths) => shared::stop(&paths).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("cfgate: no shared daemon is running");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cfgate: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -335,14 +245,7 @@ async fn chat(
         body.insert("max_tokens".into(), Value::from(max));
     }
     if let Some(session) = session {
-        #[cfg(unix)]
-        return chat_in_session(session, messages, model, json_mode, body).await;
-        #[cfg(not(unix))]
-        {
-            let _ = session;
-            eprintln!("cfgate: sessions from the command line need the shared daemon (Unix only)");
-            return ExitCode::from(2);
-        }
+        return shared_cli::chat_in_session(session, messages, model, json_mode, body).await;
     }
     let params = ChatParams {
         messages,
@@ -383,65 +286,6 @@ async fn run_chat(service: &Service, params: ChatParams, stream: bool) -> Result
     Ok(())
 }
 
-/// `chat --session`: the turn goes through the shared daemon, which keeps the conversation.
-#[cfg(unix)]
-async fn chat_in_session(
-    session: String,
-    messages: Vec<Map<String, Value>>,
-    model: Option<String>,
-    json_mode: bool,
-    body: Map<String, Value>,
-) -> ExitCode {
-    use cfgate::shared_client::DaemonClient;
-    let mut client = match DaemonClient::connect(true).await {
-        Ok(Some(client)) => client,
-        Ok(None) => return ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("cfgate: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut params = Value::Object(body);
-    params["session"] = json!(session);
-    params["messages"] = json!(messages);
-    params["json_mode"] = json!(json_mode);
-    if let Some(model) = model {
-        params["model"] = json!(model);
-    }
-    if !json_mode {
-        params["workDoneToken"] = json!("cli");
-    }
-    let mut out = std::io::stdout().lock();
-    let mut printed = false;
-    let answer = client
-        .call("cfgate/chat", params, |n| {
-            if n["method"] == "$/progress" {
-                if let Some(text) = n["params"]["value"]["content"].as_str() {
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                    printed = true;
-                }
-            }
-        })
-        .await;
-    match answer {
-        Ok(result) => {
-            if !printed {
-                let _ = out.write_all(result["content"].as_str().unwrap_or_default().as_bytes());
-            }
-            if !result["tool_calls"].is_null() {
-                let _ = writeln!(out, "\n{}", json!({ "tool_calls": result["tool_calls"] }));
-            }
-            let _ = writeln!(out);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("\ncfgate: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 async fn list_sessions() -> ExitCode {
     let store = cfgate::sessions::SessionStore::from_env();
     match store.list().await {
@@ -458,43 +302,6 @@ async fn list_sessions() -> ExitCode {
             eprintln!("cfgate: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// What the shared daemon, when one runs, says of its clients and sessions.
-#[cfg(unix)]
-async fn shared_status() {
-    use cfgate::shared_client::DaemonClient;
-    let line = |k: &str, v: &str| println!("{k:<14}{v}");
-    let Ok(Some(mut client)) = DaemonClient::connect(false).await else {
-        line("shared daemon", "not running");
-        return;
-    };
-    match client.call("cfgate/status", json!({}), |_| {}).await {
-        Ok(status) => {
-            line(
-                "shared daemon",
-                &format!("running, up {}s", status["uptime_secs"]),
-            );
-            // This command is itself a client; the others are the tools.
-            for c in status["clients"].as_array().into_iter().flatten() {
-                let name = c["name"].as_str().unwrap_or("(unnamed)");
-                let version = c["version"].as_str().unwrap_or("");
-                line("client", format!("{name} {version}").trim_end());
-            }
-            for s in status["sessions"].as_array().into_iter().flatten() {
-                line(
-                    "session",
-                    &format!(
-                        "{} ({} turns, {} tokens)",
-                        s["name"].as_str().unwrap_or_default(),
-                        s["turns"],
-                        s["usage"]["total_tokens"]
-                    ),
-                );
-            }
-        }
-        Err(e) => line("shared daemon", &format!("not answering: {e}")),
     }
 }
 
