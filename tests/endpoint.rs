@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const ALLOWED_ORIGIN: &str = "http://localhost:5173";
 
 struct Endpoint {
-    _daemon: tokio::process::Child,
+    daemon: tokio::process::Child,
     _dirs: tempfile::TempDir,
     run: PathBuf,
     addr: String,
@@ -39,6 +39,7 @@ async fn start(fake: &FakeGateway) -> Endpoint {
         ("CFGATE_RUNTIME_DIR", run.to_str().unwrap()),
         ("CFGATE_DATA_DIR", data.to_str().unwrap()),
         ("CFGATE_CONFIG", config.to_str().unwrap()),
+        ("CFGATE_LOG", "trace"),
     ];
     let daemon = command(dirs.path(), &env)
         .args(["daemon", "--listen", "127.0.0.1:0"])
@@ -64,7 +65,7 @@ async fn start(fake: &FakeGateway) -> Endpoint {
         .trim()
         .to_string();
     Endpoint {
-        _daemon: daemon,
+        daemon,
         _dirs: dirs,
         run,
         addr,
@@ -182,6 +183,31 @@ async fn curl_needs_the_token_and_an_allowed_origin() {
     .await;
     let err: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["error"]["code"], -32602, "{err}");
+
+    // Stopped (SIGTERM), the daemon removes its endpoint files, and its log, written at
+    // `trace`, holds neither token.
+    let mut e = e;
+    let pid = e.daemon.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(WAIT, e.daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!e.run.join("endpoint.token").exists());
+    assert!(!e.run.join("endpoint.addr").exists());
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(e._dirs.path().join("state/cfgate"))
+        .unwrap()
+        .flatten()
+    {
+        logs.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    assert!(logs.contains("loopback endpoint listening"), "no log read");
+    assert!(!logs.contains(&e.token), "endpoint token in the log");
+    assert!(!logs.contains(TOKEN), "API token in the log");
 }
 
 #[tokio::test]
