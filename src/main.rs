@@ -80,6 +80,33 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve {
+        shared: true,
+        listen,
+        ..
+    } = cli.command
+    {
+        // Only relays bytes: one thread, no HTTP client, so each editor's process is light.
+        let guard = cfgate::logging::init("info");
+        let code = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                let code = rt.block_on(shared_cli::serve_shared(listen));
+                // Not waiting for the blocking stdin read, which may never end.
+                rt.shutdown_background();
+                code
+            }
+            Err(e) => {
+                eprintln!("cfgate: cannot start the runtime: {e}");
+                1
+            }
+        };
+        drop(guard);
+        // Exit now: waiting for the runtime would wait for the blocking stdin read.
+        std::process::exit(code);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,15 +135,6 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Serve {
-            shared: true,
-            listen,
-            ..
-        } => {
-            let code = runtime.block_on(shared_cli::serve_shared(listen));
-            drop(guard);
-            std::process::exit(code);
-        }
         Command::Daemon {
             max_frame_bytes,
             listen,
