@@ -173,15 +173,21 @@ async fn two_clients_share_one_daemon_one_pool_and_sessions() {
         "echo: again"
     );
 
-    // One daemon, one upstream connection for both clients.
+    // Two more tools; one daemon, one upstream pool for all four. hyper's pool may, rarely,
+    // open a second connection when a request races the previous one's return to the
+    // pool; four private daemons would need four.
+    for i in 0..2 {
+        let mut c = world.client(&fake).await;
+        chat(&mut c, "other", &format!("c{i}")).await;
+    }
     assert_eq!(world.daemons().len(), 1);
-    assert_eq!(
-        fake.connections_accepted(),
-        1,
-        "the clients did not share one pool"
+    let connections = fake.connections_accepted();
+    assert!(
+        connections <= 2,
+        "{connections} upstream connections: no shared pool"
     );
     let status = b.request("cfgate/status", json!({})).await.unwrap();
-    assert_eq!(status["requests"]["total"], 3, "{status}");
+    assert_eq!(status["requests"]["total"], 5, "{status}");
 
     // The folder and the socket are the user's alone.
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -411,10 +417,12 @@ async fn the_cli_continues_a_session_an_editor_sees_through_the_shared_daemon() 
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["one", "echo: one", "two", "echo: two", "three"]);
-    assert_eq!(
-        fake.connections_accepted(),
-        1,
-        "one pool for the CLI and the editor"
+    // Three processes (two CLI runs, one editor), one pool (a second connection may rarely
+    // win a race with the pool; without sharing there would be three).
+    let connections = fake.connections_accepted();
+    assert!(
+        connections <= 2,
+        "{connections} upstream connections: no shared pool"
     );
 
     let (ok, out) = world.cli(&["sessions"]).await;
