@@ -204,7 +204,12 @@ pub fn take_daemon_lock(paths: &Paths) -> Result<Option<File>, String> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match FileExt::try_lock_exclusive(&lock) {
-            Ok(true) => return Ok(Some(lock)),
+            Ok(true) => {
+                // At once, so `cfgate stop` never reads a dead daemon's pid while this one
+                // holds the lock.
+                let _ = std::fs::write(&paths.pid, format!("{}\n", std::process::id()));
+                return Ok(Some(lock));
+            }
             Ok(false) => {}
             Err(e) => return Err(format!("cannot lock {}: {e}", paths.lock.display())),
         }
@@ -258,6 +263,27 @@ pub async fn run_daemon(
         origins,
     } = options;
     use std::os::unix::fs::PermissionsExt;
+    // The endpoint first: if its port is taken the daemon fails before any client can
+    // connect, rather than leaving a socket behind.
+    let addr_file = paths.dir.join(crate::endpoint::ADDR_FILE);
+    let token_file = paths.dir.join(crate::endpoint::TOKEN_FILE);
+    let endpoint = match listen {
+        Some(addr) => {
+            let token = crate::endpoint::write_token(&paths.dir)?;
+            match crate::endpoint::start(service.clone(), addr, token, origins).await {
+                Ok((bound, handle)) => {
+                    let _ = std::fs::write(&addr_file, format!("{bound}\n"));
+                    info!(%bound, "loopback endpoint listening");
+                    Some(handle)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&token_file);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     match std::fs::remove_file(&paths.socket) {
         Ok(()) => info!("removed a stale socket {}", paths.socket.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -272,20 +298,6 @@ pub async fn run_daemon(
         .map_err(|e| format!("cannot listen on {}: {e}", paths.socket.display()))?;
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot make {} private: {e}", paths.socket.display()))?;
-    let _ = std::fs::write(&paths.pid, format!("{}\n", std::process::id()));
-    let addr_file = paths.dir.join(crate::endpoint::ADDR_FILE);
-    let token_file = paths.dir.join(crate::endpoint::TOKEN_FILE);
-    let endpoint = match listen {
-        Some(addr) => {
-            let token = crate::endpoint::write_token(&paths.dir)?;
-            let (bound, handle) =
-                crate::endpoint::start(service.clone(), addr, token, origins).await?;
-            let _ = std::fs::write(&addr_file, format!("{bound}\n"));
-            info!(%bound, "loopback endpoint listening");
-            Some(handle)
-        }
-        None => None,
-    };
     info!(socket = %paths.socket.display(), idle_exit_secs = idle_exit.as_secs(), "shared daemon listening");
 
     let (clients_tx, clients_rx) = watch::channel(0usize);
