@@ -499,3 +499,18 @@ fn rustix_uid() -> u32 {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .unwrap_or(u32::MAX)
 }
+
+/// An editor quitting (shutdown, exit) ends its relay, not the daemon other tools use.
+#[tokio::test]
+async fn exit_from_one_client_ends_its_relay_not_the_daemon() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut a = world.client(&fake).await;
+    let mut b = world.client(&fake).await;
+    let daemon = world.pid_file().unwrap();
+    a.request("shutdown", Value::Null).await.unwrap();
+    a.notify("exit", Value::Null).await;
+    a.wait_exit().await;
+    assert_eq!(chat(&mut b, "e", "still").await["content"], "echo: still");
+    assert_eq!(world.daemons(), vec![daemon]);
+}
