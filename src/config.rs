@@ -55,6 +55,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "gateway",
     "connect_timeout_secs",
     "max_in_flight",
+    "session_budget_tokens",
+    "idle_exit_secs",
+    "listen_origins",
 ];
 
 /// Which of the gateway's OpenAI-compatible endpoints chat goes to.
@@ -103,6 +106,12 @@ pub struct Layer {
     pub connect_timeout_secs: Option<u64>,
     /// Process-wide (one cap for every client): read from the config file at start only.
     pub max_in_flight: Option<u32>,
+    /// History sent in front of a session's new turn, in estimated tokens.
+    pub session_budget_tokens: Option<u64>,
+    /// The shared daemon exits after this long without clients.
+    pub idle_exit_secs: Option<u64>,
+    /// Browser origins the loopback endpoint accepts (none by default).
+    pub listen_origins: Option<Vec<String>>,
 }
 
 impl Layer {
@@ -138,6 +147,9 @@ impl Layer {
             },
             connect_timeout_secs: pick(&self.connect_timeout_secs, &lower.connect_timeout_secs),
             max_in_flight: pick(&self.max_in_flight, &lower.max_in_flight),
+            session_budget_tokens: pick(&self.session_budget_tokens, &lower.session_budget_tokens),
+            idle_exit_secs: pick(&self.idle_exit_secs, &lower.idle_exit_secs),
+            listen_origins: pick(&self.listen_origins, &lower.listen_origins),
         }
     }
 

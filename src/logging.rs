@@ -30,6 +30,12 @@ pub fn log_dir() -> Option<PathBuf> {
 /// Sets up logging; keep the guard alive until exit so the file gets every line.
 pub fn init(default_level: &str) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new(default_level));
+    // jsonrpsee traces whole HTTP requests, headers and all: the endpoint's bearer token
+    // must not reach the log even at `trace`.
+    let filter = match "jsonrpsee-server=debug".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let file = log_dir().and_then(|dir| {
         std::fs::create_dir_all(&dir).ok()?;
         let appender = tracing_appender::rolling::Builder::new()

@@ -14,6 +14,7 @@ use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
 mod models;
+mod shared_cli;
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +37,25 @@ enum Command {
         /// Most output the client may leave unread, in bytes; past it, it is cut off.
         #[arg(long, default_value_t = server::outbox::DEFAULT_MAX_OUTBOX)]
         max_outbox_bytes: usize,
+        /// Connect to the user's shared daemon (started if none runs) instead of serving here.
+        #[arg(long)]
+        shared: bool,
+        /// With --shared: a daemon started now also serves HTTP/WebSocket JSON-RPC here
+        /// (loopback only, e.g. 127.0.0.1:8765).
+        #[arg(long, requires = "shared")]
+        listen: Option<std::net::SocketAddr>,
     },
+    /// The shared daemon itself; started in the background by `serve --shared`.
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, default_value_t = framing::DEFAULT_MAX_FRAME)]
+        max_frame_bytes: usize,
+        /// Also serve HTTP/WebSocket JSON-RPC on this loopback address.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Stop the shared daemon.
+    Stop,
     /// Ask once and print the answer as it streams.
     Chat {
         /// The prompt; read from stdin when left out or `-`.
@@ -53,7 +72,12 @@ enum Command {
         /// Most tokens to generate.
         #[arg(long)]
         max_tokens: Option<u32>,
+        /// Continue this conversation, through the shared daemon (started if needed).
+        #[arg(long)]
+        session: Option<String>,
     },
+    /// List the stored conversations (sessions).
+    Sessions,
     /// Show the settings cfgate resolves (the token is never shown) and what is missing.
     Status,
     /// List the models the gateway offers, as a table.
@@ -66,6 +90,33 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve {
+        shared: true,
+        listen,
+        ..
+    } = cli.command
+    {
+        // Only relays bytes: one thread, no HTTP client, so each editor's process is light.
+        let guard = cfgate::logging::init("info");
+        let code = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                let code = rt.block_on(shared_cli::serve_shared(listen));
+                // Not waiting for the blocking stdin read, which may never end.
+                rt.shutdown_background();
+                code
+            }
+            Err(e) => {
+                eprintln!("cfgate: cannot start the runtime: {e}");
+                1
+            }
+        };
+        drop(guard);
+        // Exit now: waiting for the runtime would wait for the blocking stdin read.
+        std::process::exit(code);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,7 +128,7 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Serve { .. } => "info",
+        Command::Serve { .. } | Command::Daemon { .. } => "info",
         _ => "warn",
     };
     let guard = cfgate::logging::init(default_level);
@@ -86,7 +137,7 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let base = Layer::from_env().over(&file.layer);
-    let service = match Service::new(base) {
+    let service = match Service::new(base.clone()) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("cfgate: {e}");
@@ -94,9 +145,19 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Command::Daemon {
+            max_frame_bytes,
+            listen,
+        } => {
+            let code = shared_cli::daemon(&runtime, service, &base, max_frame_bytes, listen);
+            drop(guard);
+            std::process::exit(code);
+        }
+        Command::Stop => runtime.block_on(shared_cli::stop()),
         Command::Serve {
             max_frame_bytes,
             max_outbox_bytes,
+            ..
         } => {
             let limits = server::Limits {
                 max_frame: max_frame_bytes,
@@ -120,8 +181,16 @@ fn main() -> ExitCode {
             system,
             json,
             max_tokens,
-        } => runtime.block_on(chat(&service, prompt, model, system, json, max_tokens)),
-        Command::Status => status(&service, file.path.as_deref()),
+            session,
+        } => runtime.block_on(chat(
+            &service, prompt, model, system, json, max_tokens, session,
+        )),
+        Command::Sessions => runtime.block_on(list_sessions()),
+        Command::Status => {
+            let code = status(&service, file.path.as_deref());
+            runtime.block_on(shared_cli::shared_status());
+            code
+        }
         Command::Models { json } => runtime.block_on(models::print(&service, json)),
     };
     drop(guard);
@@ -184,6 +253,7 @@ async fn chat(
     system: Option<String>,
     json_mode: bool,
     max_tokens: Option<u32>,
+    session: Option<String>,
 ) -> ExitCode {
     let prompt = match prompt.filter(|p| p != "-") {
         Some(p) => p,
@@ -209,12 +279,16 @@ async fn chat(
     if let Some(max) = max_tokens {
         body.insert("max_tokens".into(), Value::from(max));
     }
+    if let Some(session) = session {
+        return shared_cli::chat_in_session(session, messages, model, json_mode, body).await;
+    }
     let params = ChatParams {
         messages,
         model,
         json_mode,
         work_done_token: None,
         gateway: None,
+        session: None,
         body,
     };
     match run_chat(service, params, !json_mode).await {
@@ -246,6 +320,25 @@ async fn run_chat(service: &Service, params: ChatParams, stream: bool) -> Result
     }
     let _ = writeln!(out);
     Ok(())
+}
+
+async fn list_sessions() -> ExitCode {
+    let store = cfgate::sessions::SessionStore::from_env();
+    match store.list().await {
+        Ok(sessions) => {
+            for s in sessions {
+                println!(
+                    "{:<24} {:>5} turns  {:>8} tokens  updated {}",
+                    s.name, s.turns, s.usage.total_tokens, s.updated
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cfgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn message(role: &str, content: String) -> Map<String, Value> {

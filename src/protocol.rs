@@ -30,6 +30,9 @@ pub struct ChatParams {
     /// `gateway::options`, not here, so that its errors name the key.
     #[serde(default)]
     pub gateway: Option<Value>,
+    /// A conversation kept by the daemon: its history goes first, this turn is stored.
+    #[serde(default)]
+    pub session: Option<String>,
     /// Every other OpenAI chat-completions field, passed through unchanged.
     #[serde(flatten)]
     pub body: Map<String, Value>,
@@ -159,6 +162,12 @@ pub struct StatusResult {
     /// Debug builds only: tasks alive on the runtime, for leak tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debug_tasks: Option<u64>,
+    /// Every client connected to this daemon (one for a private daemon).
+    #[serde(default)]
+    pub clients: Vec<crate::clients::ConnectedClient>,
+    /// Every stored session with its summed usage.
+    #[serde(default)]
+    pub sessions: Vec<crate::sessions::SessionSummary>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -200,4 +209,7 @@ pub const METHODS: &[&str] = &[
     "cfgate/complete",
     "cfgate/status",
     "cfgate/models",
+    "cfgate/sessions",
+    "cfgate/session",
+    "cfgate/sessionDelete",
 ];

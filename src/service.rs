@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
+use crate::clients::{ClientHandle, Clients, ConnectedClient};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
@@ -25,6 +26,7 @@ use crate::protocol::{
     RequestCounts, StatusResult,
 };
 use crate::route::route_model;
+use crate::sessions::{self, SessionResult, SessionStore, SessionSummary, Turn};
 
 const RETRY_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
@@ -50,6 +52,7 @@ pub struct Service {
     counters: Arc<Counters>,
     /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
     models: Mutex<ModelCache>,
+    sessions: Arc<SessionStore>,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -64,28 +67,33 @@ struct Counters {
     in_flight: AtomicU64,
     failed: AtomicU64,
     retries: AtomicU64,
+    clients: Arc<Clients>,
 }
 
 /// Counts a request as in flight until dropped, whether it finished, failed or was cancelled.
+/// The first in flight turns the status busy; the last to end settles it by how it ended.
 struct InFlight {
     counters: Arc<Counters>,
-    failed: bool,
+    failed: Option<(ErrorKind, String)>,
 }
 
 impl InFlight {
     fn start(counters: &Arc<Counters>) -> InFlight {
         counters.total.fetch_add(1, Ordering::Relaxed);
         counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        counters.clients.request_started();
         InFlight {
             counters: counters.clone(),
-            failed: false,
+            failed: None,
         }
     }
 
     fn fail<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
-        if result.is_err() && !self.failed {
-            self.failed = true;
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result {
+            if self.failed.is_none() {
+                self.failed = Some((e.kind, e.message.clone()));
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         result
     }
@@ -94,6 +102,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.clients.request_ended(self.failed.take());
     }
 }
 
@@ -104,6 +113,14 @@ pub struct Chat {
     in_flight: InFlight,
     /// JSON was asked for: the answer's content must parse.
     expect_json: bool,
+    /// Where this turn is stored once answered.
+    turn: Option<PendingTurn>,
+}
+
+struct PendingTurn {
+    store: Arc<SessionStore>,
+    session: String,
+    messages: Vec<Map<String, Value>>,
 }
 
 impl Chat {
@@ -118,7 +135,7 @@ impl Chat {
         if self.expect_json && answer.tool_calls.is_empty() {
             self.in_flight.fail(check_json(&answer.content))?;
         }
-        Ok(ChatResult {
+        let result = ChatResult {
             tool_calls: answer.tool_calls_value(),
             content: answer.content,
             reasoning: answer.reasoning,
@@ -126,7 +143,12 @@ impl Chat {
             model: self.model,
             usage: answer.usage,
             gateway,
-        })
+        };
+        if let Some(turn) = self.turn.take() {
+            let stored = store_turn(turn, &result).await;
+            self.in_flight.fail(stored)?;
+        }
+        Ok(result)
     }
 }
 
@@ -178,7 +200,44 @@ impl Service {
             started: Instant::now(),
             counters: Arc::default(),
             models: Mutex::default(),
+            sessions: Arc::new(SessionStore::from_env()),
         })
+    }
+
+    /// Registers a connection (with the queue of its frames) for `cfgate/status` and
+    /// `cfgate/didChangeStatus`, while the handle lives.
+    pub fn register_client(&self, outbox: crate::server::connection::Outbox) -> ClientHandle {
+        self.counters.clients.register(outbox)
+    }
+
+    pub fn clients(&self) -> Vec<ConnectedClient> {
+        self.counters.clients.list()
+    }
+
+    /// `cfgate/sessions`.
+    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, Error> {
+        self.sessions.list().await
+    }
+
+    /// `cfgate/session`: every stored message of one session.
+    pub async fn session(&self, name: &str) -> Result<SessionResult, Error> {
+        let turns = self.sessions.load(name).await?;
+        Ok(SessionResult::new(name, turns))
+    }
+
+    /// `cfgate/status` with the stored sessions, as every front end answers it.
+    pub async fn full_status(&self, client: &Layer) -> StatusResult {
+        let mut status = self.status(client);
+        match self.sessions().await {
+            Ok(sessions) => status.sessions = sessions,
+            Err(e) => tracing::warn!("status without sessions: {e}"),
+        }
+        status
+    }
+
+    /// `cfgate/sessionDelete`: whether there was such a session.
+    pub async fn delete_session(&self, name: &str) -> Result<bool, Error> {
+        self.sessions.delete(name).await
     }
 
     /// The settings for a request: the request's own over the client's over the base.
@@ -194,6 +253,20 @@ impl Service {
         stream: bool,
     ) -> Result<Chat, Error> {
         let mut in_flight = InFlight::start(&self.counters);
+        let mut params = params;
+        let turn = match params.session.take() {
+            Some(session) => {
+                let with_history = self.with_history(client, &session, &params.messages).await;
+                let history = in_flight.fail(with_history)?;
+                let own = std::mem::replace(&mut params.messages, history);
+                Some(PendingTurn {
+                    store: self.sessions.clone(),
+                    session,
+                    messages: own,
+                })
+            }
+            None => None,
+        };
         let started = self.start_chat(client, params, stream).await;
         let (reply, model, expect_json) = in_flight.fail(started)?;
         Ok(Chat {
@@ -201,7 +274,24 @@ impl Service {
             model,
             in_flight,
             expect_json,
+            turn,
         })
+    }
+
+    /// A session's history, trimmed to the budget, in front of the request's messages.
+    async fn with_history(
+        &self,
+        client: &Layer,
+        session: &str,
+        messages: &[Map<String, Value>],
+    ) -> Result<Vec<Map<String, Value>>, Error> {
+        check_messages(messages)?;
+        let turns = self.sessions.load(session).await?;
+        let budget = client
+            .over(&self.base)
+            .session_budget_tokens
+            .unwrap_or(sessions::DEFAULT_BUDGET_TOKENS);
+        Ok(sessions::with_history(&turns, messages.to_vec(), budget))
     }
 
     async fn start_chat(
@@ -331,6 +421,7 @@ impl Service {
                     json_mode: false,
                     work_done_token: None,
                     gateway: params.gateway.clone(),
+                    session: None,
                     body,
                 },
                 stream,
@@ -385,6 +476,8 @@ impl Service {
             } else {
                 None
             },
+            clients: self.clients(),
+            sessions: Vec::new(),
         }
     }
 }
@@ -514,6 +607,31 @@ fn check_json(content: &str) -> Result<(), Error> {
             Err(err)
         }
     }
+}
+
+/// Stores a finished turn. If it cannot be stored the request fails, with the answer
+/// kept in the error, so the user knows the conversation did not move on.
+async fn store_turn(turn: PendingTurn, result: &ChatResult) -> Result<(), Error> {
+    let mut answer = Map::new();
+    answer.insert("role".into(), Value::from("assistant"));
+    answer.insert("content".into(), Value::from(result.content.clone()));
+    if let Some(calls) = &result.tool_calls {
+        answer.insert("tool_calls".into(), Value::Array(calls.clone()));
+    }
+    let record = Turn {
+        time: sessions::now_secs(),
+        messages: turn.messages,
+        answer,
+        model: Some(result.model.clone()),
+        usage: result.usage,
+    };
+    turn.store
+        .append(&turn.session, record)
+        .await
+        .map_err(|mut e| {
+            e.partial_content = Some(result.content.clone());
+            e
+        })
 }
 
 fn request_or_client_max_tokens(client: &Layer, base: &Layer) -> Option<u32> {

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::connection::Outbox;
 use super::language::{self, ClientFeatures, InFlight};
+use crate::clients::ClientHandle;
 use crate::config::{ClientSettings, Layer};
 use crate::documents::Documents;
 use crate::error::Error;
@@ -25,6 +26,7 @@ use crate::protocol::{
     Piece, ProgressParams, ProgressToken, ProgressValue, StatusResult,
 };
 use crate::service::Service;
+use crate::sessions::{SessionDeleteResult, SessionParams, SessionResult, SessionsResult};
 use crate::suggest::Shown;
 
 pub struct Backend {
@@ -34,6 +36,8 @@ pub struct Backend {
     /// This client's settings (initializationOptions, then didChangeConfiguration).
     /// Read into an owned copy at the start of each request; never held across an await.
     settings: RwLock<ClientSettings>,
+    /// This connection in the daemon's list of clients, while it is open.
+    registration: ClientHandle,
     /// Set once by `initialize`.
     features: OnceLock<ClientFeatures>,
     pub(super) documents: Documents,
@@ -49,6 +53,7 @@ impl Backend {
     pub fn service(service: Arc<Service>, outbox: Outbox) -> (LspService<Backend>, ClientSocket) {
         LspService::build(|client| Backend {
             client,
+            registration: service.register_client(outbox.clone()),
             service,
             outbox,
             settings: RwLock::new(ClientSettings::default()),
@@ -62,6 +67,9 @@ impl Backend {
         .custom_method("cfgate/status", Backend::status)
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
         .custom_method("cfgate/models", Backend::models)
+        .custom_method("cfgate/sessions", Backend::sessions)
+        .custom_method("cfgate/session", Backend::session)
+        .custom_method("cfgate/sessionDelete", Backend::session_delete)
         .finish()
     }
 
@@ -171,8 +179,29 @@ impl Backend {
         result.map_err(to_rpc_error)
     }
 
+    async fn sessions(&self, _params: NoParams) -> jsonrpc::Result<SessionsResult> {
+        let sessions = self.service.sessions().await.map_err(to_rpc_error)?;
+        Ok(SessionsResult { sessions })
+    }
+
+    async fn session(&self, params: SessionParams) -> jsonrpc::Result<SessionResult> {
+        self.service
+            .session(&params.name)
+            .await
+            .map_err(to_rpc_error)
+    }
+
+    async fn session_delete(&self, params: SessionParams) -> jsonrpc::Result<SessionDeleteResult> {
+        let deleted = self
+            .service
+            .delete_session(&params.name)
+            .await
+            .map_err(to_rpc_error)?;
+        Ok(SessionDeleteResult { deleted })
+    }
+
     async fn status(&self, _params: NoParams) -> jsonrpc::Result<StatusResult> {
-        Ok(self.service.status(&self.client_settings()))
+        Ok(self.service.full_status(&self.client_settings()).await)
     }
 
     async fn models(&self, params: Option<ModelsParams>) -> jsonrpc::Result<ModelsResult> {
@@ -194,6 +223,8 @@ impl LanguageServer for Backend {
             .map_err(|e| jsonrpc::Error::invalid_params(format!("initializationOptions: {e}")))?;
         if let Some(info) = &params.client_info {
             info!(client = %info.name, version = ?info.version, "client connected");
+            self.registration
+                .set_info(info.name.clone(), info.version.clone());
         }
         self.set_client_settings(layer);
         let features = ClientFeatures::of(&params.capabilities);

@@ -60,11 +60,16 @@ pub fn command_for(program: &str, home: &std::path::Path, env: &[(&str, &str)]) 
 impl Daemon {
     /// Starts `cfgate serve` with the given environment.
     pub async fn spawn(env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_args(env, &["serve"]).await
+    }
+
+    /// Starts `cfgate <args>` (a server: `serve`, `serve --shared`) with the given environment.
+    pub async fn spawn_args(env: &[(&str, &str)], args: &[&str]) -> Daemon {
         let home = tempfile::tempdir().expect("tempdir");
         let stderr_path = home.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = command(home.path(), env)
-            .arg("serve")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))

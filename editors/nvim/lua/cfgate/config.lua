@@ -23,6 +23,9 @@ M.setting_keys = {
   "gateway",
   "connect_timeout_secs",
   "max_in_flight",
+  "session_budget_tokens",
+  "idle_exit_secs",
+  "listen_origins",
 }
 
 M.defaults = {

@@ -1,0 +1,173 @@
+//! Who is connected, and the one status every client shows.
+//!
+//! On the shared daemon several editors share one core; each should be able to show the
+//! same status icon and `cfgate/status` should say who else is there. The registry is the
+//! single place both live: a connection registers itself (with the queue its frames go
+//! through) for as long as it is open, and the daemon's state changes are sent to every
+//! registered client as `cfgate/didChangeStatus`. Sending never waits (`try_notify`): a
+//! client that does not read must not stall the others, and state changes are noticed in
+//! `Drop` paths that cannot await. The lock guards plain data and is never held across
+//! an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorKind;
+use crate::server::connection::Outbox;
+
+pub const DID_CHANGE_STATUS: &str = "cfgate/didChangeStatus";
+
+/// A connected client as `cfgate/status` lists it (from its `clientInfo`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConnectedClient {
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+/// The daemon's state as the status icon shows it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// At least one request is in flight.
+    Busy,
+    /// Nothing in flight; the last request went well (or failed on its own params).
+    Ready,
+    /// The last request was refused for its credentials.
+    Unauthorized,
+    /// The last request failed upstream (network, gateway, timeout).
+    Error,
+}
+
+/// Params of `cfgate/didChangeStatus`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub state: State,
+    /// Why, for `unauthorized` and `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+struct Entry {
+    info: ConnectedClient,
+    outbox: Outbox,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<u64, Entry>,
+    state: Option<State>,
+    /// Counted here, under the same lock as the state, so that busy and ready cannot be
+    /// sent out of order by two requests starting and ending at once.
+    in_flight: u64,
+}
+
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+/// A connection's place in the registry; leaving it (drop) unregisters the client.
+pub struct ClientHandle {
+    id: u64,
+    clients: Arc<Clients>,
+}
+
+impl Clients {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(self: &Arc<Self>, outbox: Outbox) -> ClientHandle {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            info: ConnectedClient {
+                name: None,
+                version: None,
+            },
+            outbox,
+        };
+        self.lock().entries.insert(id, entry);
+        ClientHandle {
+            id,
+            clients: self.clone(),
+        }
+    }
+
+    pub fn list(&self) -> Vec<ConnectedClient> {
+        self.lock()
+            .entries
+            .values()
+            .map(|e| e.info.clone())
+            .collect()
+    }
+
+    /// Tells every client, if the state changed.
+    fn set_state(inner: &mut Inner, state: State, message: Option<String>) {
+        if inner.state == Some(state) {
+            return;
+        }
+        inner.state = Some(state);
+        let change = StatusChange { state, message };
+        for entry in inner.entries.values() {
+            entry.outbox.try_notify(DID_CHANGE_STATUS, &change);
+        }
+    }
+
+    /// A request started: the first one in flight makes the daemon busy.
+    pub fn request_started(&self) {
+        let mut inner = self.lock();
+        inner.in_flight += 1;
+        if inner.in_flight == 1 {
+            Self::set_state(&mut inner, State::Busy, None);
+        }
+    }
+
+    /// A request ended: when it was the last in flight, the state says how it ended.
+    pub fn request_ended(&self, failure: Option<(ErrorKind, String)>) {
+        let mut inner = self.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+        if inner.in_flight > 0 {
+            return;
+        }
+        let (state, message) = match failure {
+            Some((ErrorKind::Unauthorized | ErrorKind::MissingCredentials, message)) => {
+                (State::Unauthorized, Some(message))
+            }
+            Some((
+                ErrorKind::Upstream
+                | ErrorKind::RateLimited
+                | ErrorKind::Unavailable
+                | ErrorKind::Network
+                | ErrorKind::Timeout
+                | ErrorKind::StreamCut
+                | ErrorKind::BadResponse
+                | ErrorKind::Internal,
+                message,
+            )) => (State::Error, Some(message)),
+            _ => (State::Ready, None),
+        };
+        Self::set_state(&mut inner, state, message);
+    }
+}
+
+impl ClientHandle {
+    /// Records the client's `clientInfo` from `initialize`.
+    pub fn set_info(&self, name: String, version: Option<String>) {
+        if let Some(entry) = self.clients.lock().entries.get_mut(&self.id) {
+            entry.info = ConnectedClient {
+                name: Some(name),
+                version,
+            };
+        }
+    }
+}
+
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        self.clients.lock().entries.remove(&self.id);
+    }
+}

@@ -1,0 +1,255 @@
+//! The command line's shared-daemon commands (`serve --shared`, `daemon`, `stop`,
+//! `chat --session`, the daemon part of `status`), apart from `main.rs` so that the
+//! platforms without Unix sockets get one stub each instead of `cfg` in every arm.
+
+#[cfg(not(unix))]
+pub use other::*;
+#[cfg(unix)]
+pub use unix::*;
+
+#[cfg(unix)]
+mod unix {
+    use std::io::Write;
+    use std::net::SocketAddr;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use serde_json::{Map, Value, json};
+
+    use cfgate::config::Layer;
+    use cfgate::service::Service;
+
+    /// `serve --shared`: this process only joins its stdio to the shared daemon.
+    pub async fn serve_shared(listen: Option<SocketAddr>) -> i32 {
+        use cfgate::shared;
+        let daemon_args: Vec<String> = listen
+            .map(|addr| vec!["--listen".to_string(), addr.to_string()])
+            .unwrap_or_default();
+        let stream = match shared::Paths::from_env() {
+            Ok(paths) => shared::connect_or_start(&paths, &daemon_args).await,
+            Err(e) => Err(e),
+        };
+        match stream {
+            Ok(stream) => {
+                tokio::select! {
+                    _ = shared::proxy_stdio(stream) => {}
+                    _ = crate::parent_gone() => {}
+                }
+                0
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("cfgate: {e}");
+                1
+            }
+        }
+    }
+
+    /// The shared daemon: exits at once (0) when another one already serves.
+    pub fn daemon(
+        runtime: &tokio::runtime::Runtime,
+        service: Arc<Service>,
+        base: &Layer,
+        max_frame: usize,
+        listen: Option<SocketAddr>,
+    ) -> i32 {
+        use cfgate::shared;
+        shared::detach();
+        let options = shared::DaemonOptions {
+            idle_exit: base
+                .idle_exit_secs
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(shared::DEFAULT_IDLE_EXIT),
+            max_frame,
+            listen,
+            origins: base.listen_origins.clone().unwrap_or_default(),
+        };
+        let paths = match shared::Paths::from_env() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
+            }
+        };
+        let _lock = match shared::take_daemon_lock(&paths) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::info!("another shared daemon is serving; exiting");
+                return 0;
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
+            }
+        };
+        match runtime.block_on(shared::run_daemon(service, &paths, options)) {
+            Ok(_) => 0,
+            Err(e) => {
+                tracing::error!("{e}");
+                1
+            }
+        }
+    }
+
+    pub async fn stop() -> ExitCode {
+        use cfgate::shared;
+        let result = match shared::Paths::from_env() {
+            Ok(paths) => shared::stop(&paths).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("cfgate: no shared daemon is running");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cfgate: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// `chat --session`: the turn goes through the shared daemon, which keeps the conversation.
+    pub async fn chat_in_session(
+        session: String,
+        messages: Vec<Map<String, Value>>,
+        model: Option<String>,
+        json_mode: bool,
+        body: Map<String, Value>,
+    ) -> ExitCode {
+        use cfgate::shared_client::DaemonClient;
+        let mut client = match DaemonClient::connect(true).await {
+            Ok(Some(client)) => client,
+            Ok(None) => return ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("cfgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut params = Value::Object(body);
+        params["session"] = json!(session);
+        params["messages"] = json!(messages);
+        params["json_mode"] = json!(json_mode);
+        if let Some(model) = model {
+            params["model"] = json!(model);
+        }
+        if !json_mode {
+            params["workDoneToken"] = json!("cli");
+        }
+        let mut out = std::io::stdout().lock();
+        let mut printed = false;
+        let answer = client
+            .call("cfgate/chat", params, |n| {
+                if n["method"] == "$/progress" {
+                    if let Some(text) = n["params"]["value"]["content"].as_str() {
+                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.flush();
+                        printed = true;
+                    }
+                }
+            })
+            .await;
+        match answer {
+            Ok(result) => {
+                if !printed {
+                    let _ =
+                        out.write_all(result["content"].as_str().unwrap_or_default().as_bytes());
+                }
+                if !result["tool_calls"].is_null() {
+                    let _ = writeln!(out, "\n{}", json!({ "tool_calls": result["tool_calls"] }));
+                }
+                let _ = writeln!(out);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("\ncfgate: error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// What the shared daemon, when one runs, says of its clients and sessions.
+    pub async fn shared_status() {
+        use cfgate::shared_client::DaemonClient;
+        let line = |k: &str, v: &str| println!("{k:<14}{v}");
+        let Ok(Some(mut client)) = DaemonClient::connect(false).await else {
+            line("shared daemon", "not running");
+            return;
+        };
+        match client.call("cfgate/status", json!({}), |_| {}).await {
+            Ok(status) => {
+                line(
+                    "shared daemon",
+                    &format!("running, up {}s", status["uptime_secs"]),
+                );
+                // This command is itself a client; the others are the tools.
+                for c in status["clients"].as_array().into_iter().flatten() {
+                    let name = c["name"].as_str().unwrap_or("(unnamed)");
+                    let version = c["version"].as_str().unwrap_or("");
+                    line("client", format!("{name} {version}").trim_end());
+                }
+                for s in status["sessions"].as_array().into_iter().flatten() {
+                    line(
+                        "session",
+                        &format!(
+                            "{} ({} turns, {} tokens)",
+                            s["name"].as_str().unwrap_or_default(),
+                            s["turns"],
+                            s["usage"]["total_tokens"]
+                        ),
+                    );
+                }
+            }
+            Err(e) => line("shared daemon", &format!("not answering: {e}")),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod other {
+    use std::net::SocketAddr;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use serde_json::{Map, Value};
+
+    use cfgate::config::Layer;
+    use cfgate::service::Service;
+
+    const UNSUPPORTED: &str = "cfgate: the shared daemon needs Unix sockets; use `cfgate serve`";
+
+    pub async fn serve_shared(_listen: Option<SocketAddr>) -> i32 {
+        eprintln!("{UNSUPPORTED}");
+        2
+    }
+
+    pub fn daemon(
+        _runtime: &tokio::runtime::Runtime,
+        _service: Arc<Service>,
+        _base: &Layer,
+        _max_frame: usize,
+        _listen: Option<SocketAddr>,
+    ) -> i32 {
+        eprintln!("{UNSUPPORTED}");
+        2
+    }
+
+    pub async fn stop() -> ExitCode {
+        eprintln!("{UNSUPPORTED}");
+        ExitCode::from(2)
+    }
+
+    pub async fn chat_in_session(
+        _session: String,
+        _messages: Vec<Map<String, Value>>,
+        _model: Option<String>,
+        _json_mode: bool,
+        _body: Map<String, Value>,
+    ) -> ExitCode {
+        eprintln!("{UNSUPPORTED}");
+        ExitCode::from(2)
+    }
+
+    pub async fn shared_status() {}
+}

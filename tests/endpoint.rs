@@ -1,0 +1,259 @@
+//! The loopback endpoint end to end: the real shared daemon with `--listen`, driven by
+//! `curl` and by a real WebSocket client (Python `websockets`), against the fake gateway.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::*;
+use serde_json::{Value, json};
+
+const ALLOWED_ORIGIN: &str = "http://localhost:5173";
+
+struct Endpoint {
+    daemon: tokio::process::Child,
+    _dirs: tempfile::TempDir,
+    run: PathBuf,
+    addr: String,
+    token: String,
+}
+
+async fn start(fake: &FakeGateway) -> Endpoint {
+    let dirs = tempfile::tempdir().unwrap();
+    let run = dirs.path().join("run");
+    let config = dirs.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_url = \"{}\"\nlisten_origins = [\"{ALLOWED_ORIGIN}\"]\n",
+            fake.compat_base("acc", "gw")
+        ),
+    )
+    .unwrap();
+    let data = dirs.path().join("data");
+    let env = [
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_RUNTIME_DIR", run.to_str().unwrap()),
+        ("CFGATE_DATA_DIR", data.to_str().unwrap()),
+        ("CFGATE_CONFIG", config.to_str().unwrap()),
+        ("CFGATE_LOG", "trace"),
+    ];
+    let daemon = command(dirs.path(), &env)
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cfgate daemon");
+    let addr_file = run.join("endpoint.addr");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file) {
+            if text.ends_with('\n') {
+                break text.trim().to_string();
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no endpoint.addr");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let token = std::fs::read_to_string(run.join("endpoint.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Endpoint {
+        daemon,
+        _dirs: dirs,
+        run,
+        addr,
+        token,
+    }
+}
+
+/// `curl` POSTing one JSON-RPC call; returns (HTTP status, body).
+async fn curl(addr: &str, headers: &[String], body: &Value) -> (u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "content-type: application/json"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.args([
+        "--data-binary",
+        &body.to_string(),
+        &format!("http://{addr}/"),
+    ]);
+    let out = tokio::time::timeout(WAIT, cmd.kill_on_drop(true).output())
+        .await
+        .expect("curl finished")
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+async fn ws_chat(
+    e: &Endpoint,
+    token: &str,
+    origin: &str,
+    prompt: &str,
+    session: &str,
+) -> Vec<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/ws_chat.py");
+    let out = tokio::process::Command::new("python3")
+        .args([
+            script,
+            &format!("ws://{}/", e.addr),
+            token,
+            origin,
+            prompt,
+            session,
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("websocket client finished")
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "ws client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn curl_needs_the_token_and_an_allowed_origin() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(e.run.join("endpoint.token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(e.token.len(), 64);
+
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "cfgate/chat",
+                      "params": {"messages": user("over http"), "session": "web"}});
+    let auth = format!("authorization: Bearer {}", e.token);
+    let (status, _) = curl(&e.addr, &[], &call).await;
+    assert_eq!(status, 401);
+    let (status, _) = curl(&e.addr, &["authorization: Bearer wrong".into()], &call).await;
+    assert_eq!(status, 401);
+    let (status, _) = curl(
+        &e.addr,
+        &[auth.clone(), "origin: http://evil.example".into()],
+        &call,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        chat_requests(&fake).is_empty(),
+        "a refused call reached the gateway"
+    );
+
+    let (status, body) = curl(&e.addr, std::slice::from_ref(&auth), &call).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["result"]["content"], "echo: over http", "{answer}");
+    let (status, body) = curl(
+        &e.addr,
+        &[auth.clone(), format!("origin: {ALLOWED_ORIGIN}")],
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "cfgate/session", "params": {"name": "web"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(session["result"]["turns"], 1, "{session}");
+
+    // Errors are the LSP front end's, code and data alike.
+    let (_, body) = curl(
+        &e.addr,
+        &[auth],
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "cfgate/chat", "params": {"messages": []}}),
+    )
+    .await;
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"]["code"], -32602, "{err}");
+
+    // Stopped (SIGTERM), the daemon removes its endpoint files, and its log, written at
+    // `trace`, holds neither token.
+    let mut e = e;
+    let pid = e.daemon.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(WAIT, e.daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!e.run.join("endpoint.token").exists());
+    assert!(!e.run.join("endpoint.addr").exists());
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(e._dirs.path().join("state/cfgate"))
+        .unwrap()
+        .flatten()
+    {
+        logs.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    assert!(logs.contains("loopback endpoint listening"), "no log read");
+    assert!(!logs.contains(&e.token), "endpoint token in the log");
+    assert!(!logs.contains(TOKEN), "API token in the log");
+}
+
+#[tokio::test]
+async fn a_websocket_client_streams_a_chat_in_order_then_the_answer() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let messages = ws_chat(&e, &e.token, "-", "hi there", "ws").await;
+    // The subscription id, then the pieces, then the answer.
+    assert!(
+        messages[0]["result"].is_string() || messages[0]["result"].is_number(),
+        "{messages:#?}"
+    );
+    let values: Vec<&Value> = messages[1..]
+        .iter()
+        .map(|m| &m["params"]["result"])
+        .collect();
+    assert!(
+        messages[1..]
+            .iter()
+            .all(|m| m["method"] == "cfgate/chatPiece")
+    );
+    let (last, pieces) = values.split_last().unwrap();
+    assert!(pieces.len() >= 2, "not streamed: {values:#?}");
+    assert!(pieces.iter().all(|p| p["kind"] == "report"));
+    let joined: String = pieces
+        .iter()
+        .filter_map(|p| p["content"].as_str())
+        .collect();
+    assert_eq!(joined, "echo: hi there");
+    assert_eq!(last["kind"], "result");
+    assert_eq!(last["result"]["content"], "echo: hi there");
+    assert_eq!(chat_requests(&fake)[0].body["stream"], true);
+
+    // The turn went into the session, which a second streamed chat continues.
+    ws_chat(&e, &e.token, ALLOWED_ORIGIN, "again", "ws").await;
+    let sent = chat_requests(&fake);
+    assert_eq!(sent[1].body["messages"].as_array().unwrap().len(), 3);
+
+    // Without the token, or from a foreign page, the handshake is refused.
+    assert_eq!(
+        ws_chat(&e, "-", "-", "x", "ws").await,
+        [json!({"refused": 401})]
+    );
+    assert_eq!(
+        ws_chat(&e, &e.token, "http://evil.example", "x", "ws").await,
+        [json!({"refused": 403})]
+    );
+    assert_eq!(chat_requests(&fake).len(), 2);
+}
