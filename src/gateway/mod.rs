@@ -177,10 +177,12 @@ impl Gateway {
     /// Sends a chat completion, retrying where that is safe; returns once the answer's
     /// headers are in.
     pub async fn send(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
-        let started = tokio::time::Instant::now();
+        // The retry deadline runs from the first send, not from joining the queue.
+        let mut started = None;
         let mut attempt = 1;
         loop {
             let slot = self.slot().await?;
+            let started = *started.get_or_insert_with(tokio::time::Instant::now);
             let result = match tokio::time::timeout(req.timeout, self.send_once(req)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
