@@ -3,7 +3,7 @@
 //! got exactly one answer, and the daemon holds no more memory (RSS within 10% of what it
 //! held after warm-up), file descriptors or tasks than after warm-up.
 //!
-//! About a minute on a loaded 2-core machine; ignored by default, run by `.ci/run` once:
+//! 15 to 30 s on a loaded 2-core machine; ignored by default, run by `.ci/run` once:
 //! `cargo test --test soak -- --ignored`.
 
 mod common;
@@ -102,7 +102,7 @@ async fn client_that_disconnects(fake: &FakeGateway) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "soak: about a minute; run by .ci/run with --ignored"]
+#[ignore = "soak: up to a minute; run by .ci/run with --ignored"]
 async fn ten_thousand_requests_with_faults_cancels_and_disconnects() {
     let fake = FakeGateway::start().await;
     let mut d = Daemon::spawn(&[("CLOUDFLARE_API_TOKEN", TOKEN)]).await;
