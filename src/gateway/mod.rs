@@ -478,19 +478,20 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
         source = e.source();
     }
     let detail = detail.join(": ");
+    // A connect that timed out is a connection failure (nothing was sent): retried.
+    if err.is_connect() {
+        return Error::new(
+            ErrorKind::Network,
+            format!("cannot connect to the gateway at {base}: {detail}"),
+        )
+        .with_hint("check the network and base_url (connect_timeout_secs bounds each try)");
+    }
     if err.is_timeout() {
         return Error::new(
             ErrorKind::Timeout,
             format!("no answer from the gateway in time ({detail})"),
         )
         .with_hint("the request timeout is the timeout_secs setting; try again or raise it");
-    }
-    if err.is_connect() {
-        return Error::new(
-            ErrorKind::Network,
-            format!("cannot connect to the gateway at {base}: {detail}"),
-        )
-        .with_hint("check the network and base_url");
     }
     Error::new(
         ErrorKind::Network,
