@@ -13,6 +13,7 @@ pub mod complete;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod hardening;
 pub mod logging;
 pub mod protocol;
 pub mod route;

@@ -1,0 +1,23 @@
+//! Keeps the token out of places cfgate does not write itself: a core dump of the daemon
+//! would hold it in clear (it is in memory for every request), so none is ever written.
+//! Only the core-size limit is lowered, not `PR_SET_DUMPABLE`, which would also hide
+//! `/proc/<pid>` from the user's own tools (and the leak tests that read it).
+
+/// Sets the core file size limit (soft and hard) to zero for this process.
+pub fn forbid_core_dumps() {
+    #[cfg(unix)]
+    {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit reads the struct we pass and touches nothing else.
+        let failed = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) } != 0;
+        if failed {
+            tracing::warn!(
+                "cannot turn off core dumps: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
