@@ -488,7 +488,12 @@ impl Daemon {
     /// Starts `cfgate serve`; `spawned` is taken just before the process is created.
     fn spawn(bin: &Path) -> Res<(Daemon, Instant)> {
         let home = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        // The figures compare cfgate's overhead with a direct client at the same concurrency,
+        // so the in-flight cap (64 by default) must not queue the 1,000 concurrent streams.
+        let config = home.path().join("cfgate.toml");
+        std::fs::write(&config, "max_in_flight = 4096\n").map_err(|e| format!("config: {e}"))?;
         let mut cmd = clean_command(bin, home.path());
+        cmd.env("CFGATE_CONFIG", &config);
         cmd.arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -24,6 +24,7 @@ pub mod documents;
 pub mod endpoint;
 pub mod error;
 pub mod gateway;
+pub mod hardening;
 pub mod logging;
 pub mod protocol;
 pub mod route;

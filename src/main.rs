@@ -132,6 +132,7 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     let guard = cfgate::logging::init(default_level);
+    cfgate::hardening::forbid_core_dumps();
     let file = config::load_config_file();
     for warning in &file.warnings {
         tracing::warn!("{warning}");

@@ -847,3 +847,18 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_daemon_never_dumps_core() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    d.request("cfgate/status", json!({})).await.unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let values: Vec<&str> = core.split_whitespace().skip(4).take(2).collect();
+    assert_eq!(values, ["0", "0"], "{core}");
+}

@@ -432,3 +432,52 @@ async fn odd_streams_malformed_lines_huge_pieces_drips_and_no_done() {
     assert_eq!(answer["content"], "echo: again");
     assert_eq!(chat_requests(&fake).len(), 2);
 }
+
+#[tokio::test]
+async fn a_connect_that_hangs_ends_after_connect_timeout_secs_and_is_retried() {
+    // A listener that never accepts, its queue filled: further connects get no answer to
+    // their SYN and hang (for minutes, without a connect timeout).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), connect).await
+        {
+            fillers.push(stream);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfgate.toml");
+    std::fs::write(&config, "connect_timeout_secs = 1\n").unwrap();
+    let mut d = Daemon::spawn(&[
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_CONFIG", config.to_str().unwrap()),
+    ])
+    .await;
+    d.initialize(json!({
+        "base_url": format!("http://{addr}/v1/a/g/compat"),
+        "max_attempts": 2,
+    }))
+    .await;
+    let started = std::time::Instant::now();
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err["data"]["kind"], "network", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("cannot connect"),
+        "{err}"
+    );
+    assert_eq!(
+        err["data"]["attempts"], 2,
+        "a connect timeout is retried: {err}"
+    );
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    drop(fillers);
+}

@@ -15,13 +15,21 @@ fn read_all(first: &[u8], second: &[u8]) -> Vec<Incoming> {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let input = std::io::Cursor::new(first.to_vec()).chain(std::io::Cursor::new(second.to_vec()));
+        let input =
+            std::io::Cursor::new(first.to_vec()).chain(std::io::Cursor::new(second.to_vec()));
         let mut reader = FrameReader::new(input, MAX_FRAME);
         let mut items = Vec::new();
         // Each item consumes input, so there are never more items than bytes (plus the end).
-        while let Some(item) = reader.next().await.expect("reading from memory cannot fail") {
+        while let Some(item) = reader
+            .next()
+            .await
+            .expect("reading from memory cannot fail")
+        {
             items.push(item);
-            assert!(items.len() <= first.len() + second.len() + 1, "reader does not advance");
+            assert!(
+                items.len() <= first.len() + second.len() + 1,
+                "reader does not advance"
+            );
         }
         items
     })
@@ -49,5 +57,9 @@ fuzz_target!(|data: &[u8]| {
             })
             .collect()
     };
-    assert_eq!(frames(&whole), frames(&split), "a cut at {cut} changed the frames");
+    assert_eq!(
+        frames(&whole),
+        frames(&split),
+        "a cut at {cut} changed the frames"
+    );
 });

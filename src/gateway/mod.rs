@@ -193,10 +193,12 @@ impl Gateway {
     /// Sends a chat completion, retrying where that is safe; returns once the answer's
     /// headers are in.
     pub async fn send(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
-        let started = tokio::time::Instant::now();
+        // The retry deadline runs from the first send, not from joining the queue.
+        let mut started = None;
         let mut attempt = 1;
         loop {
             let slot = self.slot().await?;
+            let started = *started.get_or_insert_with(tokio::time::Instant::now);
             let result = match tokio::time::timeout(req.timeout, self.send_once(req)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
@@ -525,19 +527,20 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
         source = e.source();
     }
     let detail = detail.join(": ");
+    // A connect that timed out is a connection failure (nothing was sent): retried.
+    if err.is_connect() {
+        return Error::new(
+            ErrorKind::Network,
+            format!("cannot connect to the gateway at {base}: {detail}"),
+        )
+        .with_hint("check the network and base_url (connect_timeout_secs bounds each try)");
+    }
     if err.is_timeout() {
         return Error::new(
             ErrorKind::Timeout,
             format!("no answer from the gateway in time ({detail})"),
         )
         .with_hint("the request timeout is the timeout_secs setting; try again or raise it");
-    }
-    if err.is_connect() {
-        return Error::new(
-            ErrorKind::Network,
-            format!("cannot connect to the gateway at {base}: {detail}"),
-        )
-        .with_hint("check the network and base_url");
     }
     Error::new(
         ErrorKind::Network,
