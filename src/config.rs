@@ -49,6 +49,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "retry_deadline_secs",
     "allow_insecure_http",
     "completion_context_chars",
+    "language_features",
     "endpoint",
     "api_url",
     "byok",
@@ -93,6 +94,9 @@ pub struct Layer {
     pub allow_insecure_http: Option<bool>,
     /// How much of a document around the cursor an editor's completion request sends.
     pub completion_context_chars: Option<usize>,
+    /// Offer the plain-LSP features (document sync, inline completion, completion, code
+    /// actions) in `initialize`; a plugin with its own sets it to false.
+    pub language_features: Option<bool>,
     /// `compat` (default) or `rest`.
     pub endpoint: Option<Endpoint>,
     /// The Cloudflare API root for the rest endpoint and the model catalog (proxies, tests).
@@ -138,6 +142,7 @@ impl Layer {
                 &self.completion_context_chars,
                 &lower.completion_context_chars,
             ),
+            language_features: pick(&self.language_features, &lower.language_features),
             endpoint: pick(&self.endpoint, &lower.endpoint),
             api_url: pick(&self.api_url, &lower.api_url),
             byok: pick(&self.byok, &lower.byok),

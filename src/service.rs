@@ -430,6 +430,11 @@ impl Service {
         Ok(Completion { chat, cleaner })
     }
 
+    /// Whether `initialize` offers the plain-LSP features to this client.
+    pub fn language_features(&self, client: &Layer) -> bool {
+        client.over(&self.base).language_features.unwrap_or(true)
+    }
+
     /// How many chars of a document an editor's completion sends around the cursor.
     pub fn completion_context_chars(&self, client: &Layer) -> usize {
         client

@@ -736,3 +736,20 @@ async fn completion_items_are_escaped_snippets_for_clients_that_take_snippets() 
     );
     assert_eq!(item["label"], "price: ${PRICE} \\ {x}\"");
 }
+
+#[tokio::test]
+async fn a_plugin_with_its_own_completion_can_turn_the_language_features_off() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::spawn(&[("CLOUDFLARE_API_TOKEN", TOKEN)]).await;
+    let init = d
+        .initialize(json!({"base_url": fake.compat_base("acc", "gw"), "language_features": false}))
+        .await;
+    let caps = init["capabilities"].as_object().unwrap();
+    let keys: Vec<&String> = caps.keys().collect();
+    assert_eq!(keys, ["experimental"], "only cfgate's own methods: {init}");
+    // cfgate's own methods still work.
+    let chat = d
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await;
+    assert_eq!(chat.unwrap()["content"], "echo: hi");
+}

@@ -63,7 +63,9 @@ or a plist such as (:model \"openai/gpt-4o-mini\").  The keys are the
 daemon's: api_token, account_id, gateway_id, gateway_token, base_url,
 gateway_url, model, max_tokens, timeout_secs, idle_timeout_secs,
 max_attempts, retry_deadline_secs, allow_insecure_http,
-completion_context_chars, endpoint, api_url, byok, gateway.  The daemon
+completion_context_chars, language_features, endpoint, api_url, byok,
+gateway, connect_timeout_secs, max_in_flight, session_budget_tokens,
+idle_exit_secs, listen_origins.  The daemon
 refuses to start with an unknown key; `cfgate-start' then says which."
   :type '(choice (alist :key-type symbol :value-type sexp)
                  (plist :key-type keyword :value-type sexp)))

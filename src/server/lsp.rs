@@ -226,13 +226,21 @@ impl LanguageServer for Backend {
             self.registration
                 .set_info(info.name.clone(), info.version.clone());
         }
+        let offered = self.service.language_features(layer.layer());
         self.set_client_settings(layer);
         let features = ClientFeatures::of(&params.capabilities);
         let _ = self.features.set(features);
+        // A plugin with its own completion (VS Code's) turns these off: an LSP client
+        // library registers every advertised feature, which would show each suggestion twice.
+        let language = if offered {
+            language::capabilities(features.encoding)
+        } else {
+            ServerCapabilities::default()
+        };
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
                 experimental: Some(serde_json::json!({ "cfgate": { "methods": METHODS } })),
-                ..language::capabilities(features.encoding)
+                ..language
             },
             server_info: Some(ServerInfo {
                 name: "cfgate".into(),

@@ -38,7 +38,8 @@ class Daemon implements RpcEndpoint {
     ) {}
 
     start(): void {
-        const { path } = this.settings();
+        const { path, shared } = this.settings();
+        const args = shared ? ['serve', '--shared'] : ['serve'];
         const command = resolveExecutable(path);
         if (!command) {
             this.fail(path, `${path} was not found (looked on the PATH VS Code was started with)`);
@@ -48,7 +49,7 @@ class Daemon implements RpcEndpoint {
         // even when the client never got it running (e.g. a failed initialize).
         const serverOptions: ServerOptions = () =>
             new Promise<ChildProcess>((resolve, reject) => {
-                const child = spawn(command, ['serve'], { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+                const child = spawn(command, args, { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
                 this.process = child;
                 child.once('spawn', () => resolve(child));
                 child.once('error', reject);
@@ -57,7 +58,9 @@ class Daemon implements RpcEndpoint {
             outputChannel: this.output,
             revealOutputChannelOn: RevealOutputChannelOn.Never,
             // Evaluated at each (re)start, so a restart picks up the current settings.
-            initializationOptions: () => this.settings().daemon,
+            // The extension brings its own inline completion and chat: the daemon's
+            // plain-LSP features (which the LanguageClient would register too) stay off.
+            initializationOptions: () => ({ ...this.settings().daemon, language_features: false }),
             initializationFailedHandler: (error) => {
                 this.output.appendLine(`initialize failed: ${formatError(error)}`);
                 return false;

@@ -11,6 +11,8 @@ export interface CompletionSettings {
 export interface ExtensionSettings {
     /** The cfgate binary (`cfgate.path`). */
     path: string;
+    /** `cfgate.shared`: join the user's one shared daemon (`cfgate serve --shared`). */
+    shared: boolean;
     /** What goes to the daemon as initializationOptions / didChangeConfiguration. */
     daemon: DaemonSettings;
     completion: CompletionSettings;
@@ -57,6 +59,7 @@ export function readSettings(get: SettingGetter): ExtensionSettings {
     const debounce = get('completion.debounceMs');
     return {
         path: text(get('path')) ?? 'cfgate',
+        shared: get('shared') === true,
         daemon,
         completion: {
             enabled: get('completion.enabled') !== false,
@@ -79,7 +82,7 @@ export function sameDaemonSettings(a: DaemonSettings, b: DaemonSettings): boolea
  * notification.
  */
 export function settingsChange(before: ExtensionSettings, after: ExtensionSettings): 'none' | 'notify' | 'restart' {
-    if (before.path !== after.path) {
+    if (before.path !== after.path || before.shared !== after.shared) {
         return 'restart';
     }
     const cleared = DAEMON_KEYS.some(([, key]) => before.daemon[key] !== undefined && after.daemon[key] === undefined);

@@ -373,14 +373,17 @@ describe('settings', () => {
             maxTokens: null,
             'completion.enabled': false,
             'completion.debounceMs': 125,
+            shared: true,
         };
         assert.deepEqual(readSettings((k) => values[k]), {
             path: '/opt/cfgate',
+            shared: true,
             daemon: { model: '@cf/qwen/qwen2.5-coder-32b-instruct', gateway_id: 'my-gw', account_id: 'acc123' },
             completion: { enabled: false, debounceMs: 125 },
         });
         assert.deepEqual(readSettings(() => undefined), {
             path: 'cfgate',
+            shared: false,
             daemon: {},
             completion: { enabled: true, debounceMs: 300 },
         });
@@ -396,12 +399,14 @@ describe('settings', () => {
         assert.equal(settingsChange(base, changed), 'notify');
         assert.equal(settingsChange(base, cleared), 'restart');
         assert.equal(settingsChange(base, moved), 'restart');
+        const shared = readSettings((k) => ({ shared: true, model: 'openai/gpt-4o', maxTokens: 100 })[k as 'model']);
+        assert.equal(settingsChange(base, shared), 'restart');
     });
 
     test('package.json contributes exactly the settings, commands and participant the code uses', () => {
         const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
         const properties = Object.keys(manifest.contributes.configuration.properties).sort();
-        const expected = ['path', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
+        const expected = ['path', 'shared', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
         assert.deepEqual(properties, expected);
         assert.ok(!properties.some((p) => /(api|gateway)_?token/i.test(p)), 'no token setting');
         assert.deepEqual(manifest.contributes.chatParticipants.map((p: { id: string }) => p.id), [PARTICIPANT_ID]);

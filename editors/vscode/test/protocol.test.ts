@@ -35,7 +35,15 @@ async function chatRequests(): Promise<any[]> {
 describe('cfgate protocol layer', () => {
     test('initialize advertises cfgate methods', () => {
         const result = daemon.initializeResult as any;
-        assert.deepEqual(result.capabilities.experimental.cfgate.methods, ['cfgate/chat', 'cfgate/complete', 'cfgate/status']);
+        assert.deepEqual(result.capabilities.experimental.cfgate.methods, [
+            'cfgate/chat',
+            'cfgate/complete',
+            'cfgate/status',
+            'cfgate/models',
+            'cfgate/sessions',
+            'cfgate/session',
+            'cfgate/sessionDelete',
+        ]);
         assert.equal(result.serverInfo.name, 'cfgate');
     });
 

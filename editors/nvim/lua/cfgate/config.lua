@@ -17,6 +17,7 @@ M.setting_keys = {
   "retry_deadline_secs",
   "allow_insecure_http",
   "completion_context_chars",
+  "language_features",
   "endpoint",
   "api_url",
   "byok",
