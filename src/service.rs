@@ -256,7 +256,9 @@ impl Service {
         let mut params = params;
         let turn = match params.session.take() {
             Some(session) => {
-                let with_history = self.with_history(client, &session, &params.messages).await;
+                let with_history = self
+                    .with_history(client, &session, params.model.as_deref(), &params.messages)
+                    .await;
                 let history = in_flight.fail(with_history)?;
                 let own = std::mem::replace(&mut params.messages, history);
                 Some(PendingTurn {
@@ -279,19 +281,38 @@ impl Service {
     }
 
     /// A session's history, trimmed to the budget, in front of the request's messages.
+    ///
+    /// The budget is `session_budget_tokens` when set; else half the model's context window
+    /// when a model list already fetched (`cfgate/models`) gives it, leaving the other half
+    /// to the new turn and the answer; else the default.
     async fn with_history(
         &self,
         client: &Layer,
         session: &str,
+        model: Option<&str>,
         messages: &[Map<String, Value>],
     ) -> Result<Vec<Map<String, Value>>, Error> {
         check_messages(messages)?;
         let turns = self.sessions.load(session).await?;
-        let budget = client
-            .over(&self.base)
-            .session_budget_tokens
-            .unwrap_or(sessions::DEFAULT_BUDGET_TOKENS);
+        let merged = client.over(&self.base);
+        let budget = merged.session_budget_tokens.unwrap_or_else(|| {
+            let model = model
+                .or(merged.model.as_deref())
+                .unwrap_or(config::DEFAULT_MODEL);
+            self.known_context_window(model)
+                .map_or(sessions::DEFAULT_BUDGET_TOKENS, |window| window / 2)
+        });
         Ok(sessions::with_history(&turns, messages.to_vec(), budget))
+    }
+
+    /// The context window of `model` from the model lists in memory; never fetches.
+    fn known_context_window(&self, model: &str) -> Option<u64> {
+        let routed = route_model(model).ok()?;
+        lock(&self.models)
+            .values()
+            .flat_map(|(_, list, _)| list.iter())
+            .find(|m| m.id == routed)
+            .and_then(|m| m.context_window)
     }
 
     async fn start_chat(

@@ -275,3 +275,52 @@ async fn killing_the_daemon_mid_write_keeps_every_earlier_turn() {
     assert_eq!(users.len(), n + 1);
     assert_eq!(users.last().unwrap(), "after");
 }
+
+/// Without `session_budget_tokens`, a model list already fetched sets the budget: half the
+/// model's context window (24,000 tokens for this model in the fake's catalog, so 12,000),
+/// where the default (8,192) would leave every earlier turn out.
+#[tokio::test]
+async fn the_models_context_window_sets_the_history_budget() {
+    let fake = FakeGateway::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let data_str = data.path().to_str().unwrap();
+    let mut d = Daemon::spawn(&[
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_DATA_DIR", data_str),
+    ])
+    .await;
+    d.initialize(json!({
+        "base_url": fake.compat_base("acc", "gw"),
+        "account_id": "acc",
+        "api_url": format!("{}/client/v4", fake.url()),
+    }))
+    .await;
+    // About 3,000 estimated tokens a message; a turn (question and echoed answer) 6,000.
+    let long = |tag: &str| format!("{tag} {}", "x".repeat(12_000));
+    for tag in ["one", "two"] {
+        let params = json!({"session": "big", "messages": user(&long(tag))});
+        d.request("cfgate/chat", params).await.unwrap();
+    }
+    let sent = chat_requests(&fake);
+    assert_eq!(
+        sent[1].body["messages"].as_array().unwrap().len(),
+        1,
+        "the default budget keeps no 6,000-token turn"
+    );
+
+    let models = d.request("cfgate/models", json!({})).await.unwrap();
+    assert_eq!(models["source"], "compat+catalog");
+    let params = json!({"session": "big", "messages": user(&long("three"))});
+    d.request("cfgate/chat", params).await.unwrap();
+    let sent = chat_requests(&fake);
+    let messages = sent[2].body["messages"].as_array().unwrap();
+    let starts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["two", "echo:", "three"],
+        "one earlier turn fits in 12,000"
+    );
+}
