@@ -117,10 +117,15 @@ fn main() -> ExitCode {
         // Exit now: waiting for the runtime would wait for the blocking stdin read.
         std::process::exit(code);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One editor connection is a sequence of small messages: on one thread the reader,
+    // the handlers, hyper's connection tasks and the writer wake each other without a
+    // futex or a context switch (docs/performance.md). The shared daemon serves many
+    // clients, and the one-shot commands gain nothing from it: they keep the pool.
+    let mut builder = match cli.command {
+        Command::Serve { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cfgate: cannot start the runtime: {e}");

@@ -120,6 +120,10 @@ fn my_uid() -> u32 {
 pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<UnixStream, String> {
     paths.prepare()?;
     if let Ok(stream) = UnixStream::connect(&paths.socket).await {
+        tracing::debug!(
+            "joined the running shared daemon at {}",
+            paths.socket.display()
+        );
         return Ok(stream);
     }
     let deadline = Instant::now() + START_WAIT;
@@ -186,8 +190,9 @@ pub async fn proxy_stdio(stream: UnixStream) {
         let _ = to_daemon.shutdown().await;
     });
     let mut stdout = tokio::io::stdout();
-    let _ = tokio::io::copy(&mut from_daemon, &mut stdout).await;
+    let copied = tokio::io::copy(&mut from_daemon, &mut stdout).await;
     let _ = stdout.flush().await;
+    tracing::debug!(?copied, "the shared daemon's side of the connection ended");
 }
 
 /// The lock that makes this process the one shared daemon: `None` when another daemon

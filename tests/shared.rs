@@ -122,6 +122,19 @@ fn kill9(pid: u32) {
         .status();
 }
 
+/// True once every thread of `pid` is gone, and with them its open files (so its
+/// listening socket). A killed multi-threaded process shows as a zombie as soon as its
+/// first thread is gone, while the others still hold its files.
+fn exited(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    threads.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .map_or(true, |stat| stat.contains(") Z ") || stat.contains(") X "))
+    })
+}
+
 /// Waits (polling, with the harness's generous deadline) until `done` holds.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -222,8 +235,11 @@ async fn a_killed_daemon_is_replaced_by_the_next_client() {
     chat(&mut a, "k", "before").await;
     let first = world.pid_file().unwrap();
     kill9(first);
-    // The client's connection ends with its daemon; the socket file is left behind.
+    // The client's connection ends with its daemon; the socket file is left behind. The
+    // daemon's listening socket may outlive its connections by a moment while the kernel
+    // tears the process down: a crash in the past is what this test is about.
     a.wait_exit().await;
+    eventually("the killed daemon gone", || exited(first)).await;
     assert!(world.socket().exists(), "test premise: a stale socket");
 
     let mut b = world.client(&fake).await;

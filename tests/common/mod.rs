@@ -188,8 +188,9 @@ impl Daemon {
                 Ok(Some(msg)) if matches(&msg) => return msg,
                 Ok(Some(msg)) => self.pending.push(msg),
                 Ok(None) => panic!(
-                    "cfgate closed stdout while waiting for {what}; stderr:\n{}",
-                    self.stderr()
+                    "cfgate closed stdout while waiting for {what}; stderr:\n{}\nlogs:\n{}",
+                    self.stderr(),
+                    self.logs()
                 ),
                 Err(_) => panic!(
                     "timed out waiting for {what}; received meanwhile: {:#?}\nstderr:\n{}",
@@ -266,6 +267,16 @@ impl Daemon {
         })
         .await;
         id
+    }
+
+    /// Every log file under this daemon's home (a shared daemon it started logs there too).
+    pub fn logs(&self) -> String {
+        let dir = self.home.path().join("state").join("cfgate");
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        out
     }
 
     pub fn stderr(&self) -> String {
