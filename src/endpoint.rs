@@ -31,7 +31,7 @@ use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 use crate::config::Layer;
 use crate::error::Error;
-use crate::protocol::{ChatParams, CompleteParams, ProgressValue};
+use crate::protocol::{ChatParams, CompleteParams, ModelsParams, ProgressValue};
 use crate::service::Service;
 use crate::sessions::SessionParams;
 
@@ -200,6 +200,15 @@ fn module(service: Arc<Service>) -> RpcModule<Arc<Service>> {
     registered(
         module.register_async_method("cfgate/status", |_, service, _| async move {
             Ok::<_, ErrorObjectOwned>(service.full_status(&Layer::default()).await)
+        }),
+    );
+    registered(
+        module.register_async_method("cfgate/models", |params, service, _| async move {
+            let params: ModelsParams = parse(&params)?;
+            service
+                .models(&Layer::default(), params)
+                .await
+                .map_err(rpc_error)
         }),
     );
     registered(

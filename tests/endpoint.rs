@@ -173,6 +173,16 @@ async fn curl_needs_the_token_and_an_allowed_origin() {
     assert_eq!(status, 200, "{body}");
     let session: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(session["result"]["turns"], 1, "{session}");
+    let (status, body) = curl(
+        &e.addr,
+        &[auth.clone()],
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "cfgate/models"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let models: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(models["result"]["source"], "compat", "{models}");
+    assert!(!models["result"]["models"].as_array().unwrap().is_empty());
 
     // Errors are the LSP front end's, code and data alike.
     let (_, body) = curl(
