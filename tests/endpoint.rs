@@ -175,7 +175,7 @@ async fn curl_needs_the_token_and_an_allowed_origin() {
     assert_eq!(session["result"]["turns"], 1, "{session}");
     let (status, body) = curl(
         &e.addr,
-        &[auth.clone()],
+        std::slice::from_ref(&auth),
         &json!({"jsonrpc": "2.0", "id": 4, "method": "cfgate/models"}),
     )
     .await;
