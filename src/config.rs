@@ -687,6 +687,20 @@ mod tests {
         assert!(insecure.resolve().is_ok());
     }
 
+    /// The Neovim plugin checks keys before it starts the daemon (Neovim cannot report a
+    /// failed `initialize` well); its list must not drift from this one.
+    #[test]
+    fn the_neovim_plugin_knows_every_setting() {
+        let lua = include_str!("../editors/nvim/lua/cfgate/config.lua");
+        let list = lua
+            .split("M.setting_keys = {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("M.setting_keys in config.lua");
+        let keys: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+        assert_eq!(keys, SETTING_NAMES);
+    }
+
     #[test]
     fn client_settings_update_and_unset() {
         let init = ClientSettings::from_init(Some(&json!({"model": "openai/a", "max_tokens": 9})))
