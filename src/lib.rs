@@ -35,4 +35,5 @@ pub mod sessions;
 pub mod shared;
 #[cfg(unix)]
 pub mod shared_client;
+pub mod shutdown;
 pub mod suggest;

@@ -205,28 +205,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(service: Arc<Service>, limits: server::Limits) -> Ending {
-    let stop = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    };
     tokio::select! {
         ending = server::serve_stdio(service, limits) => ending,
-        _ = stop => Ending::Exit { after_shutdown: true },
+        _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
         _ = parent_gone() => Ending::Eof,
     }
 }

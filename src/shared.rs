@@ -313,7 +313,7 @@ pub async fn run_daemon(
     let stop = tokio::select! {
         _ = accept_loop(listener, service, clients_tx, max_frame) => Stop::Signal,
         _ = idle(clients_rx, idle_exit), if !serves_endpoint => Stop::Idle,
-        _ = terminated() => Stop::Signal,
+        _ = crate::shutdown::requested() => Stop::Signal,
     };
     info!(?stop, "shared daemon stopping");
     let _ = std::fs::remove_file(&paths.socket);
@@ -382,21 +382,6 @@ async fn idle(mut clients: watch::Receiver<usize>, after: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(after) => return,
             changed = clients.wait_for(|n| *n > 0) => if changed.is_err() { return },
-        }
-    }
-}
-
-async fn terminated() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
