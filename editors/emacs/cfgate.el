@@ -52,8 +52,11 @@
   "The cfgate executable: a file name, or a name in the variable `exec-path'."
   :type 'string)
 
-(defcustom cfgate-server-args '("serve")
-  "Arguments that start the daemon on stdio."
+(defcustom cfgate-server-args '("serve" "--shared")
+  "Arguments that start the daemon on stdio.
+With \"--shared\", Emacs joins the user's one shared daemon (one
+connection pool, the same conversations as every other tool); without
+it, Emacs gets a private daemon."
   :type '(repeat string))
 
 (defcustom cfgate-settings nil

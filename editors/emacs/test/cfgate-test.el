@@ -22,6 +22,8 @@
 
 (setq cfgate-executable (or (getenv "CFGATE_BIN") (error "CFGATE_BIN is not set"))
       cfgate-settings `((base_url . ,(concat cfgate-test-url "/v1/acc/gw/compat"))))
+;; A private daemon per test: a shared one would outlive Emacs by design.
+(setq cfgate-server-args '("serve"))
 
 ;;;; Helpers
 

@@ -59,6 +59,7 @@ export function readSettings(get: SettingGetter): ExtensionSettings {
     const debounce = get('completion.debounceMs');
     return {
         path: text(get('path')) ?? 'cfgate',
+        // The manifest's default (true) is what VS Code returns when the user set nothing.
         shared: get('shared') === true,
         daemon,
         completion: {

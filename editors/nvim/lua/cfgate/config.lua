@@ -31,7 +31,9 @@ M.setting_keys = {
 
 M.defaults = {
   -- How to start the daemon: a command list (a string is taken as the executable).
-  cmd = { "cfgate", "serve" },
+  -- `--shared`: every editor and script joins the user's one daemon (one pool, the same
+  -- conversations); `{ "cfgate", "serve" }` starts a private one for this Neovim.
+  cmd = { "cfgate", "serve", "--shared" },
   -- Extra environment for the daemon (e.g. { CLOUDFLARE_API_TOKEN = "..." }).
   cmd_env = nil,
   -- Daemon settings, sent as initializationOptions: the same flat keys as the config
@@ -104,7 +106,7 @@ function M.set(opts)
     merged.models = opts.models
   end
   if type(merged.cmd) == "string" then
-    merged.cmd = { merged.cmd, "serve" }
+    merged.cmd = { merged.cmd, "serve", "--shared" }
   end
   options = merged
   return options
