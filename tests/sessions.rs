@@ -8,10 +8,22 @@ use serde_json::{Value, json};
 
 /// A daemon whose sessions live in `data` (shared between daemons of one test).
 async fn daemon_with_data(fake: &FakeGateway, data: &std::path::Path) -> Daemon {
+    daemon_with_settings(fake, data, json!({})).await
+}
+
+/// The same, with these settings added to its `initializationOptions`.
+async fn daemon_with_settings(
+    fake: &FakeGateway,
+    data: &std::path::Path,
+    settings: Value,
+) -> Daemon {
     let data = data.to_str().unwrap();
     let mut d = Daemon::spawn(&[("CLOUDFLARE_API_TOKEN", TOKEN), ("CFGATE_DATA_DIR", data)]).await;
-    d.initialize(json!({ "base_url": fake.compat_base("acc", "gw") }))
-        .await;
+    let mut init = json!({ "base_url": fake.compat_base("acc", "gw") });
+    for (key, value) in settings.as_object().unwrap() {
+        init[key] = value.clone();
+    }
+    d.initialize(init).await;
     d
 }
 
@@ -119,16 +131,10 @@ async fn session_history_reaches_the_gateway_and_can_be_listed_read_and_deleted(
 async fn history_beyond_the_budget_is_trimmed_oldest_first() {
     let fake = FakeGateway::start().await;
     let data = tempfile::tempdir().unwrap();
-    let data_str = data.path().to_str().unwrap();
-    let mut d = Daemon::spawn(&[
-        ("CLOUDFLARE_API_TOKEN", TOKEN),
-        ("CFGATE_DATA_DIR", data_str),
-    ])
-    .await;
     // Each message is 8 to 12 estimated tokens: room for the system message, the new
     // message and one earlier turn.
-    d.initialize(json!({ "base_url": fake.compat_base("acc", "gw"), "session_budget_tokens": 50 }))
-        .await;
+    let mut d =
+        daemon_with_settings(&fake, data.path(), json!({ "session_budget_tokens": 50 })).await;
     d.request(
         "cfgate/chat",
         json!({"session": "s", "messages": [
@@ -283,18 +289,8 @@ async fn killing_the_daemon_mid_write_keeps_every_earlier_turn() {
 async fn the_models_context_window_sets_the_history_budget() {
     let fake = FakeGateway::start().await;
     let data = tempfile::tempdir().unwrap();
-    let data_str = data.path().to_str().unwrap();
-    let mut d = Daemon::spawn(&[
-        ("CLOUDFLARE_API_TOKEN", TOKEN),
-        ("CFGATE_DATA_DIR", data_str),
-    ])
-    .await;
-    d.initialize(json!({
-        "base_url": fake.compat_base("acc", "gw"),
-        "account_id": "acc",
-        "api_url": format!("{}/client/v4", fake.url()),
-    }))
-    .await;
+    let catalog = json!({"account_id": "acc", "api_url": format!("{}/client/v4", fake.url())});
+    let mut d = daemon_with_settings(&fake, data.path(), catalog).await;
     // About 3,000 estimated tokens a message; a turn (question and echoed answer) 6,000.
     let long = |tag: &str| format!("{tag} {}", "x".repeat(12_000));
     for tag in ["one", "two"] {
