@@ -173,15 +173,10 @@ impl Layer {
     /// Settings sent by a client (initializationOptions or didChangeConfiguration).
     /// Editors that namespace their settings send `{"cfgate": {...}}`; both shapes work.
     pub fn from_client_json(value: &Value) -> Result<Layer, String> {
-        let value = match value {
-            Value::Null => return Ok(Layer::default()),
-            Value::Object(map) => match map.get("cfgate") {
-                Some(inner @ Value::Object(_)) => inner,
-                _ => value,
-            },
-            _ => return Err("settings must be a JSON object".into()),
-        };
-        Layer::deserialize(value).map_err(|e| explain_unknown(e.to_string()))
+        match client_object(value)? {
+            None => Ok(Layer::default()),
+            Some(map) => Layer::deserialize(map).map_err(|e| explain_unknown(e.to_string())),
+        }
     }
 
     /// A TOML config file's layer.
@@ -532,9 +527,17 @@ pub fn mask(value: &str) -> String {
     format!("{head}…{tail}")
 }
 
-/// Turns client JSON settings into a layer, or says which field is wrong.
-pub fn client_layer(value: Option<&Value>) -> Result<Layer, String> {
-    value.map_or(Ok(Layer::default()), Layer::from_client_json)
+/// The settings object a client sent, flat or namespaced as `{"cfgate": {...}}`; `None`
+/// for `null` (nothing sent).
+fn client_object(value: &Value) -> Result<Option<&Map<String, Value>>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Object(map) => match map.get("cfgate") {
+            Some(Value::Object(inner)) => Ok(Some(inner)),
+            _ => Ok(Some(map)),
+        },
+        _ => Err("settings must be a JSON object".into()),
+    }
 }
 
 /// A client's settings as it sent them: `initializationOptions`, then each
@@ -554,13 +557,8 @@ impl ClientSettings {
     /// These settings with `value`'s keys set over them (or unset, where `null`). An error
     /// leaves them as they were.
     pub fn update(&self, value: &Value) -> Result<ClientSettings, String> {
-        let update = match value {
-            Value::Null => return Ok(self.clone()),
-            Value::Object(map) => match map.get("cfgate") {
-                Some(Value::Object(inner)) => inner,
-                _ => map,
-            },
-            _ => return Err("settings must be a JSON object".into()),
+        let Some(update) = client_object(value)? else {
+            return Ok(self.clone());
         };
         let mut sent = self.sent.clone();
         for (key, value) in update {

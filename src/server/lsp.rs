@@ -77,23 +77,20 @@ impl Backend {
         self.features.get().copied().unwrap_or_default()
     }
 
+    /// This client's layer of settings, copied out for one request.
     pub(super) fn client_settings(&self) -> Layer {
-        self.sent_settings().layer().clone()
-    }
-
-    fn sent_settings(&self) -> ClientSettings {
-        self.settings
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
-    }
-
-    fn set_client_settings(&self, settings: ClientSettings) {
-        let mut guard = self
+        let sent = self
             .settings
-            .write()
+            .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *guard = settings;
+        sent.layer().clone()
+    }
+
+    /// Settings are replaced whole, so a poisoned lock still holds a sound value.
+    fn settings_mut(&self) -> std::sync::RwLockWriteGuard<'_, ClientSettings> {
+        self.settings
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
@@ -227,7 +224,7 @@ impl LanguageServer for Backend {
                 .set_info(info.name.clone(), info.version.clone());
         }
         let offered = self.service.language_features(layer.layer());
-        self.set_client_settings(layer);
+        *self.settings_mut() = layer;
         let features = ClientFeatures::of(&params.capabilities);
         let _ = self.features.set(features);
         // A plugin with its own completion (VS Code's) turns these off: an LSP client
@@ -290,19 +287,19 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        // Read, update and write back before the first await: one connection's handlers
-        // are all polled by one task, so no other update can come in between.
-        match self.sent_settings().update(&params.settings) {
-            Ok(updated) => self.set_client_settings(updated),
-            Err(e) => {
-                warn!("didChangeConfiguration ignored: {e}");
-                self.client
-                    .show_message(
-                        MessageType::ERROR,
-                        format!("cfgate: settings not applied: {e}"),
-                    )
-                    .await;
-            }
+        // Updated under the write lock, which is let go before the await below.
+        let updated = {
+            let mut sent = self.settings_mut();
+            sent.update(&params.settings).map(|updated| *sent = updated)
+        };
+        if let Err(e) = updated {
+            warn!("didChangeConfiguration ignored: {e}");
+            self.client
+                .show_message(
+                    MessageType::ERROR,
+                    format!("cfgate: settings not applied: {e}"),
+                )
+                .await;
         }
     }
 }
