@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ropey::{Rope, RopeSlice};
-use tower_lsp_server::ls_types::{Position, PositionEncodingKind, Range};
+use tower_lsp_server::ls_types::{
+    Position, PositionEncodingKind, Range, TextDocumentContentChangeEvent,
+};
 
 /// The unit of `Position.character`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,13 +50,6 @@ impl Encoding {
             Encoding::Utf32 => PositionEncodingKind::UTF32,
         }
     }
-}
-
-/// One change of `textDocument/didChange`: a range replaced, or (no range) the whole text.
-#[derive(Clone, Debug)]
-pub struct Change {
-    pub range: Option<Range>,
-    pub text: String,
 }
 
 /// A document as it was at one moment.
@@ -110,7 +105,12 @@ impl Documents {
     }
 
     /// Applies a client's edits in order. False if the document is not open.
-    pub fn change(&self, uri: &str, version: i32, changes: &[Change]) -> bool {
+    pub fn change(
+        &self,
+        uri: &str,
+        version: i32,
+        changes: &[TextDocumentContentChangeEvent],
+    ) -> bool {
         let mut open = self.lock();
         let Some(doc) = open.get_mut(uri) else {
             return false;
@@ -139,7 +139,8 @@ impl Documents {
 }
 
 /// Applies one change to `text`.
-pub fn apply(text: &mut Rope, change: &Change, enc: Encoding) {
+/// (`rangeLength` is deprecated in LSP and ignored: the range says it all.)
+pub fn apply(text: &mut Rope, change: &TextDocumentContentChangeEvent, enc: Encoding) {
     match change.range {
         None => *text = Rope::from_str(&change.text),
         Some(range) => {
@@ -316,7 +317,8 @@ mod tests {
                 let bx = theirs.char_indices().nth(x).map_or(theirs.len(), |(i, _)| i);
                 let by = theirs.char_indices().nth(y).map_or(theirs.len(), |(i, _)| i);
                 theirs.replace_range(bx..by, &new);
-                apply(&mut ours, &Change { range: Some(Range::new(a, b)), text: new }, enc);
+                let change = TextDocumentContentChangeEvent { range: Some(Range::new(a, b)), range_length: None, text: new };
+                apply(&mut ours, &change, enc);
                 prop_assert_eq!(ours.to_string(), theirs.clone());
             }
         }

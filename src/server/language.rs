@@ -20,8 +20,8 @@ use tower_lsp_server::ls_types::{
     CompletionItemKind, CompletionList, CompletionOptions, CompletionParams, CompletionResponse,
     CompletionTextEdit, CompletionTriggerKind, DidChangeTextDocumentParams,
     DidCloseTextDocumentParams, DidOpenTextDocumentParams, DocumentChanges, Documentation,
-    ExecuteCommandOptions, ExecuteCommandParams, InlineCompletionList, InlineCompletionParams,
-    InsertTextFormat, MarkupContent, MarkupKind, MessageType, OneOf,
+    ExecuteCommandOptions, ExecuteCommandParams, InlineCompletionItem, InlineCompletionList,
+    InlineCompletionParams, InsertTextFormat, MarkupContent, MarkupKind, MessageType, OneOf,
     OptionalVersionedTextDocumentIdentifier, Position, Range, ServerCapabilities, TextDocumentEdit,
     TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions, TextEdit, Uri,
     WorkspaceEdit,
@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use super::lsp::{Backend, to_rpc_error};
 use crate::actions::Action;
-use crate::documents::{Change, Encoding, Snapshot};
+use crate::documents::{Encoding, Snapshot};
 use crate::error::Error;
 use crate::protocol::{ChatParams, CompleteParams};
 
@@ -160,17 +160,10 @@ impl Backend {
 
     pub(super) fn change_document(&self, params: DidChangeTextDocumentParams) {
         let uri = params.text_document.uri.as_str();
-        let changes: Vec<Change> = params
-            .content_changes
-            .into_iter()
-            .map(|c| Change {
-                range: c.range,
-                text: c.text,
-            })
-            .collect();
+        let changes = &params.content_changes;
         if !self
             .documents
-            .change(uri, params.text_document.version, &changes)
+            .change(uri, params.text_document.version, changes)
         {
             warn!("didChange for a document that is not open: {uri}");
         }
@@ -195,7 +188,7 @@ impl Backend {
             None => vec![],
             Some(s) => {
                 let cursor = s.doc.position(s.cursor);
-                vec![tower_lsp_server::ls_types::InlineCompletionItem {
+                vec![InlineCompletionItem {
                     insert_text: s.text,
                     filter_text: None,
                     range: Some(Range::new(cursor, cursor)),
