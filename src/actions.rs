@@ -5,9 +5,10 @@
 //! code action names a command, `workspace/executeCommand` runs it, and the result comes
 //! back as an edit the client applies or a message it shows.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use crate::complete::InsertionCleaner;
+use crate::protocol::message;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -66,7 +67,7 @@ impl Action {
     }
 
     /// The chat messages for the selected `code`.
-    pub fn prompt(self, language: &str, code: &str) -> Vec<Value> {
+    pub fn prompt(self, language: &str, code: &str) -> Vec<Map<String, Value>> {
         let system = match self {
             Action::Explain => {
                 "You explain code to a programmer. Be brief and concrete: what the code does, \
@@ -89,8 +90,8 @@ impl Action {
             language
         };
         vec![
-            json!({"role": "system", "content": system}),
-            json!({"role": "user", "content": format!("Language: {lang}\n```\n{code}\n```")}),
+            message("system", system),
+            message("user", format!("Language: {lang}\n```\n{code}\n```")),
         ]
     }
 

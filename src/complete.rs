@@ -7,9 +7,9 @@
 //! fence or the suffix's first line) and lets everything else through at once. The pieces
 //! it emits always join to exactly the final text.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
-use crate::protocol::CompleteParams;
+use crate::protocol::{CompleteParams, message};
 
 pub const DEFAULT_MAX_TOKENS: u32 = 256;
 pub const DEFAULT_TEMPERATURE: f64 = 0.2;
@@ -20,7 +20,7 @@ explanation, no code fences, and do not repeat the text before or after the curs
 nothing should be inserted, reply with nothing.";
 
 /// The chat messages asking for the text between `prefix` and `suffix`.
-pub fn prompt(params: &CompleteParams) -> Vec<Value> {
+pub fn prompt(params: &CompleteParams) -> Vec<Map<String, Value>> {
     let mut user = String::new();
     if let Some(path) = params.path.as_deref().filter(|p| !p.is_empty()) {
         user.push_str(&format!("File: {path}\n"));
@@ -33,10 +33,7 @@ pub fn prompt(params: &CompleteParams) -> Vec<Value> {
     user.push_str("<CURSOR>");
     user.push_str(params.suffix.as_deref().unwrap_or_default());
     user.push_str("\n```\nThe text to insert at <CURSOR>:");
-    vec![
-        json!({"role": "system", "content": SYSTEM}),
-        json!({"role": "user", "content": user}),
-    ]
+    vec![message("system", SYSTEM), message("user", user)]
 }
 
 /// Cleans a streamed answer into the insertion, emitting what is certain as it goes.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use cfgate::config::{self, Layer};
 use cfgate::error::Error;
-use cfgate::protocol::{ChatParams, Piece};
+use cfgate::protocol::{ChatParams, Piece, message};
 use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
@@ -326,13 +326,6 @@ async fn list_sessions() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn message(role: &str, content: String) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("role".into(), Value::from(role));
-    m.insert("content".into(), Value::from(content));
-    m
 }
 
 fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode {

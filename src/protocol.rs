@@ -16,6 +16,14 @@ pub enum ProgressToken {
     String(String),
 }
 
+/// One OpenAI chat message, `{"role", "content"}`.
+pub fn message(role: &str, content: impl Into<String>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("role".into(), Value::from(role));
+    m.insert("content".into(), Value::from(content.into()));
+    m
+}
+
 /// Params of `cfgate/chat`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ChatParams {

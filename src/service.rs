@@ -426,13 +426,7 @@ impl Service {
         if let Some(stop) = &params.stop {
             body.insert("stop".into(), stop.clone());
         }
-        let messages = complete::prompt(&params)
-            .into_iter()
-            .filter_map(|m| match m {
-                Value::Object(map) => Some(map),
-                _ => None,
-            })
-            .collect();
+        let messages = complete::prompt(&params);
         let chat = self
             .chat(
                 client,
@@ -638,9 +632,7 @@ fn check_json(content: &str) -> Result<(), Error> {
 /// Stores a finished turn. If it cannot be stored the request fails, with the answer
 /// kept in the error, so the user knows the conversation did not move on.
 async fn store_turn(turn: PendingTurn, result: &ChatResult) -> Result<(), Error> {
-    let mut answer = Map::new();
-    answer.insert("role".into(), Value::from("assistant"));
-    answer.insert("content".into(), Value::from(result.content.clone()));
+    let mut answer = crate::protocol::message("assistant", result.content.clone());
     if let Some(calls) = &result.tool_calls {
         answer.insert("tool_calls".into(), Value::Array(calls.clone()));
     }

@@ -379,13 +379,9 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn msg(role: &str, content: &str) -> Map<String, Value> {
-        match json!({"role": role, "content": content}) {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
+        crate::protocol::message(role, content)
     }
 
     fn turn(user: &str, answer: &str) -> Turn {

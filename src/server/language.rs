@@ -328,19 +328,19 @@ impl Backend {
                 "the selection is empty: select the code first",
             ));
         }
-        let messages = action
-            .prompt(&doc.language, &selected)
-            .into_iter()
-            .filter_map(|m| match m {
-                Value::Object(map) => Some(map),
-                _ => None,
-            })
-            .collect();
+        let messages = action.prompt(&doc.language, &selected);
         let settings = self.client_settings();
         let answer = async {
             let chat = self
                 .service
-                .chat(&settings, chat_params(messages), false)
+                .chat(
+                    &settings,
+                    ChatParams {
+                        messages,
+                        ..ChatParams::default()
+                    },
+                    false,
+                )
                 .await?;
             chat.finish().await
         }
@@ -442,13 +442,6 @@ impl Backend {
         }
         self.shown.remember(uri, &doc.text, cursor, &text);
         Ok(Some(Suggested { doc, cursor, text }))
-    }
-}
-
-fn chat_params(messages: Vec<Map<String, Value>>) -> ChatParams {
-    ChatParams {
-        messages,
-        ..ChatParams::default()
     }
 }
 
