@@ -460,11 +460,11 @@ impl Service {
 
     pub fn status(&self, client: &Layer) -> StatusResult {
         let merged = client.over(&self.base);
-        let missing = merged.missing();
         let resolved = merged.resolve();
-        let settings_error = match &resolved {
-            Err(e @ config::SettingsError::Invalid { .. }) => Some(e.to_string()),
-            _ => None,
+        let (missing, settings_error) = match &resolved {
+            Err(config::SettingsError::Missing(names)) => (names.clone(), None),
+            Err(e @ config::SettingsError::Invalid { .. }) => (vec![], Some(e.to_string())),
+            Ok(_) => (vec![], None),
         };
         StatusResult {
             version: env!("CARGO_PKG_VERSION").to_string(),
