@@ -61,17 +61,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "listen_origins",
 ];
 
-/// Which of the gateway's OpenAI-compatible endpoints chat goes to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Endpoint {
-    /// `gateway.ai.cloudflare.com/v1/{account}/{gateway}/compat` (Agno's; deprecated by
-    /// Cloudflare in May 2026 but still served).
-    #[default]
-    Compat,
-    /// `api.cloudflare.com/client/v4/accounts/{account}/ai/v1` with `cf-aig-gateway-id`.
-    Rest,
-}
+pub use crate::route::Endpoint;
 
 /// One source's view of the settings: each field is unset unless that source sets it.
 #[derive(Default, Clone, Debug, Deserialize)]
@@ -102,7 +92,7 @@ pub struct Layer {
     /// The Cloudflare API root for the rest endpoint and the model catalog (proxies, tests).
     pub api_url: Option<String>,
     /// Stored keys (BYOK): leave the vendor `Authorization` header out; the gateway adds
-    /// the key it holds. Needs `gateway_token`.
+    /// the key it holds.
     pub byok: Option<bool>,
     /// `[gateway]`: defaults for the `cf-aig-*` request options.
     pub gateway: Option<GatewayOptions>,
@@ -385,16 +375,15 @@ impl Layer {
             .api_token
             .clone()
             .filter(|t| !t.expose_secret().trim().is_empty());
-        // With stored keys on the compat endpoint the gateway token is the only credential.
-        if token.is_none() && !(byok && endpoint == Endpoint::Compat) {
-            missing.push(ENV_TOKEN);
-        }
         let gateway_token = self
             .gateway_token
             .clone()
             .filter(|t| !t.expose_secret().trim().is_empty());
-        if byok && gateway_token.is_none() {
-            missing.push(ENV_GATEWAY_TOKEN);
+        // With stored keys on the compat endpoint only the gateway's own authentication is
+        // sent, and the API token serves for it unless a separate gateway token is set.
+        let byok_on_compat = byok && endpoint == Endpoint::Compat;
+        if token.is_none() && !(byok_on_compat && gateway_token.is_some()) {
+            missing.push(ENV_TOKEN);
         }
         let account_id = self.account_id.clone().filter(|a| !a.trim().is_empty());
         if account_id.is_none() && (self.base_url.is_none() || endpoint == Endpoint::Rest) {
@@ -760,9 +749,13 @@ mod tests {
     }
 
     #[test]
-    fn byok_needs_the_gateway_token_not_the_api_token() {
+    fn byok_needs_one_token_for_the_gateway() {
+        // Neither token: the API token is what a new user sets (it also authenticates to
+        // the gateway).
         let l = layer(json!({"account_id": "acc", "byok": true}));
-        assert_eq!(l.missing(), vec![ENV_GATEWAY_TOKEN]);
+        assert_eq!(l.missing(), vec![ENV_TOKEN]);
+        let l = layer(json!({"account_id": "acc", "byok": true, "api_token": "t"}));
+        assert!(l.resolve().unwrap().byok);
         let l = layer(json!({"account_id": "acc", "byok": true, "gateway_token": "g"}));
         assert!(l.resolve().unwrap().byok);
         // The rest endpoint always needs the Cloudflare token.

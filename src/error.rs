@@ -25,8 +25,15 @@ pub enum ErrorKind {
     Upstream,
     /// 401/403: the token or the gateway's authentication.
     Unauthorized,
-    /// 429: a rate, spend or free-tier limit.
+    /// 429: a rate limit; trying again later works (`retry_after_ms` when the upstream
+    /// said how long).
     RateLimited,
+    /// A limit that waiting seconds will not lift: a spend limit rule, credits used up
+    /// (402), the day's free Workers AI allocation.
+    QuotaExceeded,
+    /// The gateway's Guardrails or Data Loss Prevention policy blocked the prompt or the
+    /// answer (`data.dlp` holds DLP's findings).
+    Blocked,
     /// 5xx or Cloudflare 7009: the upstream is failing; trying again may work.
     Unavailable,
     /// The gateway could not be reached.
@@ -55,6 +62,8 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 1011,
             ErrorKind::RateLimited => 1012,
             ErrorKind::Unavailable => 1013,
+            ErrorKind::QuotaExceeded => 1014,
+            ErrorKind::Blocked => 1015,
             ErrorKind::Network => 1020,
             ErrorKind::Timeout => 1021,
             ErrorKind::StreamCut => 1022,
@@ -88,6 +97,8 @@ pub struct Error {
     pub attempts: u32,
     /// How long the upstream asked us to wait (`Retry-After`, `retry-after-ms`).
     pub retry_after: Option<std::time::Duration>,
+    /// What a DLP policy matched (the `cf-aig-dlp` header, parsed when it is JSON).
+    pub dlp: Option<Value>,
 }
 
 impl Error {
@@ -111,6 +122,7 @@ impl Error {
             raw_content: None,
             attempts: 1,
             retry_after: None,
+            dlp: None,
         }
     }
 
@@ -138,6 +150,10 @@ impl Error {
             partial_content: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             raw_content: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retry_after_ms: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            dlp: Option<&'a Value>,
         }
         serde_json::to_value(Data {
             kind: self.kind,
@@ -149,6 +165,10 @@ impl Error {
             attempts: self.attempts,
             partial_content: self.partial_content.as_deref(),
             raw_content: self.raw_content.as_deref(),
+            retry_after_ms: self
+                .retry_after
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            dlp: self.dlp.as_ref(),
         })
         .unwrap_or(Value::Null)
     }

@@ -2,8 +2,8 @@
 //!
 //! Module map, in the direction data flows: [`server`] (LSP framing over stdio) →
 //! [`service`] (chat, complete, status) → [`gateway`] (the pooled HTTP client and the
-//! reader of answers). [`config`] resolves settings, [`route`] turns model ids into what the
-//! gateway routes, [`protocol`] holds the wire types documented in `docs/protocol.md`.
+//! reader of answers). [`config`] resolves settings, [`auth`] decides which credential
+//! goes in which header, [`route`] turns model ids into what each endpoint routes, [`protocol`] holds the wire types documented in `docs/protocol.md`.
 //! For editors with no plugin, [`documents`], [`suggest`] and [`actions`] make the LSP
 //! front end a plain language server (inline completion, code actions).
 //! Around the service: [`sessions`] keeps conversations, [`clients`] knows who is
@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod actions;
+pub mod auth;
 pub mod clients;
 pub mod complete;
 pub mod config;

@@ -343,7 +343,14 @@ fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode 
     );
     line("account id", status.account_id.as_deref().unwrap_or("-"));
     line("gateway id", &status.gateway_id);
+    line("endpoint", &status.endpoint);
     line("base url", status.base_url.as_deref().unwrap_or("-"));
+    for sent in &status.auth_headers {
+        line(
+            "sends",
+            &format!("{} ({}) in {}", sent.setting, sent.env, sent.header),
+        );
+    }
     line("model", &status.model);
     if let Some(problem) = &status.settings_error {
         line("problem", problem);

@@ -164,6 +164,12 @@ pub struct StatusResult {
     pub account_id: Option<String>,
     pub gateway_id: String,
     pub base_url: Option<String>,
+    /// `compat` or `rest`.
+    pub endpoint: String,
+    /// Which credential each authorization header carries (empty while settings are
+    /// incomplete): what a request would send, never the secret.
+    #[serde(default)]
+    pub auth_headers: Vec<AuthHeader>,
     pub model: String,
     pub uptime_secs: u64,
     pub requests: RequestCounts,
@@ -176,6 +182,17 @@ pub struct StatusResult {
     /// Every stored session with its summed usage.
     #[serde(default)]
     pub sessions: Vec<crate::sessions::SessionSummary>,
+}
+
+/// One authorization header and the setting whose value it carries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthHeader {
+    /// `Authorization` or `cf-aig-authorization`.
+    pub header: String,
+    /// `api_token` or `gateway_token`.
+    pub setting: String,
+    /// The environment variable that sets it.
+    pub env: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]

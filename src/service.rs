@@ -25,7 +25,7 @@ use crate::protocol::{
     ChatParams, ChatResult, CompleteParams, CompleteResult, ModelsParams, ModelsResult, Piece,
     RequestCounts, StatusResult,
 };
-use crate::route::route_model;
+use crate::route::{route_model, same_model};
 use crate::sessions::{self, SessionResult, SessionStore, SessionSummary, Turn};
 
 const RETRY_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -307,11 +307,10 @@ impl Service {
 
     /// The context window of `model` from the model lists in memory; never fetches.
     fn known_context_window(&self, model: &str) -> Option<u64> {
-        let routed = route_model(model).ok()?;
         lock(&self.models)
             .values()
             .flat_map(|(_, list, _)| list.iter())
-            .find(|m| m.id == routed)
+            .find(|m| same_model(&m.id, model))
             .and_then(|m| m.context_window)
     }
 
@@ -339,7 +338,7 @@ impl Service {
             client,
             &config::request_layer(model.as_deref(), &extra, options),
         )?;
-        let routed = route_model(&settings.model)?;
+        let routed = route_model(&settings.model, settings.endpoint)?;
         let mut messages: Vec<Value> = messages.into_iter().map(Value::Object).collect();
         let mut body: Map<String, Value> = extra
             .into_iter()
@@ -375,10 +374,12 @@ impl Service {
                 .map_err(|_| Error::new(ErrorKind::InvalidSetting, "invalid setting gateway_id"))?;
             headers.insert("cf-aig-gateway-id", id);
         }
+        let (token, gateway_token) = settings.auth_tokens();
         let request = UpstreamRequest {
             url: settings.base_url.clone(),
-            token: vendor_token(&settings),
-            gateway_token: settings.gateway_token.clone(),
+            token,
+            gateway_token,
+            auth: settings.auth_plan(),
             headers,
             body: Value::Object(body),
             stream,
@@ -477,6 +478,11 @@ impl Service {
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_GATEWAY_ID.to_string()),
             base_url: resolved.as_ref().ok().map(|s| s.base_url.clone()),
+            endpoint: merged.endpoint.unwrap_or_default().name().to_string(),
+            auth_headers: resolved
+                .as_ref()
+                .map(|s| s.auth_plan().headers())
+                .unwrap_or_default(),
             model: merged
                 .model
                 .clone()
@@ -530,26 +536,34 @@ impl Service {
                 });
             }
         }
+        // The catalog is the Cloudflare API's: the API token in `Authorization`, nothing else.
         let catalog = |url: String, timeout| ModelsRequest {
             url,
             source: ModelSource::CatalogSearch,
             token: Some(settings.api_token.clone()),
-            gateway_token: settings.gateway_token.clone(),
+            gateway_token: None,
             timeout,
         };
         let (models, source) = match settings.endpoint {
-            Endpoint::Rest => (
-                self.gateway
+            Endpoint::Rest => {
+                let mut models = self
+                    .gateway
                     .list_models(&catalog(url.clone(), settings.timeout))
-                    .await?,
-                "catalog",
-            ),
+                    .await?;
+                for model in &mut models {
+                    if let Ok(id) = route_model(&model.id, Endpoint::Rest) {
+                        model.id = id;
+                    }
+                }
+                (models, "catalog")
+            }
             Endpoint::Compat => {
+                let (token, gateway_token) = settings.auth_tokens();
                 let list = ModelsRequest {
                     url: url.clone(),
                     source: ModelSource::CompatList,
-                    token: vendor_token(&settings),
-                    gateway_token: settings.gateway_token.clone(),
+                    token,
+                    gateway_token,
                     timeout: settings.timeout,
                 };
                 // The catalog adds Workers AI details; it needs the account and the Cloudflare
@@ -593,13 +607,6 @@ impl Service {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The `Authorization` token: the Cloudflare token, except with stored keys on the compat
-/// endpoint, where the gateway supplies the vendor's key and nothing is sent (on the rest
-/// endpoint `Authorization` is always the Cloudflare API's own).
-fn vendor_token(settings: &Settings) -> Option<secrecy::SecretString> {
-    (!(settings.byok && settings.endpoint == Endpoint::Compat)).then(|| settings.api_token.clone())
 }
 
 /// `response_format` of type `json_object` or `json_schema` asks for JSON.

@@ -34,6 +34,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
+use crate::auth::AuthPlan;
 use crate::config::ProcessSettings;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Piece;
@@ -49,11 +50,13 @@ const MAX_WHOLE_BODY: usize = 32 * 1024 * 1024;
 /// Everything needed to send one chat completion.
 pub struct UpstreamRequest {
     pub url: String,
-    /// Sent as `Authorization`; `None` with stored keys (BYOK), where the gateway adds the
-    /// vendor's key itself.
+    /// Sent as `Authorization`; `None` with stored keys (BYOK) on compat, where the
+    /// gateway adds the vendor's key itself.
     pub token: Option<SecretString>,
-    /// Sent as `cf-aig-authorization` for gateways with authentication turned on.
+    /// Sent as `cf-aig-authorization`: the gateway's own authentication (compat).
     pub gateway_token: Option<SecretString>,
+    /// Which credential each of the two carries, for the hint of a refusal.
+    pub auth: AuthPlan,
     /// `cf-aig-*` options and, on the rest endpoint, `cf-aig-gateway-id`.
     pub headers: HeaderMap,
     pub body: Value,
@@ -95,8 +98,9 @@ impl RetryPolicy {
 
 /// Safe to send again: the upstream did not take the request, or said to come back.
 fn worth_retrying(err: &Error) -> bool {
-    if err.upstream_code == Some(3036) {
-        return false; // the day's free allocation: waiting seconds will not help
+    // Spend limits, used-up credits and policy blocks: sending again cannot help.
+    if matches!(err.kind, ErrorKind::QuotaExceeded | ErrorKind::Blocked) {
+        return false;
     }
     match err.status {
         Some(status) => {
@@ -277,12 +281,10 @@ impl Gateway {
                 .await
                 .unwrap_or_default();
             let mut err = upstream_error::from_response(status.as_u16(), &body, &req.model);
-            upstream_error::refine_auth_hint(
-                &mut err,
-                &body,
-                req.byok,
-                req.gateway_token.is_some(),
-            );
+            upstream_error::refine_auth_hint(&mut err, &body, req.byok, &req.auth);
+            if let Some(findings) = gateway.get("dlp").and_then(Value::as_str) {
+                upstream_error::add_dlp_findings(&mut err, findings);
+            }
             err.retry_after = retry_after;
             if let Some(log_id) = gateway.get("log_id").and_then(Value::as_str) {
                 err.message.push_str(&format!(" [cf-aig-log-id {log_id}]"));
@@ -316,16 +318,10 @@ impl Gateway {
             )
         })?;
         let answer = Answer::from_completion(&json)?;
+        // A streaming caller asked for pieces: Guardrails and DLP response scanning buffer
+        // the answer and send it whole (wire notes 10.3, 10.4), so give them in one go.
         let queued = if req.stream {
-            // Still give a streaming caller its pieces, in one go.
-            let mut q = VecDeque::new();
-            if let Some(r) = &answer.reasoning {
-                q.push_back(Piece::Reasoning(r.clone()));
-            }
-            if !answer.content.is_empty() {
-                q.push_back(Piece::Content(answer.content.clone()));
-            }
-            q
+            whole_answer_pieces(&answer)
         } else {
             VecDeque::new()
         };
@@ -422,6 +418,31 @@ impl Reply {
         while self.next_piece().await?.is_some() {}
         Ok((self.answer, self.gateway))
     }
+}
+
+/// The pieces a stream of `answer` would have carried: reasoning, content, tool calls.
+fn whole_answer_pieces(answer: &Answer) -> VecDeque<Piece> {
+    let mut pieces = VecDeque::new();
+    if let Some(r) = &answer.reasoning {
+        pieces.push_back(Piece::Reasoning(r.clone()));
+    }
+    if !answer.content.is_empty() {
+        pieces.push_back(Piece::Content(answer.content.clone()));
+    }
+    if !answer.tool_calls.is_empty() {
+        let calls = answer
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let mut call = call.clone();
+                call.insert("index".into(), Value::from(i));
+                Value::Object(call)
+            })
+            .collect();
+        pieces.push_back(Piece::ToolCalls(calls));
+    }
+    pieces
 }
 
 /// `retry-after-ms` (OpenAI's) or `Retry-After` in seconds; an HTTP date is not honoured.

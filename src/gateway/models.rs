@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{Gateway, bearer, read_limited, transport_error, upstream_error};
 use crate::error::{Error, ErrorKind};
+use crate::route::{Endpoint, route_model};
 
 /// A catalog answer larger than this is refused rather than buffered.
 const MAX_CATALOG_BODY: usize = 8 * 1024 * 1024;
@@ -24,7 +25,8 @@ const PER_PAGE: u32 = 100;
 /// One model, as far as the source knows it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
-    /// The id to send as `model` (`workers-ai/@cf/...`, `openai/...`).
+    /// The id to send as `model`, in the endpoint's spelling (`workers-ai/@cf/...` on
+    /// compat, `@cf/...` on REST; `openai/...`).
     pub id: String,
     pub owned_by: Option<String>,
     /// Tokens of context, from the catalog.
@@ -164,7 +166,7 @@ pub fn parse_catalog(json: &Value) -> Vec<ModelInfo> {
         .filter_map(|m| {
             let name = m.get("name")?.as_str()?;
             let mut info = ModelInfo {
-                id: crate::route::route_model(name).unwrap_or_else(|_| name.to_string()),
+                id: route_model(name, Endpoint::Compat).unwrap_or_else(|_| name.to_string()),
                 owned_by: Some("workers-ai".into()),
                 description: m
                     .get("description")

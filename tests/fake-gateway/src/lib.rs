@@ -8,10 +8,17 @@
 //!   `GET /v1/{account}/{gateway}/compat/models`, the REST successor
 //!   `POST /client/v4/accounts/{account}/ai/v1/chat/completions` (+ `cf-aig-gateway-id`), and
 //!   the model catalog `GET /client/v4/accounts/{account}/ai/models/search` (section 6).
-//! * Authentication (section 2.2): token in `Authorization` *or* `cf-aig-authorization`;
-//!   gateway auth -> 401 `AiGatewayError` 2009; provider token rejected -> 401 v4 envelope 10000.
-//! * Model ids (section 2.3 / 8.3): bare `@cf/..` -> 2008, no `/` -> 2005, `dynamic/<route>`
-//!   adds `cf-aig-model` / `cf-aig-provider`, unknown Workers AI model -> 5007.
+//! * Authentication (sections 2.2, 10.2): token in `Authorization` *or* `cf-aig-authorization`;
+//!   gateway auth (`cf-aig-authorization` on compat, `Authorization` on REST) -> 401
+//!   `AiGatewayError` 2009; provider token rejected -> 401 v4 envelope 10000.
+//! * Model ids (section 2.3 / 8.3 / 10.1): each endpoint's own spellings; on compat bare
+//!   `@cf/..`, `google/`, `xai/` -> 2008, on REST `workers-ai/`, `google-ai-studio/`, `grok/`
+//!   -> 2008 and a hyphenated Anthropic version -> 404 7003; no `/` -> 2005;
+//!   `dynamic/<route>` adds `cf-aig-model` / `cf-aig-provider`; unknown Workers AI model -> 5007.
+//! * December 2026 (section 10): authentication on ([`Config::authenticated`]), buffered
+//!   answers to streamed requests ([`Config::buffer_streams`], [`Script::buffered`]), the
+//!   refusals of Guardrails, DLP, spend and rate limits ([`Script::guardrails_block`] and its
+//!   siblings), lowercase UUIDv7 log ids.
 //! * Headers and caching (section 3): `cf-aig-log-id`, `cf-aig-event-id`, `cf-aig-request-id`,
 //!   `cf-aig-step`, `cf-aig-cache-status`; `cf-aig-cache-ttl` / `cf-aig-cache-key` /
 //!   `cf-aig-skip-cache`; streams are never cached.
@@ -28,6 +35,8 @@
 //! which the `fake-gateway` binary exposes to non-Rust tests.
 
 mod answer;
+mod naming;
+mod refusals;
 mod server;
 mod wire;
 
@@ -46,9 +55,17 @@ pub struct Config {
     /// `cf-aig-authorization: Bearer <t>`, else 401 with the Cloudflare v4 envelope
     /// code 10000 "Authentication error".
     pub api_token: Option<String>,
-    /// If `Some` (authenticated gateway): `cf-aig-authorization: Bearer <t>` is required,
-    /// else 401 `AiGatewayError` 2009 "Unauthorized".
+    /// If `Some`: the gateway has authentication on and this token (beside `api_token`)
+    /// has AI Gateway permission; see `authenticated`.
     pub gateway_token: Option<String>,
+    /// Authentication on (every gateway created since 2026-11-03, section 10.2): compat
+    /// needs `cf-aig-authorization: Bearer <t>`, REST `Authorization: Bearer <t>`, with `t`
+    /// the `gateway_token` or the `api_token` (any non-empty token when neither is set);
+    /// else 401 `AiGatewayError` 2009 "Unauthorized". Implied by `gateway_token`.
+    pub authenticated: bool,
+    /// Guardrails or DLP response scanning on (sections 10.3, 10.4): a streamed request
+    /// gets the whole answer as one `chat.completion` JSON body, not an event stream.
+    pub buffer_streams: bool,
     /// `None`: any gateway id is accepted; `Some(list)`: other ids get 400 `AiGatewayError`
     /// 2001 "Please configure AI Gateway in the Cloudflare dashboard".
     pub known_gateways: Option<Vec<String>>,
@@ -129,6 +146,9 @@ pub struct Script {
     pub workers_ai_style: bool,
     /// Answer this many subsequent chat requests with the script (0 or 1 = once).
     pub repeat: u32,
+    /// Answer a streamed request with the whole `chat.completion` JSON, as Guardrails and
+    /// DLP response scanning do (sections 10.3, 10.4).
+    pub buffered: bool,
 }
 
 /// Transport-level misbehaviour.

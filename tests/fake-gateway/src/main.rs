@@ -1,4 +1,4 @@
-//! `fake-gateway [--token T] [--gateway-token T] [--chunk-delay-ms N] [--known-gateway G]... [--byok-alias A]...`
+//! `fake-gateway [--token T] [--gateway-token T] [--authenticated] [--buffer-streams] [--chunk-delay-ms N] [--known-gateway G]... [--byok-alias A]...`
 //!
 //! Starts the fake on `127.0.0.1:0`, prints exactly one line `FAKE_GATEWAY_URL=http://127.0.0.1:PORT`
 //! to stdout, then serves until stdin reaches EOF (so it never outlives the test that started
@@ -10,7 +10,7 @@ use std::time::Duration;
 use fake_gateway::{Config, FakeGateway};
 use tokio::io::AsyncReadExt;
 
-const USAGE: &str = "usage: fake-gateway [--token T] [--gateway-token T] [--chunk-delay-ms N] [--known-gateway G]... [--byok-alias A]...";
+const USAGE: &str = "usage: fake-gateway [--token T] [--gateway-token T] [--authenticated] [--buffer-streams] [--chunk-delay-ms N] [--known-gateway G]... [--byok-alias A]...";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let mut config = Config::default();
@@ -30,6 +30,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
         match flag.as_str() {
+            "--authenticated" => config.authenticated = true,
+            "--buffer-streams" => config.buffer_streams = true,
             "--token" => config.api_token = Some(value()?),
             "--gateway-token" => config.gateway_token = Some(value()?),
             "--chunk-delay-ms" => {

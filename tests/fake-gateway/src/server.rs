@@ -20,10 +20,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::answer::{Answer, DropGuard, PlanBody, Step, apply_fault, raw_plan};
-use crate::wire::{
-    DYNAMIC_MODEL, DYNAMIC_PROVIDER, PROVIDERS, gateway_error, ulid, uuid, v4_error,
-};
-use crate::{CacheEntry, Fault, RecordedRequest, Script, Shared, lock};
+use crate::wire::{gateway_error, uuid, uuid_v7, v4_error};
+use crate::{CacheEntry, Fault, RecordedRequest, Script, Shared, lock, naming};
 
 type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
 type Headers = Vec<(String, String)>;
@@ -167,6 +165,7 @@ async fn handle(
         } => respond(
             status,
             headers,
+            record.header("cf-aig-event-id"),
             Full::new(body)
                 .map_err(|never| match never {})
                 .boxed_unsync(),
@@ -178,6 +177,7 @@ async fn handle(
         } => respond(
             status,
             headers,
+            record.header("cf-aig-event-id"),
             PlanBody::new(steps, DropGuard::new(shared.clone())).boxed_unsync(),
         ),
     };
@@ -186,13 +186,20 @@ async fn handle(
 
 /// Builds the response, adding the per-request `cf-aig-*` headers (section 3.2) that the
 /// reply does not already carry. Header names/values a script made invalid are skipped.
-fn respond(status: u16, mut headers: Headers, body: RespBody) -> Response<RespBody> {
-    let event_id = uuid();
+fn respond(
+    status: u16,
+    mut headers: Headers,
+    caller_event_id: Option<&str>,
+    body: RespBody,
+) -> Response<RespBody> {
+    // Section 10.6: one lowercase UUIDv7 for all three ids of a single-step request; an
+    // event id the caller set is echoed back.
+    let id = uuid_v7();
+    let event_id = caller_event_id.map_or_else(|| id.clone(), str::to_string);
     let standard = [
-        ("cf-aig-log-id", ulid()),
-        ("cf-aig-event-id", event_id.clone()),
-        // Observed: the request id equals the event id (section 3.2, "Observed full set").
-        ("cf-aig-request-id", event_id),
+        ("cf-aig-log-id", id.clone()),
+        ("cf-aig-event-id", event_id),
+        ("cf-aig-request-id", id),
         ("cf-aig-step", "0".to_string()),
         ("cf-aig-cache-status", "MISS".to_string()),
     ];
@@ -307,11 +314,11 @@ fn compat(
     gateway: &str,
     rest: &str,
 ) -> Reply {
-    if let Some(refusal) = gateway_checks(shared, rec, gateway) {
+    if let Some(refusal) = gateway_checks(shared, rec, gateway, Endpoint::Compat) {
         return refusal;
     }
     match (rec.method.as_str(), rest) {
-        ("POST", "chat/completions") => chat(shared, rec, account, gateway),
+        ("POST", "chat/completions") => chat(shared, rec, account, gateway, Endpoint::Compat),
         ("GET", "models") => Reply::json(200, models_list()),
         _ => Reply::json(
             400,
@@ -335,10 +342,10 @@ fn rest_api(shared: &Shared, rec: &RecordedRequest, account: &str) -> Reply {
     else {
         return Reply::json(400, err_2001());
     };
-    if let Some(refusal) = gateway_checks(shared, rec, gateway) {
+    if let Some(refusal) = gateway_checks(shared, rec, gateway, Endpoint::Rest) {
         return refusal;
     }
-    chat(shared, rec, account, gateway)
+    chat(shared, rec, account, gateway, Endpoint::Rest)
 }
 
 fn err_2001() -> String {
@@ -357,8 +364,24 @@ fn bearer(value: Option<&str>) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Gateway id (2001), gateway auth (2009), then the Cloudflare token (10000); section 2.2.
-fn gateway_checks(shared: &Shared, rec: &RecordedRequest, gateway: &str) -> Option<Reply> {
+/// Where a request is answered: the endpoint decides the gateway-auth header and the
+/// model spellings (section 10).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Compat,
+    Rest,
+}
+
+/// Gateway id (2001), gateway auth (2009), then the Cloudflare token (10000); sections 2.2
+/// and 10.2. An authenticated gateway accepts any token of the account with AI Gateway
+/// permission (here: the fake's `gateway_token` and `api_token`), in `cf-aig-authorization`
+/// on compat and in `Authorization` on REST.
+fn gateway_checks(
+    shared: &Shared,
+    rec: &RecordedRequest,
+    gateway: &str,
+    endpoint: Endpoint,
+) -> Option<Reply> {
     let config = &shared.config;
     if let Some(known) = &config.known_gateways {
         if !known.iter().any(|k| k == gateway) {
@@ -366,8 +389,20 @@ fn gateway_checks(shared: &Shared, rec: &RecordedRequest, gateway: &str) -> Opti
         }
     }
     let aig = bearer(rec.header("cf-aig-authorization"));
-    if let Some(token) = &config.gateway_token {
-        if aig != Some(token.as_str()) {
+    if config.authenticated || config.gateway_token.is_some() {
+        let sent = match endpoint {
+            Endpoint::Compat => aig,
+            Endpoint::Rest => bearer(rec.header("authorization")),
+        };
+        let accepted = [&config.gateway_token, &config.api_token];
+        let ok = match sent {
+            Some(token) if accepted.iter().any(|t| t.is_some()) => {
+                accepted.iter().any(|t| t.as_deref() == Some(token))
+            }
+            Some(token) => !token.is_empty(),
+            None => false,
+        };
+        if !ok {
             return Some(Reply::json(401, gateway_error(401, 2009, "Unauthorized")));
         }
     }
@@ -534,7 +569,13 @@ fn cache_key(rec: &RecordedRequest, account: &str, gateway: &str) -> Option<(Str
     ))
 }
 
-fn chat(shared: &Shared, rec: &RecordedRequest, account: &str, gateway: &str) -> Reply {
+fn chat(
+    shared: &Shared,
+    rec: &RecordedRequest,
+    account: &str,
+    gateway: &str,
+    endpoint: Endpoint,
+) -> Reply {
     let req = &rec.body;
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
     // Streams are never cached.
@@ -563,7 +604,7 @@ fn chat(shared: &Shared, rec: &RecordedRequest, account: &str, gateway: &str) ->
     }
     let reply = match shared.next_script() {
         Some(script) => scripted(shared, req, &script, stream),
-        None => default_chat(shared, req, stream),
+        None => default_chat(shared, req, stream, endpoint),
     };
     if let (
         Some((key, ttl)),
@@ -588,38 +629,18 @@ fn chat(shared: &Shared, rec: &RecordedRequest, account: &str, gateway: &str) ->
 }
 
 /// Body validation and model routing (sections 2.3, 8.3), then the echo answer.
-fn default_chat(shared: &Shared, req: &Value, stream: bool) -> Reply {
+fn default_chat(shared: &Shared, req: &Value, stream: bool, endpoint: Endpoint) -> Reply {
     let model = req.get("model").and_then(Value::as_str);
     let has_messages = req.get("messages").is_some_and(Value::is_array);
     let Some(model) = model.filter(|_| has_messages) else {
         return Reply::json(400, gateway_error(400, 2019, "Chat completion bad format"));
     };
-    let mut extra: Headers = Vec::new();
-    match model.split_once('/') {
-        None => {
-            return Reply::json(
-                400,
-                gateway_error(400, 2005, "Failed to get response from provider"),
-            );
-        }
-        Some((provider, _)) if provider.eq_ignore_ascii_case("dynamic") => {
-            extra.push(("cf-aig-model".into(), DYNAMIC_MODEL.into()));
-            extra.push(("cf-aig-provider".into(), DYNAMIC_PROVIDER.into()));
-        }
-        Some((provider, _)) if !PROVIDERS.iter().any(|p| p.eq_ignore_ascii_case(provider)) => {
-            return Reply::json(400, gateway_error(400, 2008, "Invalid provider"));
-        }
-        Some((provider, name)) if provider.eq_ignore_ascii_case("workers-ai") => {
-            // Workers AI serves Gemma, not Gemini; ids must be `@cf/..` or `@hf/..`.
-            let known_form = name.starts_with("@cf/") || name.starts_with("@hf/");
-            if !known_form || name.to_ascii_lowercase().contains("gemini") {
-                return Reply::json(400, v4_error(5007, "No such model"));
-            }
-        }
-        Some(_) => {}
-    }
+    let extra = match naming::route(model, endpoint) {
+        Ok(headers) => headers,
+        Err((status, body)) => return Reply::json(status, body),
+    };
     let answer = Answer::new(req, None, shared.config.chunk_delay);
-    let mut reply = if stream {
+    let mut reply = if stream && !shared.config.buffer_streams {
         Reply::sse(answer.stream_plan())
     } else {
         Reply::json(200, answer.completion_json())
@@ -678,7 +699,7 @@ fn scripted(shared: &Shared, req: &Value, script: &Script, stream: bool) -> Repl
         Reply::sse(apply_fault(steps, fault))
     } else {
         let answer = Answer::new(req, Some(script), shared.config.chunk_delay);
-        if stream {
+        if stream && !script.buffered && !shared.config.buffer_streams {
             Reply::sse(apply_fault(answer.stream_plan(), fault))
         } else {
             body_reply(200, Bytes::from(answer.completion_json()), fault)

@@ -121,10 +121,13 @@ fn assert_v4_error(r: &Reply, status: u16, code: u64, message: &str) {
 }
 
 fn assert_standard_headers(r: &Reply) {
+    // Section 10.6: one lowercase UUIDv7 for the three ids of a single-step request.
     let log = r.header("cf-aig-log-id").expect("log id");
-    assert_eq!(log.len(), 26);
-    assert_eq!(r.header("cf-aig-event-id").map(str::len), Some(36));
-    assert_eq!(r.header("cf-aig-request-id").map(str::len), Some(36));
+    assert_eq!(log.len(), 36, "{log}");
+    assert_eq!(&log[14..15], "7", "UUIDv7: {log}");
+    assert_eq!(log, log.to_ascii_lowercase());
+    assert_eq!(r.header("cf-aig-event-id"), Some(log));
+    assert_eq!(r.header("cf-aig-request-id"), Some(log));
     assert_eq!(r.header("cf-aig-step"), Some("0"));
     assert!(r.header("cf-aig-cache-status").is_some());
 }
@@ -317,6 +320,88 @@ async fn authentication_matrix() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// Section 10.2: a gateway with authentication on takes the Cloudflare token in
+/// `cf-aig-authorization` on compat and in `Authorization` on REST.
+#[tokio::test]
+async fn authenticated_gateway_takes_the_api_token_in_each_endpoints_header() {
+    let fake = FakeGateway::start_with(Config {
+        api_token: Some("cft".into()),
+        authenticated: true,
+        ..Config::default()
+    })
+    .await;
+    let body = json!({"model": "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast", "messages": user("hi")}).to_string();
+    let r = call(
+        &fake,
+        "POST",
+        CHAT,
+        &[("authorization", "Bearer cft")],
+        &body,
+    )
+    .await;
+    assert_gateway_error(&r, 401, 2009, "Unauthorized");
+    let both = [
+        ("authorization", "Bearer cft"),
+        ("cf-aig-authorization", "Bearer cft"),
+    ];
+    let r = call(&fake, "POST", CHAT, &both, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rest = "/client/v4/accounts/acc/ai/v1/chat/completions";
+    let rest_body =
+        json!({"model": "@cf/meta/llama-3.3-70b-instruct-fp8-fast", "messages": user("hi")})
+            .to_string();
+    let r = call(
+        &fake,
+        "POST",
+        rest,
+        &[("authorization", "Bearer cft"), ("cf-aig-gateway-id", "gw")],
+        &rest_body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call(
+        &fake,
+        "POST",
+        rest,
+        &[
+            ("authorization", "Bearer nope"),
+            ("cf-aig-gateway-id", "gw"),
+        ],
+        &rest_body,
+    )
+    .await;
+    assert_gateway_error(&r, 401, 2009, "Unauthorized");
+}
+
+/// Sections 10.3, 10.4: with response scanning on, a streamed request gets the whole
+/// answer as JSON, not an event stream.
+#[tokio::test]
+async fn buffered_answers_to_streamed_requests() {
+    let fake = FakeGateway::start_with(Config {
+        buffer_streams: true,
+        ..Config::default()
+    })
+    .await;
+    let r = chat(
+        &fake,
+        json!({"model": "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast", "stream": true, "messages": user("hi")}),
+    )
+    .await;
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "echo: hi");
+    let fake = FakeGateway::start().await;
+    fake.push_script(Script {
+        buffered: true,
+        ..Script::default()
+    });
+    let r = chat(
+        &fake,
+        json!({"model": "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast", "stream": true, "messages": user("hi")}),
+    )
+    .await;
+    assert_eq!(r.json()["object"], "chat.completion");
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-/// Providers the compat endpoint accepts as `{provider}/{model}` (section 2.3, docs list;
-/// `xai` accepted beside `grok`).
+/// Providers the compat endpoint accepts as `{provider}/{model}` (section 2.3, docs list).
+/// The REST spellings of section 10.1 (`google/`, `xai/`, bare `@cf/`) are refused here
+/// as an invalid provider, as the REST endpoint refuses compat's.
 pub(crate) const PROVIDERS: &[&str] = &[
     "anthropic",
     "openai",
@@ -20,11 +21,31 @@ pub(crate) const PROVIDERS: &[&str] = &[
     "google-ai-studio",
     "google-vertex-ai",
     "grok",
+    "deepseek",
+    "cerebras",
+    "baseten",
+    "parallel",
+];
+
+/// Providers the REST endpoint accepts (section 10.1): compat's list with Google as
+/// `google`, xAI as `xai`, and Workers AI ids bare (`@cf/...`, `@hf/...`, no `workers-ai/`);
+/// model aliases `custom/<name>`. Vertex and the other vendors are spelled as on compat
+/// (their REST spelling is UNCONFIRMED; the fake accepts compat's).
+pub(crate) const REST_PROVIDERS: &[&str] = &[
+    "anthropic",
+    "openai",
+    "groq",
+    "mistral",
+    "cohere",
+    "perplexity",
+    "google",
+    "google-vertex-ai",
     "xai",
     "deepseek",
     "cerebras",
     "baseten",
     "parallel",
+    "custom",
 ];
 
 /// What a dynamic route resolves to in the fake (section 2.3: `cf-aig-model` / `cf-aig-provider`).
@@ -87,21 +108,24 @@ pub(crate) fn unix_seconds() -> u64 {
         .unwrap_or(0)
 }
 
-/// ULID-like id (26 chars of Crockford base32: 48-bit ms timestamp + 80 random bits),
-/// e.g. `01JADMCQQQBWH3NXZ5GCRN98DP` (`cf-aig-log-id`).
-pub(crate) fn ulid() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// A lowercase UUIDv7 (48-bit ms timestamp, version 7, variant 10, random bits), the form
+/// of `cf-aig-log-id` / `-event-id` / `-request-id` since 2026-10-08 (section 10.6), e.g.
+/// `019ae3f2-7c41-7d2e-9b1a-3f6c0e8d4a21`.
+pub(crate) fn uuid_v7() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-        & ((1u128 << 48) - 1);
-    let random = ((rand64() as u128) << 16 | (rand64() as u128 & 0xFFFF)) & ((1u128 << 80) - 1);
-    let value = ms << 80 | random;
-    (0..26)
-        .rev()
-        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
-        .collect()
+        & 0xFFFF_FFFF_FFFF;
+    let (a, b) = (rand64(), rand64());
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        ms >> 16,
+        ms & 0xFFFF,
+        a & 0x0FFF,
+        (b >> 48) & 0x3FFF | 0x8000,
+        b & 0xFFFF_FFFF_FFFF
+    )
 }
 
 /// uuid-v4-like id (`cf-aig-event-id` / `cf-aig-request-id`).
@@ -132,10 +156,12 @@ mod tests {
 
     #[test]
     fn ids_have_the_documented_shapes() {
-        let a = ulid();
-        assert_eq!(a.len(), 26);
-        assert!(a.starts_with('0'), "timestamp prefix: {a}");
-        assert_ne!(a, ulid());
+        let a = uuid_v7();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7", "version 7: {a}");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "variant: {a}");
+        assert_eq!(a, a.to_ascii_lowercase());
+        assert_ne!(a, uuid_v7());
         let u = uuid();
         assert_eq!(u.len(), 36);
         assert_eq!(u.matches('-').count(), 4);
