@@ -30,10 +30,11 @@ fn rest_settings(fake: &FakeGateway) -> Value {
     })
 }
 
+/// The `cf-aig-*` option headers (the gateway's own authentication left out).
 fn cf_aig_headers(req: &RecordedRequest) -> Vec<(String, String)> {
     req.headers
         .iter()
-        .filter(|(n, _)| n.starts_with("cf-aig-"))
+        .filter(|(n, _)| n.starts_with("cf-aig-") && n != "cf-aig-authorization")
         .cloned()
         .collect()
 }
@@ -262,14 +263,15 @@ async fn every_cf_aig_response_header_reaches_the_answer() {
 }
 
 #[tokio::test]
-async fn byok_leaves_out_the_vendor_key_and_needs_the_gateway_token() {
+async fn byok_leaves_out_the_vendor_key_and_needs_a_token_for_the_gateway() {
     let fake = FakeGateway::start_with(Config {
         gateway_token: Some("gw-secret".into()),
         byok_aliases: Some(vec!["default".into(), "prod".into()]),
         ..Config::default()
     })
     .await;
-    // Stored keys without a gateway token: refused before sending, naming the variable.
+    // Stored keys without any token: refused before sending, naming the one variable a
+    // new user sets (the API token also authenticates to the gateway).
     let mut d = Daemon::spawn(&[]).await;
     d.initialize(json!({"base_url": fake.compat_base("acc", "gw"), "byok": true}))
         .await;
@@ -282,7 +284,7 @@ async fn byok_leaves_out_the_vendor_key_and_needs_the_gateway_token() {
         err["message"]
             .as_str()
             .unwrap()
-            .contains("CLOUDFLARE_AI_GATEWAY_TOKEN"),
+            .contains("CLOUDFLARE_API_TOKEN"),
         "{err}"
     );
     assert!(chat_requests(&fake).is_empty());
@@ -343,14 +345,17 @@ async fn gateway_401_and_vendor_401_have_different_hints() {
         ..Config::default()
     })
     .await;
-    // No gateway token sent: 2009, set it.
+    // No gateway token set: the API token went in cf-aig-authorization and was refused.
     let mut d = Daemon::start(&fake).await;
     let err = d
         .request("cfgate/chat", json!({"messages": user("hi")}))
         .await
         .unwrap_err();
     assert_eq!(err["data"]["upstream_code"], 2009);
-    assert!(hint(&err).contains("no gateway_token was sent"), "{err}");
+    assert!(
+        hint(&err).contains("api_token (CLOUDFLARE_API_TOKEN) in cf-aig-authorization"),
+        "{err}"
+    );
     // A wrong one: 2009, check it.
     let mut d = daemon_with(&fake, json!({"gateway_token": "wrong"})).await;
     let err = d
@@ -431,11 +436,17 @@ async fn the_same_chat_works_through_both_endpoints() {
             }
         }
         assert_eq!(sent[0].header("cf-aig-event-id"), Some("e1"));
+        // Each endpoint echoes the model in its own spelling.
+        let model = if endpoint == "rest" {
+            "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+        } else {
+            "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+        };
+        assert_eq!(whole["model"], model);
         answers.push((
             whole["content"].clone(),
             streamed["content"].clone(),
             tools["tool_calls"].clone(),
-            whole["model"].clone(),
         ));
     }
     assert_eq!(answers[0], answers[1], "both endpoints answer alike");
@@ -745,9 +756,10 @@ async fn models_are_listed_cached_and_refreshed() {
     assert_eq!(catalog["source"], "catalog");
     let models = catalog["models"].as_array().unwrap();
     assert_eq!(models.len(), 3, "text generation only: {catalog}");
+    // Listed in the REST endpoint's own spelling (no `workers-ai/`).
     let llama = models
         .iter()
-        .find(|m| m["id"] == "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast")
+        .find(|m| m["id"] == "@cf/meta/llama-3.3-70b-instruct-fp8-fast")
         .unwrap();
     assert_eq!(llama["context_window"], 24000);
     assert_eq!(llama["function_calling"], true);
@@ -863,7 +875,7 @@ async fn models_command_prints_a_table() {
     assert_eq!(
         cells,
         [
-            "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+            "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
             "workers-ai",
             "24000",
             "yes",
@@ -908,24 +920,24 @@ async fn every_documented_error_code_gets_its_hint() {
             400,
             gateway_body(2008, "Invalid provider", 400),
             "upstream",
-            "`workers-ai/`",
+            "`workers-ai/@cf/...`",
         ),
         (
             401,
             gateway_body(2009, "Unauthorized", 401),
             "unauthorized",
-            "gateway_token",
+            "cf-aig-authorization",
         ),
         (
             424,
             gateway_body(2016, "Prompt blocked due to security configurations", 424),
-            "upstream",
+            "blocked",
             "Guardrails blocked the prompt",
         ),
         (
             424,
             gateway_body(2017, "Response blocked due to security configurations", 424),
-            "upstream",
+            "blocked",
             "Guardrails blocked the model's answer",
         ),
         (
@@ -941,8 +953,8 @@ async fn every_documented_error_code_gets_its_hint() {
         (
             402,
             gateway_body(2021, "Insufficient wholesale credits", 402),
-            "upstream",
-            "no Unified Billing credits",
+            "quota_exceeded",
+            "no credits left (Unified Billing",
         ),
         (
             429,
@@ -951,7 +963,7 @@ async fn every_documented_error_code_gets_its_hint() {
                 "Spend limit exceeded: rule 'r1' (cost limit 5 per 86400s, sliding)",
                 429,
             ),
-            "rate_limited",
+            "quota_exceeded",
             "spend limit",
         ),
         (
@@ -964,7 +976,7 @@ async fn every_documented_error_code_gets_its_hint() {
             429,
             gateway_body(2003, "Rate limited", 429),
             "rate_limited",
-            "gateway's rate limit",
+            "gateway's own rate limit",
         ),
         (
             429,
@@ -972,7 +984,7 @@ async fn every_documented_error_code_gets_its_hint() {
                 3036,
                 "You have used up your daily free allocation of 10,000 neurons",
             ),
-            "rate_limited",
+            "quota_exceeded",
             "10,000 free Workers AI neurons",
         ),
         (

@@ -202,15 +202,17 @@ fn gateway_auth_hint(auth: &AuthPlan) -> String {
     } else {
         ""
     };
-    let separate = match credential {
-        Credential::ApiToken => {
-            "or set gateway_token (CLOUDFLARE_AI_GATEWAY_TOKEN) to a token that has it"
+    // On REST only `Authorization` authenticates: a separate gateway token is not sent.
+    let separate = match (auth.endpoint, credential) {
+        (Endpoint::Rest, _) => " and check that it is current",
+        (_, Credential::ApiToken) => {
+            ", or set gateway_token (CLOUDFLARE_AI_GATEWAY_TOKEN) to a token that has it"
         }
-        Credential::GatewayToken => "this is not the vendor's key; check that it is current",
+        (_, Credential::GatewayToken) => "; this is not the vendor's key, check that it is current",
     };
     format!(
         "the gateway has authentication on and refused its own authentication: cfgate sent \
-         {} in {header}; give that token AI Gateway permission on this account, {separate}. \
+         {} in {header}; give that token AI Gateway permission on this account{separate}. \
          {PERMISSION_WORDING}.{rest_note}",
         credential.describe()
     )
