@@ -53,6 +53,8 @@ pub struct Service {
     /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
     models: Mutex<ModelCache>,
     sessions: Arc<SessionStore>,
+    /// The config file could not be used: every request fails with this, naming it.
+    config_error: Option<Error>,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -201,7 +203,20 @@ impl Service {
             counters: Arc::default(),
             models: Mutex::default(),
             sessions: Arc::new(SessionStore::from_env()),
+            config_error: None,
         })
+    }
+
+    /// A service whose config file could not be used: it still starts (a daemon must answer
+    /// `initialize` and `cfgate/status` to say why), but every request fails with the error.
+    pub fn with_config_error(mut self, error: &config::ConfigError) -> Service {
+        self.config_error = Some(Error::from(error));
+        self
+    }
+
+    /// Why nothing can be sent: the config file could not be used.
+    pub fn config_error(&self) -> Option<&Error> {
+        self.config_error.as_ref()
     }
 
     /// Registers a connection (with the queue of its frames) for `cfgate/status` and
@@ -242,6 +257,9 @@ impl Service {
 
     /// The settings for a request: the request's own over the client's over the base.
     fn settings(&self, client: &Layer, request: &Layer) -> Result<Settings, Error> {
+        if let Some(err) = &self.config_error {
+            return Err(err.clone());
+        }
         Ok(request.over(&client.over(&self.base)).resolve()?)
     }
 
@@ -465,6 +483,10 @@ impl Service {
             Err(config::SettingsError::Missing(names)) => (names.clone(), None),
             Err(e @ config::SettingsError::Invalid { .. }) => (vec![], Some(e.to_string())),
             Ok(_) => (vec![], None),
+        };
+        let settings_error = match &self.config_error {
+            Some(err) => Some(err.message.clone()),
+            None => settings_error,
         };
         StatusResult {
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -22,6 +22,11 @@ mod unix {
     /// `serve --shared`: this process only joins its stdio to the shared daemon.
     pub async fn serve_shared(listen: Option<SocketAddr>) -> i32 {
         use cfgate::shared;
+        // Refused before any daemon is started: the daemon would refuse it anyway.
+        if let Some(Err(e)) = listen.map(cfgate::endpoint::loopback_only) {
+            eprintln!("cfgate: {e}");
+            return 2;
+        }
         let daemon_args: Vec<String> = listen
             .map(|addr| vec!["--listen".to_string(), addr.to_string()])
             .unwrap_or_default();
@@ -64,12 +69,14 @@ mod unix {
             listen,
             origins: base.listen_origins.clone().unwrap_or_default(),
         };
+        let failed = |e: String| {
+            tracing::error!("{e}");
+            shared::report_start_failure(&e);
+            1
+        };
         let paths = match shared::Paths::from_env() {
             Ok(p) => p,
-            Err(e) => {
-                tracing::error!("{e}");
-                return 1;
-            }
+            Err(e) => return failed(e),
         };
         let _lock = match shared::take_daemon_lock(&paths) {
             Ok(Some(lock)) => lock,
@@ -77,17 +84,11 @@ mod unix {
                 tracing::info!("another shared daemon is serving; exiting");
                 return 0;
             }
-            Err(e) => {
-                tracing::error!("{e}");
-                return 1;
-            }
+            Err(e) => return failed(e),
         };
         match runtime.block_on(shared::run_daemon(service, &paths, options)) {
             Ok(_) => 0,
-            Err(e) => {
-                tracing::error!("{e}");
-                1
-            }
+            Err(e) => failed(e),
         }
     }
 
