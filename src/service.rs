@@ -740,6 +740,32 @@ mod tests {
         assert_eq!(without.len(), 2);
     }
 
+    /// What an editor's `cfgate/status` (and the loopback endpoint's) shows when the config
+    /// file could not be used, and what every request then fails with.
+    #[tokio::test]
+    async fn a_config_file_error_is_the_status_problem_and_every_request_error() {
+        let path = std::path::Path::new("/home/me/config.toml");
+        let broken = config::file::parse(path, "model = \"a/b\"\nmodle = \"x\"\n").unwrap_err();
+        let env = Layer {
+            api_token: Some("t".to_string().into()),
+            base_url: Some("http://127.0.0.1:9/compat".into()),
+            ..Layer::default()
+        };
+        let service = Service::new(env).unwrap().with_config_error(&broken);
+        let status = service.status(&Layer::default());
+        let problem = status.settings_error.unwrap_or_default();
+        assert!(
+            problem.starts_with("config file /home/me/config.toml, line 2, key `modle`"),
+            "{problem}"
+        );
+        let err = service
+            .models(&Layer::default(), ModelsParams::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidSetting);
+        assert_eq!(err.message, problem);
+    }
+
     #[test]
     fn messages_are_checked() {
         assert!(check_messages(&[]).is_err());

@@ -119,7 +119,7 @@ mod unix {
         json_mode: bool,
         body: Map<String, Value>,
     ) -> ExitCode {
-        use cfgate::shared_client::DaemonClient;
+        use cfgate::shared_client::{CallError, DaemonClient};
         let mut client = match DaemonClient::connect(true).await {
             Ok(Some(client)) => client,
             Ok(None) => return ExitCode::FAILURE,
@@ -138,19 +138,23 @@ mod unix {
         if !json_mode {
             params["workDoneToken"] = json!("cli");
         }
-        let mut out = std::io::stdout().lock();
         let mut printed = false;
-        let answer = client
-            .call("cfgate/chat", params, |n| {
-                if n["method"] == "$/progress" {
-                    if let Some(text) = n["params"]["value"]["content"].as_str() {
-                        let _ = out.write_all(text.as_bytes());
-                        let _ = out.flush();
-                        printed = true;
-                    }
+        let call = client.call("cfgate/chat", params, |n| {
+            if n["method"] == "$/progress" {
+                if let Some(text) = n["params"]["value"]["content"].as_str() {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.flush();
+                    printed = true;
                 }
-            })
-            .await;
+            }
+        });
+        // A reader that went away ends the turn: the daemon drops it with the connection.
+        let answer = tokio::select! {
+            answer = call => answer,
+            () = crate::chat_cli::stdout_closed() => return ExitCode::SUCCESS,
+        };
+        let mut out = std::io::stdout().lock();
         match answer {
             Ok(result) => {
                 if !printed {
@@ -164,6 +168,12 @@ mod unix {
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                // JSON that does not parse: the text on stdout, the error beside it.
+                if let CallError::Rpc(error) = &e {
+                    if let Some(raw) = error["data"]["raw_content"].as_str() {
+                        let _ = writeln!(out, "{raw}");
+                    }
+                }
                 eprintln!("\ncfgate: error: {e}");
                 ExitCode::FAILURE
             }
