@@ -30,6 +30,9 @@ use crate::sessions::create_private_dir;
 pub const ENV_RUNTIME_DIR: &str = "CFGATE_RUNTIME_DIR";
 /// The daemon exits after this long without clients, unless `idle_exit_secs` says otherwise.
 pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
+/// A daemon whose config file cannot be used exits this soon after its last client (long
+/// enough for the client that started it to connect).
+pub const CONFIG_ERROR_IDLE_EXIT: Duration = Duration::from_secs(2);
 /// How long a client waits for a daemon it started to answer.
 const START_WAIT: Duration = Duration::from_secs(20);
 /// How long a new daemon waits for an exiting one to let go of the lock.

@@ -61,10 +61,15 @@ mod unix {
         use cfgate::shared;
         shared::detach();
         let options = shared::DaemonOptions {
-            idle_exit: base
-                .idle_exit_secs
-                .map(std::time::Duration::from_secs)
-                .unwrap_or(shared::DEFAULT_IDLE_EXIT),
+            // With a config file it cannot use, it answers each client with that error and
+            // goes once none is left, so the client started after the fix reads the file anew.
+            idle_exit: match service.config_error() {
+                Some(_) => shared::CONFIG_ERROR_IDLE_EXIT,
+                None => base
+                    .idle_exit_secs
+                    .map(std::time::Duration::from_secs)
+                    .unwrap_or(shared::DEFAULT_IDLE_EXIT),
+            },
             max_frame,
             listen,
             origins: base.listen_origins.clone().unwrap_or_default(),

@@ -207,6 +207,25 @@ async fn a_daemon_refuses_initialize_naming_the_config_file() {
         );
     }
     assert!(fake.requests().is_empty());
+
+    // The editor closed; the user fixes the file and starts it again. The shared daemon
+    // that had the broken file went with its last client, so the new one reads the fix.
+    let socket = run_dir.join("cfgate.sock");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while socket.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shared daemon with a broken config file stayed after its last client"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    config(dir.path(), &fake, "");
+    let mut fixed = Daemon::spawn_args(&env, &["serve", "--shared"]).await;
+    fixed.initialize(json!({})).await;
+    fixed
+        .request("cfgate/chat", json!({"messages": user("hi")}))
+        .await
+        .expect("the fixed file is read");
 }
 
 /// Stops the shared daemon a test started, however the test ends.

@@ -64,8 +64,7 @@ impl ConfigError {
             return format!("create it, or unset {ENV_CONFIG} to use the default path");
         }
         format!(
-            "fix or remove {} (`cfgate status` checks it); a running daemon reads it when it starts: \
-             restart the editor's cfgate, or `cfgate stop` the shared one",
+            "fix or remove {} (`cfgate status` checks it), then restart the editor's cfgate",
             self.path.display()
         )
     }
