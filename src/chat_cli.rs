@@ -17,6 +17,11 @@ use cfgate::error::Error;
 use cfgate::protocol::{ChatParams, Piece, message};
 use cfgate::service::Service;
 
+/// The hint of an answer that is not the JSON asked for, once its text is on stdout.
+pub const NOT_JSON_HINT: &str = "the model did not keep to the JSON format (Workers AI does not \
+     enforce it, and not every model supports it); its text is on stdout; try again, or another \
+     model";
+
 /// `cfgate chat`'s arguments.
 pub struct ChatArgs {
     pub prompt: Option<String>,
@@ -88,12 +93,7 @@ pub async fn chat(service: &Service, args: ChatArgs) -> ExitCode {
                 if let Err(Failure::Output(e)) = out.write(&format!("{raw}\n")) {
                     tracing::warn!("the raw answer could not be written: {e}");
                 }
-                err.hint = Some(
-                    "the model did not keep to the JSON format (Workers AI does not enforce it, \
-                     and not every model supports it); its text is on stdout; try again, or \
-                     another model"
-                        .into(),
-                );
+                err.hint = Some(NOT_JSON_HINT.into());
             }
             tracing::error!(kind = ?err.kind, attempts = err.attempts, "chat failed: {}", err.message);
             print_error(&err, out.mid_line);

@@ -172,14 +172,24 @@ mod unix {
                 let _ = writeln!(out);
                 ExitCode::SUCCESS
             }
-            Err(e) => {
+            // As without a session: the error, then its hint on a line of its own.
+            Err(CallError::Rpc(error)) => {
+                let message = error["message"].as_str().unwrap_or("error");
+                let mut hint = error["data"]["hint"].as_str().map(str::to_string);
                 // JSON that does not parse: the text on stdout, the error beside it.
-                if let CallError::Rpc(error) = &e {
-                    if let Some(raw) = error["data"]["raw_content"].as_str() {
-                        let _ = writeln!(out, "{raw}");
-                    }
+                if let Some(raw) = error["data"]["raw_content"].as_str() {
+                    let _ = writeln!(out, "{raw}");
+                    hint = Some(crate::chat_cli::NOT_JSON_HINT.to_string());
                 }
-                eprintln!("\ncfgate: error: {e}");
+                let newline = if printed { "\n" } else { "" };
+                eprintln!("{newline}cfgate: error: {message}");
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("{}cfgate: error: {e}", if printed { "\n" } else { "" });
                 ExitCode::FAILURE
             }
         }

@@ -279,22 +279,52 @@ async fn json_that_does_not_parse_is_printed_raw_with_the_error_beside_it() {
         ("CLOUDFLARE_API_TOKEN", TOKEN),
         ("CFGATE_CONFIG", path.as_str()),
     ];
-    fake.push_script(Script {
-        content: Some("Sure! {\"a\": 1".into()),
-        ..Script::default()
-    });
-    let out = run(home.path(), &env, &["chat", "--json", "give json"], "").await;
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stdout), "Sure! {\"a\": 1\n");
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.starts_with("cfgate: error: JSON was asked for, but the answer is not valid JSON"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("hint: ") && stderr.contains("stdout"),
-        "{stderr}"
-    );
+    let shared = with_shared_daemon(home.path(), &env);
+    let _stop = StopSharedDaemon(shared.clone());
+    let shared: Vec<(&str, &str)> = shared
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for args in [
+        &["chat", "--json", "give json"][..],
+        &["chat", "--session", "s", "--json", "give json"],
+    ] {
+        fake.push_script(Script {
+            content: Some("Sure! {\"a\": 1".into()),
+            ..Script::default()
+        });
+        let out = run(home.path(), &shared, args, "").await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&out.stdout), "Sure! {\"a\": 1\n", "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr
+                .starts_with("cfgate: error: JSON was asked for, but the answer is not valid JSON"),
+            "{args:?}: {stderr}"
+        );
+        let hint = stderr.lines().nth(1).unwrap_or_default();
+        assert!(
+            hint.starts_with("hint: ") && hint.contains("its text is on stdout"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// `env` with the folders of a shared daemon of its own under `dir`.
+fn with_shared_daemon(dir: &Path, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push((
+        "CFGATE_RUNTIME_DIR".into(),
+        dir.join("run").display().to_string(),
+    ));
+    env.push((
+        "CFGATE_DATA_DIR".into(),
+        dir.join("data").display().to_string(),
+    ));
+    env
 }
 
 #[tokio::test]
@@ -302,19 +332,44 @@ async fn a_closed_stdout_ends_the_chat_and_drops_the_upstream_request() {
     let fake = FakeGateway::start().await;
     let home = tempfile::tempdir().unwrap();
     let path = config(home.path(), &fake, "");
-    // The stream stays open after its first pieces: only the reader going away can end it.
+    let env = [
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_CONFIG", path.as_str()),
+    ];
+    closed_stdout_ends(&fake, home.path(), &env, &["chat", "hi"], 1).await;
+    let shared = with_shared_daemon(home.path(), &env);
+    let _stop = StopSharedDaemon(shared.clone());
+    let shared: Vec<(&str, &str)> = shared
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    closed_stdout_ends(
+        &fake,
+        home.path(),
+        &shared,
+        &["chat", "--session", "s", "hi"],
+        2,
+    )
+    .await;
+}
+
+/// `cfgate <args> | head -c 5` on a stream that stays open after its first pieces: only
+/// the reader going away can end it. `dropped`: the streams the fake has seen dropped after.
+async fn closed_stdout_ends(
+    fake: &FakeGateway,
+    home: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    dropped: usize,
+) {
     fake.push_script(Script {
         chunks: Some(vec!["hello ".into(), "world ".into()]),
         hold_open: true,
         ..Script::default()
     });
-    let env = [
-        ("CLOUDFLARE_API_TOKEN", TOKEN),
-        ("CFGATE_CONFIG", path.as_str()),
-    ];
-    let mut child = command(home.path(), &env)
+    let mut child = command(home, env)
         .env_remove("CFGATE_LOG")
-        .args(["chat", "hi"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -328,13 +383,13 @@ async fn a_closed_stdout_ends_the_chat_and_drops_the_upstream_request() {
         .await
         .expect("the answer started")
         .unwrap();
-    assert_eq!(&first, b"hello");
+    assert_eq!(&first, b"hello", "{args:?}");
     drop(stdout);
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
-        .expect("cfgate chat ended when its reader went away")
+        .unwrap_or_else(|_| panic!("{args:?} did not end when its reader went away"))
         .unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(status.success(), "{args:?}: {status:?}");
     let mut stderr = String::new();
     child
         .stderr
@@ -343,11 +398,15 @@ async fn a_closed_stdout_ends_the_chat_and_drops_the_upstream_request() {
         .read_to_string(&mut stderr)
         .await
         .unwrap();
-    assert_eq!(stderr, "", "a reader that left is not an error");
-    assert!(
-        fake.wait_for_stream_dropped(WAIT).await,
-        "the upstream stream was not dropped"
-    );
+    assert_eq!(stderr, "", "{args:?}: a reader that left is not an error");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while fake.streams_dropped() < dropped {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{args:?}: the upstream stream was not dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
