@@ -7,7 +7,6 @@
 //! Precedence: request > client (initializationOptions, then didChangeConfiguration) >
 //! environment > config file > defaults.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -15,6 +14,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::gateway::options::GatewayOptions;
+
+pub mod file;
+pub use file::{ConfigError, ConfigFile, config_path, load_config_file};
 
 pub const DEFAULT_MODEL: &str = "@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 pub const DEFAULT_GATEWAY_ID: &str = "default";
@@ -183,80 +185,8 @@ fn explain_unknown(message: String) -> String {
     }
 }
 
-/// The config file and what was learned reading it.
-pub struct ConfigFile {
-    pub path: Option<PathBuf>,
-    pub layer: Layer,
-    /// Problems worth a log line: unreadable file, bad TOML, a token others can read.
-    pub warnings: Vec<String>,
-}
-
-/// `$CFGATE_CONFIG`, else `config.toml` in the platform config dir.
-pub fn config_path() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(ENV_CONFIG).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    project_dirs().map(|d| d.config_dir().join("config.toml"))
-}
-
 pub fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "cfgate")
-}
-
-/// Reads the config file. A missing file is normal; a broken one is reported, not fatal,
-/// because the daemon may still be fully configured by the client or the environment.
-pub fn load_config_file() -> ConfigFile {
-    let Some(path) = config_path() else {
-        return ConfigFile {
-            path: None,
-            layer: Layer::default(),
-            warnings: vec![],
-        };
-    };
-    let mut warnings = Vec::new();
-    let layer = match std::fs::read_to_string(&path) {
-        Ok(text) => match Layer::from_toml(&text) {
-            Ok(layer) => {
-                if layer.api_token.is_some() {
-                    warnings.extend(check_private(&path));
-                }
-                layer
-            }
-            Err(e) => {
-                warnings.push(format!("config file {} ignored: {e}", path.display()));
-                Layer::default()
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Layer::default(),
-        Err(e) => {
-            warnings.push(format!("config file {} unreadable: {e}", path.display()));
-            Layer::default()
-        }
-    };
-    ConfigFile {
-        path: Some(path),
-        layer,
-        warnings,
-    }
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "config file {} holds api_token but can be read by other users (mode {:o}); run: chmod 600 {}",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        )
-    })
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Option<String> {
-    None
 }
 
 /// Settings resolved for one request: every default applied, every value checked.

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::SettingsError;
+use crate::config::{ConfigError, SettingsError};
 use crate::route::RouteError;
 
 /// Stable names a plugin can match on; each has its own JSON-RPC error code.
@@ -196,6 +196,12 @@ impl From<SettingsError> for Error {
                 )),
             SettingsError::Invalid { .. } => Error::new(ErrorKind::InvalidSetting, err.to_string()),
         }
+    }
+}
+
+impl From<&ConfigError> for Error {
+    fn from(err: &ConfigError) -> Self {
+        Error::new(ErrorKind::InvalidSetting, err.to_string()).with_hint(err.hint())
     }
 }
 

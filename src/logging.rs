@@ -8,6 +8,9 @@
 //! Stderr gets only warnings and errors unless `CFGATE_LOG` is set: editors show a
 //! language server's stderr as errors (Neovim's LSP log marks every line `[ERROR]`), so
 //! routine lines there would look like faults. The file gets the full default level.
+//! The one-shot commands (`chat`, `models`, `status`) put nothing on stderr unless
+//! `CFGATE_LOG` is set: a person reads that stderr, and it carries their own plain error
+//! and hint; retries and the detail behind an error are in the file.
 
 use std::path::PathBuf;
 
@@ -27,8 +30,17 @@ pub fn log_dir() -> Option<PathBuf> {
     )
 }
 
+/// What stderr gets when `CFGATE_LOG` is not set (when it is, stderr gets that level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stderr {
+    /// Warnings and errors: a daemon's stderr, which editors keep as its log.
+    Warnings,
+    /// Nothing: a command that prints its own errors for a person.
+    Quiet,
+}
+
 /// Sets up logging; keep the guard alive until exit so the file gets every line.
-pub fn init(default_level: &str) -> Option<WorkerGuard> {
+pub fn init(default_level: &str, stderr: Stderr) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new(default_level));
     // jsonrpsee traces whole HTTP requests, headers and all: the endpoint's bearer token
     // must not reach the log even at `trace`.
@@ -53,12 +65,14 @@ pub fn init(default_level: &str) -> Option<WorkerGuard> {
                 .finish(appender),
         )
     });
-    let stderr_level = if std::env::var_os(ENV_LOG).is_some() {
-        tracing::Level::TRACE
-    } else {
-        tracing::Level::WARN
+    let stderr_level = match (std::env::var_os(ENV_LOG).is_some(), stderr) {
+        (true, _) => Some(tracing::Level::TRACE),
+        (false, Stderr::Warnings) => Some(tracing::Level::WARN),
+        (false, Stderr::Quiet) => None,
     };
-    let stderr = std::io::stderr.with_max_level(stderr_level);
+    let stderr = std::io::stderr
+        .with_max_level(stderr_level.unwrap_or(tracing::Level::ERROR))
+        .with_filter(move |_| stderr_level.is_some());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

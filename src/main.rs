@@ -1,18 +1,16 @@
 //! The command line: `cfgate serve` (what editors start), `cfgate chat`, `cfgate status`.
 
-use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use serde_json::{Map, Value, json};
 
 use cfgate::config::{self, Layer};
-use cfgate::error::Error;
-use cfgate::protocol::{ChatParams, Piece, message};
+use cfgate::logging::Stderr;
 use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
+mod chat_cli;
 mod models;
 mod shared_cli;
 
@@ -97,7 +95,8 @@ fn main() -> ExitCode {
     } = cli.command
     {
         // Only relays bytes: one thread, no HTTP client, so each editor's process is light.
-        let guard = cfgate::logging::init("info");
+        // Its own failure is printed plainly; the log file has the rest.
+        let guard = cfgate::logging::init("info", Stderr::Quiet);
         let code = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -132,19 +131,37 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let default_level = match cli.command {
-        Command::Serve { .. } | Command::Daemon { .. } => "info",
-        _ => "warn",
+    let daemon = matches!(cli.command, Command::Serve { .. } | Command::Daemon { .. });
+    let guard = if daemon {
+        cfgate::logging::init("info", Stderr::Warnings)
+    } else {
+        cfgate::logging::init("warn", Stderr::Quiet)
     };
-    let guard = cfgate::logging::init(default_level);
     cfgate::hardening::forbid_core_dumps();
-    let file = config::load_config_file();
-    for warning in &file.warnings {
-        tracing::warn!("{warning}");
-    }
-    let base = Layer::from_env().over(&file.layer);
+    // A config file that cannot be used fails every request with an error naming it (and a
+    // daemon's `initialize`), rather than being skipped for defaults the user did not mean.
+    let (file_layer, config_path, config_error) = match config::load_config_file() {
+        Ok(file) => {
+            for warning in &file.warnings {
+                if daemon {
+                    tracing::warn!("{warning}");
+                } else {
+                    eprintln!("cfgate: warning: {warning}");
+                }
+            }
+            (file.layer, file.path, None)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            (Layer::default(), Some(e.path.clone()), Some(e))
+        }
+    };
+    let base = Layer::from_env().over(&file_layer);
     let service = match Service::new(base.clone()) {
-        Ok(s) => Arc::new(s),
+        Ok(s) => match &config_error {
+            Some(e) => Arc::new(s.with_config_error(e)),
+            None => Arc::new(s),
+        },
         Err(e) => {
             eprintln!("cfgate: {e}");
             return ExitCode::FAILURE;
@@ -188,12 +205,20 @@ fn main() -> ExitCode {
             json,
             max_tokens,
             session,
-        } => runtime.block_on(chat(
-            &service, prompt, model, system, json, max_tokens, session,
+        } => runtime.block_on(chat_cli::chat(
+            &service,
+            chat_cli::ChatArgs {
+                prompt,
+                model,
+                system,
+                json,
+                max_tokens,
+                session,
+            },
         )),
         Command::Sessions => runtime.block_on(list_sessions()),
         Command::Status => {
-            let code = status(&service, file.path.as_deref());
+            let code = status(&service, config_path.as_deref());
             runtime.block_on(shared_cli::shared_status());
             code
         }
@@ -231,82 +256,6 @@ async fn parent_gone() {
     }
     #[cfg(not(unix))]
     std::future::pending::<()>().await
-}
-
-async fn chat(
-    service: &Service,
-    prompt: Option<String>,
-    model: Option<String>,
-    system: Option<String>,
-    json_mode: bool,
-    max_tokens: Option<u32>,
-    session: Option<String>,
-) -> ExitCode {
-    let prompt = match prompt.filter(|p| p != "-") {
-        Some(p) => p,
-        None => {
-            if std::io::stdin().is_terminal() {
-                eprintln!("cfgate: give a prompt, or pipe one on stdin");
-                return ExitCode::from(2);
-            }
-            let mut text = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                eprintln!("cfgate: cannot read the prompt from stdin: {e}");
-                return ExitCode::from(2);
-            }
-            text
-        }
-    };
-    let mut messages = Vec::new();
-    if let Some(system) = system {
-        messages.push(message("system", system));
-    }
-    messages.push(message("user", prompt));
-    let mut body = Map::new();
-    if let Some(max) = max_tokens {
-        body.insert("max_tokens".into(), Value::from(max));
-    }
-    if let Some(session) = session {
-        return shared_cli::chat_in_session(session, messages, model, json_mode, body).await;
-    }
-    let params = ChatParams {
-        messages,
-        model,
-        json_mode,
-        work_done_token: None,
-        gateway: None,
-        session: None,
-        body,
-    };
-    match run_chat(service, params, !json_mode).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("\ncfgate: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run_chat(service: &Service, params: ChatParams, stream: bool) -> Result<(), Error> {
-    let mut chat = service.chat(&Layer::default(), params, stream).await?;
-    let mut out = std::io::stdout().lock();
-    let mut printed = false;
-    while let Some(piece) = chat.next_piece().await? {
-        if let Piece::Content(text) = piece {
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-            printed = true;
-        }
-    }
-    let result = chat.finish().await?;
-    if !printed {
-        let _ = out.write_all(result.content.as_bytes());
-    }
-    if let Some(calls) = &result.tool_calls {
-        let _ = writeln!(out, "\n{}", json!({ "tool_calls": calls }));
-    }
-    let _ = writeln!(out);
-    Ok(())
 }
 
 async fn list_sessions() -> ExitCode {
@@ -355,10 +304,19 @@ fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode 
     if let Some(problem) = &status.settings_error {
         line("problem", problem);
     }
+    if let Some(hint) = service.config_error().and_then(|e| e.hint.as_deref()) {
+        line("hint", hint);
+    }
     if status.credentials_complete {
         line("credentials", "complete");
-    } else {
+    } else if service.config_error().is_none() {
+        // With the file unread, what it would have set is not missing.
         line("missing", &status.missing.join(", "));
     }
-    ExitCode::SUCCESS
+    // Scripts and setup checks can rely on it: nothing could be sent with these settings.
+    if status.credentials_complete && status.settings_error.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -53,6 +53,8 @@ pub struct Service {
     /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
     models: Mutex<ModelCache>,
     sessions: Arc<SessionStore>,
+    /// The config file could not be used: every request fails with this, naming it.
+    config_error: Option<Error>,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -201,7 +203,20 @@ impl Service {
             counters: Arc::default(),
             models: Mutex::default(),
             sessions: Arc::new(SessionStore::from_env()),
+            config_error: None,
         })
+    }
+
+    /// A service whose config file could not be used: it still starts (a daemon must answer
+    /// `initialize` and `cfgate/status` to say why), but every request fails with the error.
+    pub fn with_config_error(mut self, error: &config::ConfigError) -> Service {
+        self.config_error = Some(Error::from(error));
+        self
+    }
+
+    /// Why nothing can be sent: the config file could not be used.
+    pub fn config_error(&self) -> Option<&Error> {
+        self.config_error.as_ref()
     }
 
     /// Registers a connection (with the queue of its frames) for `cfgate/status` and
@@ -242,6 +257,9 @@ impl Service {
 
     /// The settings for a request: the request's own over the client's over the base.
     fn settings(&self, client: &Layer, request: &Layer) -> Result<Settings, Error> {
+        if let Some(err) = &self.config_error {
+            return Err(err.clone());
+        }
         Ok(request.over(&client.over(&self.base)).resolve()?)
     }
 
@@ -466,6 +484,10 @@ impl Service {
             Err(config::SettingsError::Missing(names)) => (names.clone(), None),
             Err(e @ config::SettingsError::Invalid { .. }) => (vec![], Some(e.to_string())),
             Ok(_) => (vec![], None),
+        };
+        let settings_error = match &self.config_error {
+            Some(err) => Some(err.message.clone()),
+            None => settings_error,
         };
         StatusResult {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -723,6 +745,32 @@ mod tests {
         add_json_instruction(&mut without);
         assert_eq!(without[0]["role"], "system");
         assert_eq!(without.len(), 2);
+    }
+
+    /// What an editor's `cfgate/status` (and the loopback endpoint's) shows when the config
+    /// file could not be used, and what every request then fails with.
+    #[tokio::test]
+    async fn a_config_file_error_is_the_status_problem_and_every_request_error() {
+        let path = std::path::Path::new("/home/me/config.toml");
+        let broken = config::file::parse(path, "model = \"a/b\"\nmodle = \"x\"\n").unwrap_err();
+        let env = Layer {
+            api_token: Some("t".to_string().into()),
+            base_url: Some("http://127.0.0.1:9/compat".into()),
+            ..Layer::default()
+        };
+        let service = Service::new(env).unwrap().with_config_error(&broken);
+        let status = service.status(&Layer::default());
+        let problem = status.settings_error.unwrap_or_default();
+        assert!(
+            problem.starts_with("config file /home/me/config.toml, line 2, key `modle`"),
+            "{problem}"
+        );
+        let err = service
+            .models(&Layer::default(), ModelsParams::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidSetting);
+        assert_eq!(err.message, problem);
     }
 
     #[test]

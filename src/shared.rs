@@ -30,6 +30,9 @@ use crate::sessions::create_private_dir;
 pub const ENV_RUNTIME_DIR: &str = "CFGATE_RUNTIME_DIR";
 /// The daemon exits after this long without clients, unless `idle_exit_secs` says otherwise.
 pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(600);
+/// A daemon whose config file cannot be used exits this soon after its last client (long
+/// enough for the client that started it to connect).
+pub const CONFIG_ERROR_IDLE_EXIT: Duration = Duration::from_secs(2);
 /// How long a client waits for a daemon it started to answer.
 const START_WAIT: Duration = Duration::from_secs(20);
 /// How long a new daemon waits for an exiting one to let go of the lock.
@@ -135,11 +138,22 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
         }
         // Start one when none was started yet, or the one started has gone (it lost a
         // race to a daemon that has since gone too, or it failed).
-        let gone = match daemon.as_mut() {
-            None => true,
-            Some(child) => matches!(child.try_wait(), Ok(Some(_))),
+        let exited = match daemon.as_mut() {
+            None => None,
+            Some(child) => child.try_wait().ok().flatten(),
         };
-        if gone {
+        if let (Some(status), Some(child)) = (exited, daemon.as_mut()) {
+            // One that lost the race exits 0; one that failed says why, and would fail the
+            // same way again (a port in use, a folder it cannot write).
+            if !status.success() {
+                let reason = start_failure(child).await;
+                return Err(format!(
+                    "the shared daemon did not start: {reason} (the log in {} has more)",
+                    log_hint()
+                ));
+            }
+        }
+        if daemon.is_none() || exited.is_some() {
             if started == 3 {
                 return Err(format!(
                     "the shared daemon did not start (see the log in {})",
@@ -166,15 +180,41 @@ fn log_hint() -> String {
         .unwrap_or_else(|| "the state folder".into())
 }
 
+/// What a daemon that failed to start wrote on its stdout: why (see [`report_start_failure`]).
+async fn start_failure(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut reason = String::new();
+    if let Some(stdout) = child.stdout.as_mut() {
+        // It has exited, so this ends at once; bounded all the same.
+        let mut limited = stdout.take(4096);
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), limited.read_to_string(&mut reason)).await;
+    }
+    match reason.trim() {
+        "" => "it gave no reason".to_string(),
+        reason => reason.to_string(),
+    }
+}
+
+/// A daemon that cannot start says why on its stdout, which only the client that started it
+/// reads (its log lines go to stderr and the log file, never to stdout).
+pub fn report_start_failure(reason: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{reason}");
+    let _ = stdout.flush();
+}
+
 /// Starts `cfgate daemon` in the background; it detaches itself (setsid) and logs to its
 /// file. Dropping the child handle leaves it running; tokio reaps it if it exits early.
+/// Its stdout is a pipe to this client, for the reason if it fails to start.
 fn spawn_daemon(args: &[String]) -> Result<tokio::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find cfgate itself: {e}"))?;
     tokio::process::Command::new(exe)
         .arg("daemon")
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the shared daemon: {e}"))
@@ -256,7 +296,20 @@ pub struct DaemonOptions {
 }
 
 /// Serves every client that connects, until idle or signalled; the lock must be held.
+/// However it ends, it leaves no `daemon.pid` behind.
 pub async fn run_daemon(
+    service: Arc<Service>,
+    paths: &Paths,
+    options: DaemonOptions,
+) -> Result<Stop, String> {
+    let result = serve_as_daemon(service, paths, options).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&paths.pid);
+    }
+    result
+}
+
+async fn serve_as_daemon(
     service: Arc<Service>,
     paths: &Paths,
     options: DaemonOptions,

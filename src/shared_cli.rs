@@ -22,6 +22,11 @@ mod unix {
     /// `serve --shared`: this process only joins its stdio to the shared daemon.
     pub async fn serve_shared(listen: Option<SocketAddr>) -> i32 {
         use cfgate::shared;
+        // Refused before any daemon is started: the daemon would refuse it anyway.
+        if let Some(Err(e)) = listen.map(cfgate::endpoint::loopback_only) {
+            eprintln!("cfgate: {e}");
+            return 2;
+        }
         let daemon_args: Vec<String> = listen
             .map(|addr| vec!["--listen".to_string(), addr.to_string()])
             .unwrap_or_default();
@@ -56,20 +61,27 @@ mod unix {
         use cfgate::shared;
         shared::detach();
         let options = shared::DaemonOptions {
-            idle_exit: base
-                .idle_exit_secs
-                .map(std::time::Duration::from_secs)
-                .unwrap_or(shared::DEFAULT_IDLE_EXIT),
+            // With a config file it cannot use, it answers each client with that error and
+            // goes once none is left, so the client started after the fix reads the file anew.
+            idle_exit: match service.config_error() {
+                Some(_) => shared::CONFIG_ERROR_IDLE_EXIT,
+                None => base
+                    .idle_exit_secs
+                    .map(std::time::Duration::from_secs)
+                    .unwrap_or(shared::DEFAULT_IDLE_EXIT),
+            },
             max_frame,
             listen,
             origins: base.listen_origins.clone().unwrap_or_default(),
         };
+        let failed = |e: String| {
+            tracing::error!("{e}");
+            shared::report_start_failure(&e);
+            1
+        };
         let paths = match shared::Paths::from_env() {
             Ok(p) => p,
-            Err(e) => {
-                tracing::error!("{e}");
-                return 1;
-            }
+            Err(e) => return failed(e),
         };
         let _lock = match shared::take_daemon_lock(&paths) {
             Ok(Some(lock)) => lock,
@@ -77,17 +89,11 @@ mod unix {
                 tracing::info!("another shared daemon is serving; exiting");
                 return 0;
             }
-            Err(e) => {
-                tracing::error!("{e}");
-                return 1;
-            }
+            Err(e) => return failed(e),
         };
         match runtime.block_on(shared::run_daemon(service, &paths, options)) {
             Ok(_) => 0,
-            Err(e) => {
-                tracing::error!("{e}");
-                1
-            }
+            Err(e) => failed(e),
         }
     }
 
@@ -118,7 +124,7 @@ mod unix {
         json_mode: bool,
         body: Map<String, Value>,
     ) -> ExitCode {
-        use cfgate::shared_client::DaemonClient;
+        use cfgate::shared_client::{CallError, DaemonClient};
         let mut client = match DaemonClient::connect(true).await {
             Ok(Some(client)) => client,
             Ok(None) => return ExitCode::FAILURE,
@@ -137,19 +143,23 @@ mod unix {
         if !json_mode {
             params["workDoneToken"] = json!("cli");
         }
-        let mut out = std::io::stdout().lock();
         let mut printed = false;
-        let answer = client
-            .call("cfgate/chat", params, |n| {
-                if n["method"] == "$/progress" {
-                    if let Some(text) = n["params"]["value"]["content"].as_str() {
-                        let _ = out.write_all(text.as_bytes());
-                        let _ = out.flush();
-                        printed = true;
-                    }
+        let call = client.call("cfgate/chat", params, |n| {
+            if n["method"] == "$/progress" {
+                if let Some(text) = n["params"]["value"]["content"].as_str() {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.flush();
+                    printed = true;
                 }
-            })
-            .await;
+            }
+        });
+        // A reader that went away ends the turn: the daemon drops it with the connection.
+        let answer = tokio::select! {
+            answer = call => answer,
+            () = crate::chat_cli::stdout_closed() => return ExitCode::SUCCESS,
+        };
+        let mut out = std::io::stdout().lock();
         match answer {
             Ok(result) => {
                 if !printed {
@@ -162,8 +172,24 @@ mod unix {
                 let _ = writeln!(out);
                 ExitCode::SUCCESS
             }
+            // As without a session: the error, then its hint on a line of its own.
+            Err(CallError::Rpc(error)) => {
+                let message = error["message"].as_str().unwrap_or("error");
+                let mut hint = error["data"]["hint"].as_str().map(str::to_string);
+                // JSON that does not parse: the text on stdout, the error beside it.
+                if let Some(raw) = error["data"]["raw_content"].as_str() {
+                    let _ = writeln!(out, "{raw}");
+                    hint = Some(crate::chat_cli::NOT_JSON_HINT.to_string());
+                }
+                let newline = if printed { "\n" } else { "" };
+                eprintln!("{newline}cfgate: error: {message}");
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
+                ExitCode::FAILURE
+            }
             Err(e) => {
-                eprintln!("\ncfgate: error: {e}");
+                eprintln!("{}cfgate: error: {e}", if printed { "\n" } else { "" });
                 ExitCode::FAILURE
             }
         }

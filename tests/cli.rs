@@ -128,7 +128,7 @@ async fn status_shows_what_is_set_and_missing() {
     )
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(1), "the account id is missing");
     assert!(stdout.contains("set (hidden)"), "{stdout}");
     assert!(stdout.contains("gw-7"), "{stdout}");
     assert!(

@@ -17,6 +17,7 @@ pub mod models;
 pub mod options;
 #[cfg(test)]
 mod sse_split_tests;
+mod tls;
 pub mod upstream_error;
 
 use std::collections::VecDeque;
@@ -106,7 +107,8 @@ fn worth_retrying(err: &Error) -> bool {
         Some(status) => {
             matches!(status, 408 | 429 | 500 | 502 | 503 | 504) || err.upstream_code == Some(7009)
         }
-        None => err.kind == ErrorKind::Network,
+        // A refused certificate is a network error that fails the same way every time.
+        None => err.kind == ErrorKind::Network && err.retryable,
     }
 }
 
@@ -548,6 +550,19 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
         source = e.source();
     }
     let detail = detail.join(": ");
+    if let Some(problem) = tls::certificate_refused(err) {
+        warn!("the gateway's TLS certificate was refused: {detail}");
+        let mut refused = Error::new(
+            ErrorKind::Network,
+            format!("cannot connect to the gateway at {base}: its TLS certificate is not trusted ({problem})"),
+        )
+        .with_hint(
+            "not retried: it fails the same way each time. A proxy or antivirus that intercepts TLS \
+             needs its root certificate in the system's store (or SSL_CERT_FILE); else check base_url",
+        );
+        refused.retryable = false;
+        return refused;
+    }
     // A connect that timed out is a connection failure (nothing was sent): retried.
     if err.is_connect() {
         return Error::new(

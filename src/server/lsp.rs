@@ -216,6 +216,10 @@ impl Backend {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        // Said at once, not at the first request: an editor shows a failed `initialize`.
+        if let Some(err) = self.service.config_error() {
+            return Err(to_rpc_error(err.clone()));
+        }
         let layer = ClientSettings::from_init(params.initialization_options.as_ref())
             .map_err(|e| jsonrpc::Error::invalid_params(format!("initializationOptions: {e}")))?;
         if let Some(info) = &params.client_info {
