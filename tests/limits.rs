@@ -65,6 +65,32 @@ async fn with_max_in_flight_1_a_second_request_waits_for_the_first() {
 }
 
 #[tokio::test]
+async fn a_request_waiting_for_a_slot_ends_with_the_timeout_error() {
+    let fake = FakeGateway::start().await;
+    let (mut d, _dir) = daemon_with_file(&fake, "max_in_flight = 1\ntimeout_secs = 1\n").await;
+    // The first request holds the only slot for as long as the test runs (a stream is
+    // bounded by timeout_secs only until its headers arrive).
+    let first = d.start_held_stream(&fake).await;
+    let queued = d
+        .start_request("cfgate/chat", json!({"messages": user("queued")}))
+        .await;
+    let err = d.response(queued).await.unwrap_err();
+    assert_eq!(err["data"]["kind"], "timeout", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("waited"), "{message}");
+    assert_eq!(
+        chat_requests(&fake).len(),
+        1,
+        "the queued request reached the gateway"
+    );
+    // It left the queue; the first request still streams and can be cancelled.
+    let status = d.request("cfgate/status", json!({})).await.unwrap();
+    assert_eq!(status["requests"]["queued"], 0, "{status}");
+    d.notify("$/cancelRequest", json!({"id": first})).await;
+    assert_eq!(d.response(first).await.unwrap_err()["code"], -32800);
+}
+
+#[tokio::test]
 async fn without_a_tight_cap_requests_run_side_by_side() {
     let fake = FakeGateway::start().await;
     let (mut d, _dir) = daemon_with_file(&fake, "max_in_flight = 2\n").await;

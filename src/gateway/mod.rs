@@ -17,6 +17,7 @@ pub mod models;
 pub mod options;
 #[cfg(test)]
 mod sse_split_tests;
+pub mod stream_limits;
 pub mod upstream_error;
 
 use std::collections::VecDeque;
@@ -32,12 +33,13 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::config::ProcessSettings;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Piece;
 pub use answer::Answer;
+use stream_limits::{Bounded, MAX_EVENT_BYTES, MAX_STREAM_BYTES, ReadError};
 
 /// Error bodies are short; this bounds what a misbehaving upstream can make us buffer.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -129,8 +131,12 @@ impl Drop for Queued<'_> {
 
 type EventStream = Pin<
     Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
-            + Send,
+        dyn Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    EventStreamError<ReadError<reqwest::Error>>,
+                >,
+            > + Send,
     >,
 >;
 
@@ -197,9 +203,28 @@ impl Gateway {
         let mut started = None;
         let mut attempt = 1;
         loop {
-            let slot = self.slot().await?;
+            // `timeout_secs` bounds each attempt from the moment it asks for a slot: a
+            // request that waits its turn under `max_in_flight` does not wait forever.
+            let deadline = tokio::time::Instant::now() + req.timeout;
+            let slot = match tokio::time::timeout_at(deadline, self.slot()).await {
+                Ok(slot) => slot?,
+                Err(_) => {
+                    let mut err = Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer within {} s: the request waited all that time for its turn (max_in_flight requests were in flight)",
+                            req.timeout.as_secs()
+                        ),
+                    )
+                    .with_hint("other requests held every slot; try again, or raise max_in_flight or timeout_secs");
+                    err.attempts = attempt;
+                    return Err(err);
+                }
+            };
             let started = *started.get_or_insert_with(tokio::time::Instant::now);
-            let result = match tokio::time::timeout(req.timeout, self.send_once(req)).await {
+            let result = match tokio::time::timeout_at(deadline, self.send_once(req, deadline))
+                .await
+            {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
                     ErrorKind::Timeout,
@@ -242,7 +267,11 @@ impl Gateway {
         }
     }
 
-    async fn send_once(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
+    async fn send_once(
+        &self,
+        req: &UpstreamRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<Reply, Error> {
         let url = format!("{}/chat/completions", req.url);
         let mut headers = req.headers.clone();
         if let Some(token) = &req.token {
@@ -262,7 +291,8 @@ impl Gateway {
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
         let mut request = self.http().await?.post(&url).headers(headers).body(body);
         if !req.stream {
-            request = request.timeout(req.timeout);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            request = request.timeout(left);
         }
         let response = request
             .send()
@@ -295,7 +325,8 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if req.stream && is_sse {
-            let events = response.bytes_stream().eventsource();
+            let bytes = Bounded::new(response.bytes_stream(), MAX_STREAM_BYTES, MAX_EVENT_BYTES);
+            let events = bytes.eventsource();
             return Ok(Reply {
                 gateway,
                 attempts: 1,
@@ -377,14 +408,25 @@ impl Reply {
                 }
             };
             match next {
-                Some(Ok(event)) => {
-                    let pieces = self.answer.feed_event(&event.data)?;
-                    self.queued.extend(pieces);
-                }
+                Some(Ok(event)) => match self.answer.feed_event(&event.data) {
+                    Ok(pieces) => self.queued.extend(pieces),
+                    Err(err) => {
+                        self.events = None;
+                        let shown: String = event.data.chars().take(4096).collect();
+                        debug!(event = %shown, "the gateway sent an event cfgate cannot use");
+                        return Err(err);
+                    }
+                },
                 Some(Err(e)) => {
                     self.events = None;
                     let mut err = match e {
-                        EventStreamError::Transport(e) => transport_error(&e, ""),
+                        EventStreamError::Transport(ReadError::Transport(e)) => {
+                            transport_error(&e, "")
+                        }
+                        EventStreamError::Transport(ReadError::TooLarge(err)) => {
+                            warn!("{}", err.message);
+                            return Err(self.with_partial(err));
+                        }
                         other => {
                             Error::new(ErrorKind::BadResponse, format!("bad event stream: {other}"))
                         }
@@ -409,10 +451,11 @@ impl Reply {
     }
 
     fn with_partial(&self, mut err: Error) -> Error {
-        if err.kind != ErrorKind::Timeout {
+        if !matches!(err.kind, ErrorKind::Timeout | ErrorKind::TooLarge) {
             err.kind = ErrorKind::StreamCut;
         }
-        err.retryable = true;
+        // Asking again for an answer too large gets one too large again.
+        err.retryable = err.kind != ErrorKind::TooLarge;
         err.partial_content = Some(self.answer.content.clone());
         err
     }
@@ -554,7 +597,7 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
 pub async fn pieces_from_chunks(chunks: Vec<Bytes>) -> Result<(Vec<Piece>, Answer), Error> {
     let stream =
         futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-    let mut events = stream.eventsource();
+    let mut events = Bounded::new(stream, MAX_STREAM_BYTES, MAX_EVENT_BYTES).eventsource();
     let mut answer = Answer::default();
     let mut pieces = Vec::new();
     while let Some(event) = events.next().await {

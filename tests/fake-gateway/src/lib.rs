@@ -28,6 +28,7 @@
 //! which the `fake-gateway` binary exposes to non-Rust tests.
 
 mod answer;
+mod hostile;
 mod server;
 mod wire;
 
@@ -129,6 +130,27 @@ pub struct Script {
     pub workers_ai_style: bool,
     /// Answer this many subsequent chat requests with the script (0 or 1 = once).
     pub repeat: u32,
+    /// A streamed answer shaped to hurt the client (overrides everything but `fault`
+    /// before headers, `status` and `headers`).
+    pub hostile: Option<Hostile>,
+}
+
+/// Streamed answers no real gateway sends, that a client must survive.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hostile {
+    /// One piece of text, then a tool-call delta with this `index` (any JSON: `1e12`
+    /// written out, negative, fractional), then a finish chunk and `[DONE]`.
+    ToolCallIndex(serde_json::Value),
+    /// Content events of this many bytes of text each, forever.
+    EndlessStream(usize),
+    /// One piece of text, then one `data:` line that never ends.
+    EndlessLine,
+}
+
+impl Hostile {
+    /// The text every hostile answer starts with, so a test can see what came before the cut.
+    pub const OPENING: &str = "before the cut ";
 }
 
 /// Transport-level misbehaviour.

@@ -1,0 +1,116 @@
+//! Answers no real gateway sends, from something posing as it: an absurd tool-call index,
+//! an endless stream, one endless SSE line. Each ends its request with a clear error, keeps
+//! the daemon's memory bounded while it arrives (peak RSS, VmHWM), and leaves the same
+//! daemon answering the next request.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The daemon's peak resident set so far, in KiB (Linux: VmHWM in /proc/<pid>/status).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status")
+}
+
+/// What a hostile answer may cost the daemon at its peak: the 32 MiB answer bound, the
+/// text kept of it, and the progress notifications on their way out, with room to spare.
+/// An unbounded daemon passes it within seconds (it grew by gigabytes before the fix).
+const PEAK_RSS_BOUND_KIB: u64 = 256 * 1024;
+
+/// A streamed chat, answered by the script queued before it.
+async fn streamed_chat(d: &mut Daemon, text: &str) -> (Vec<Value>, Result<Value, Value>) {
+    d.streamed("cfgate/chat", json!({"messages": user(text)}))
+        .await
+}
+
+/// The same daemon still answers, and within the memory bound.
+async fn still_serving(d: &mut Daemon) {
+    let answer = d
+        .request("cfgate/chat", json!({"messages": user("after")}))
+        .await
+        .expect("the next request is answered");
+    assert_eq!(answer["content"], "echo: after");
+    let peak = peak_rss_kib(d.pid());
+    assert!(
+        peak < PEAK_RSS_BOUND_KIB,
+        "the daemon's peak RSS reached {peak} KiB (bound {PEAK_RSS_BOUND_KIB} KiB)"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_tool_call_index_is_a_malformed_answer_and_the_daemon_goes_on() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    for index in [json!(1_000_000_000_000u64), json!(-1), json!(1.5)] {
+        fake.push_script(Script {
+            hostile: Some(Hostile::ToolCallIndex(index.clone())),
+            ..Script::default()
+        });
+        let (_, answer) = streamed_chat(&mut d, "call a tool").await;
+        let err = answer.expect_err("a malformed answer is an error");
+        assert_eq!(err["data"]["kind"], "bad_response", "{index}: {err}");
+        let message = err["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("tool call index {index}")),
+            "{message}"
+        );
+        still_serving(&mut d).await;
+    }
+    // The raw event is in the log, at debug, for whoever reports the upstream's fault.
+    assert!(d.logs().contains("call_h"), "{}", d.logs());
+}
+
+#[tokio::test]
+async fn an_endless_stream_is_cut_at_the_answer_bound_and_the_daemon_goes_on() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    fake.push_script(Script {
+        hostile: Some(Hostile::EndlessStream(4096)),
+        ..Script::default()
+    });
+    let (progress, answer) = streamed_chat(&mut d, "talk forever").await;
+    let err = answer.expect_err("an endless answer is an error");
+    assert_eq!(err["data"]["kind"], "too_large", "{err}");
+    assert_eq!(err["data"]["retryable"], false);
+    assert!(err["message"].as_str().unwrap().contains("32 MiB"), "{err}");
+    let partial = err["data"]["partial_content"].as_str().unwrap();
+    assert!(partial.starts_with(Hostile::OPENING));
+    // Everything up to the cut, and nothing past the bound.
+    assert!(partial.len() > 16 * 1024 * 1024, "{}", partial.len());
+    assert!(partial.len() < 32 * 1024 * 1024, "{}", partial.len());
+    assert_eq!(joined_content(&progress), partial);
+    assert!(
+        fake.wait_for_stream_dropped(WAIT).await,
+        "the upstream request was not dropped"
+    );
+    still_serving(&mut d).await;
+}
+
+#[tokio::test]
+async fn one_endless_sse_line_is_cut_at_the_event_bound() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    fake.push_script(Script {
+        hostile: Some(Hostile::EndlessLine),
+        ..Script::default()
+    });
+    let (_, answer) = streamed_chat(&mut d, "one long line").await;
+    let err = answer.expect_err("an endless line is an error");
+    assert_eq!(err["data"]["kind"], "too_large", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("one event"),
+        "{err}"
+    );
+    assert_eq!(err["data"]["partial_content"], Hostile::OPENING);
+    assert!(
+        fake.wait_for_stream_dropped(WAIT).await,
+        "the upstream request was not dropped"
+    );
+    still_serving(&mut d).await;
+}
