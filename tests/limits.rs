@@ -260,3 +260,49 @@ async fn lying_or_broken_framing_gets_an_error_and_the_next_request_is_answered(
         .unwrap();
     assert_eq!(ok["content"], "echo: still here");
 }
+
+/// A frame that declares 500 bytes and sends 50, then six requests: each of the six is
+/// answered (none swallowed by the lie), whether they come in the same write or one by one
+/// with the client waiting for each answer before it sends the next.
+#[tokio::test]
+async fn a_length_longer_than_its_body_costs_none_of_the_requests_after_it() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    let lying = || {
+        let mut bytes = b"Content-Length: 500\r\n\r\n".to_vec();
+        bytes.extend(&br#"{"jsonrpc":"2.0","id":999,"method":"cfgate/status","params":{}}"#[..50]);
+        bytes
+    };
+    let status = |id: i64| frame(&json!({"jsonrpc": "2.0", "id": id, "method": "cfgate/status"}));
+
+    // All in one write.
+    let mut input = lying();
+    for id in 101..=106 {
+        input.extend(status(id));
+    }
+    d.send_raw(&input).await;
+    for id in 101..=106 {
+        let answer = d.response(id).await;
+        assert!(answer.is_ok(), "request {id}: {answer:?}");
+    }
+    // One by one, each after the answer to the one before.
+    d.send_raw(&lying()).await;
+    for id in 201..=206 {
+        d.send_raw(&status(id)).await;
+        let answer = d.response(id).await;
+        assert!(answer.is_ok(), "request {id}: {answer:?}");
+    }
+    let errors = d.take_pending(|m| m["error"]["code"] == -32700 && m["id"].is_null());
+    assert_eq!(
+        errors.len(),
+        2,
+        "one parse error per lying frame: {errors:?}"
+    );
+    assert!(
+        errors[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Length said 500 bytes"),
+        "{errors:?}"
+    );
+}
