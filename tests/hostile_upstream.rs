@@ -114,3 +114,25 @@ async fn one_endless_sse_line_is_cut_at_the_event_bound() {
     );
     still_serving(&mut d).await;
 }
+
+#[tokio::test]
+async fn a_whole_answer_past_the_bound_is_too_large_and_the_daemon_goes_on() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    let text = "x".repeat(33 * 1024 * 1024);
+    fake.push_script(Script {
+        body: Some(format!(
+            r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}]}}"#
+        )),
+        ..Script::default()
+    });
+    drop(text);
+    // Without a progress token: a whole (non-streamed) answer.
+    let err = d
+        .request("cfgate/chat", json!({"messages": user("a lot")}))
+        .await
+        .expect_err("an answer past the bound is an error");
+    assert_eq!(err["data"]["kind"], "too_large", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("32 MiB"), "{err}");
+    still_serving(&mut d).await;
+}

@@ -33,7 +33,10 @@ async fn every_handler_contains_its_panic() {
                 "context": {"diagnostics": []}}),
         ),
         ("textDocument/completion", position()),
-        ("workspace/executeCommand", json!({"command": "cfgate.x", "arguments": []})),
+        (
+            "workspace/executeCommand",
+            json!({"command": "cfgate.x", "arguments": []}),
+        ),
     ];
     let notifications: Vec<(&str, Value)> = vec![
         (

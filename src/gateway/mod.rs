@@ -338,7 +338,15 @@ impl Gateway {
             });
         }
         // Not a stream (asked for so, or a model that answers streams with plain JSON).
-        let text = read_limited(response, MAX_WHOLE_BODY, req.idle_timeout).await?;
+        let (text, cut) = read_bounded(response, MAX_WHOLE_BODY, req.idle_timeout).await?;
+        if cut {
+            let mib = MAX_WHOLE_BODY / (1024 * 1024);
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("the gateway's answer passed cfgate's bound of {mib} MiB for one answer"),
+            )
+            .with_hint("ask for a shorter answer (max_tokens)"));
+        }
         let json: Value = serde_json::from_str(&text).map_err(|e| {
             let shown: String = text.chars().take(200).collect();
             Error::new(
@@ -525,13 +533,23 @@ async fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, Erro
     }
 }
 
-/// Reads a body up to `limit` bytes; a body that stalls for `idle` is an error, as a stream's
-/// would be, rather than a wait for the whole `timeout_secs`.
+/// Reads a body up to `limit` bytes (the rest is not read); a body that stalls for `idle` is
+/// an error, as a stream's would be, rather than a wait for the whole `timeout_secs`.
 async fn read_limited(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     limit: usize,
     idle: Duration,
 ) -> Result<String, Error> {
+    Ok(read_bounded(response, limit, idle).await?.0)
+}
+
+/// [`read_limited`], also telling whether the body was longer than `limit`.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+    idle: Duration,
+) -> Result<(String, bool), Error> {
+    let mut cut = false;
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let chunk = match tokio::time::timeout(idle, response.chunk()).await {
@@ -551,11 +569,12 @@ async fn read_limited(
         };
         let room = limit.saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= limit {
+        if chunk.len() > room {
+            cut = true;
             break;
         }
     }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    Ok((String::from_utf8_lossy(&buf).into_owned(), cut))
 }
 
 /// A failure before or while reading the answer, without the URL's query or any header.
