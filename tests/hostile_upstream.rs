@@ -136,3 +136,122 @@ async fn a_whole_answer_past_the_bound_is_too_large_and_the_daemon_goes_on() {
     assert!(err["message"].as_str().unwrap().contains("32 MiB"), "{err}");
     still_serving(&mut d).await;
 }
+
+/// Reads one frame body from cfgate's stdout; `None` at its end.
+async fn read_frame<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(value) = line.strip_prefix("Content-Length:") {
+            length = value.trim().parse().ok();
+        }
+    }
+    let mut body = vec![0; length?];
+    reader.read_exact(&mut body).await.ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// Tiny events (one character each) turn into notifications several times their size. A
+/// client that reads nothing while the answer arrives must still not be cut off: what one
+/// answer can queue for it stays under its 64 MiB outbox.
+#[tokio::test]
+async fn tiny_events_cannot_flood_a_client_that_is_not_reading() {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+
+    let fake = FakeGateway::start().await;
+    fake.push_script(Script {
+        hostile: Some(Hostile::EndlessTinyEvents),
+        ..Script::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let stderr_path = home.path().join("stderr.log");
+    let mut child = command(home.path(), &[("CLOUDFLARE_API_TOKEN", TOKEN)])
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let frame = |message: Value| {
+        let body = serde_json::to_vec(&message).unwrap();
+        let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend(body);
+        out
+    };
+    stdin
+        .write_all(&frame(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"processId": null, "capabilities": {},
+            "initializationOptions": {"base_url": fake.compat_base("acc", "gw")}}}),
+        ))
+        .await
+        .unwrap();
+    let initialized = tokio::time::timeout(WAIT, read_frame(&mut stdout))
+        .await
+        .unwrap()
+        .expect("initialize answered");
+    assert_eq!(initialized["id"], 1);
+    let mut input = frame(json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}));
+    input.extend(frame(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "cfgate/chat",
+        "params": {"messages": user("tiny"), "workDoneToken": "tiny"}}),
+    ));
+    stdin.write_all(&input).await.unwrap();
+    // Nothing is read until the daemon has let go of the upstream request: at the bound,
+    // or because it cut this client off.
+    assert!(
+        fake.wait_for_stream_dropped(3 * WAIT).await,
+        "the upstream request was never dropped"
+    );
+    let answer = loop {
+        let message = tokio::time::timeout(WAIT, read_frame(&mut stdout))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "stdout ended before the answer; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap()
+                )
+            });
+        if message["id"] == 2 {
+            break message;
+        }
+    };
+    assert_eq!(answer["error"]["data"]["kind"], "too_large", "{answer}");
+    // The same daemon answers the next request, within the memory bound.
+    stdin
+        .write_all(&frame(
+            json!({"jsonrpc": "2.0", "id": 3, "method": "cfgate/chat",
+            "params": {"messages": user("after")}}),
+        ))
+        .await
+        .unwrap();
+    let next = loop {
+        let message = tokio::time::timeout(WAIT, read_frame(&mut stdout))
+            .await
+            .unwrap()
+            .expect("stdout open");
+        if message["id"] == 3 {
+            break message;
+        }
+    };
+    assert_eq!(next["result"]["content"], "echo: after", "{next}");
+    let peak = peak_rss_kib(pid);
+    assert!(peak < PEAK_RSS_BOUND_KIB, "peak RSS {peak} KiB");
+    drop(stdin);
+    child.wait().await.unwrap();
+    assert_no_token_in_logs(home.path());
+}

@@ -17,6 +17,12 @@ use crate::error::{Error, ErrorKind};
 
 /// A streamed answer larger than this is cut off, as a whole answer's body is.
 pub const MAX_STREAM_BYTES: usize = 32 * 1024 * 1024;
+/// What each event counts toward [`MAX_STREAM_BYTES`] beyond its own bytes: about what the
+/// `$/progress` notification it turns into adds around its text. Tiny events would
+/// otherwise turn 32 MiB of answer into five times as much output for the client, past
+/// what its outbox holds; this way one answer's notifications stay under 32 MiB. A real
+/// answer's chunks are 150 to 300 bytes each, so its bound is only a few MiB lower.
+pub const EVENT_CHARGE: usize = 128;
 /// One event (its lines up to the blank line that ends it) larger than this is cut off.
 /// A real event carries one token or one tool-call fragment; the bound leaves room for a
 /// whole answer in one event, as a buffering guardrail sends it.
@@ -84,8 +90,12 @@ impl<S> Bounded<S> {
             match byte {
                 b'\n' if self.after_cr => self.after_cr = false,
                 b'\r' | b'\n' => {
-                    if !self.in_line {
+                    if !self.in_line && self.event > 0 {
                         self.event = 0; // a blank line ends the event
+                        self.total += EVENT_CHARGE;
+                        if self.total > self.max_total {
+                            return Some(too_large_answer(self.max_total));
+                        }
                     }
                     self.in_line = false;
                     self.after_cr = byte == b'\r';
@@ -197,11 +207,15 @@ mod tests {
     #[test]
     fn many_short_events_pass_until_the_answer_bound() {
         let event: &[u8] = b"data: {\"a\":1}\r\n\r\n";
+        let charged = event.len() + EVENT_CHARGE;
         let chunks = vec![event; 10];
-        assert_eq!(run(&chunks, 10 * event.len(), 20).1, None);
-        let (passed, err) = run(&chunks, 10 * event.len() - 1, 20);
+        assert_eq!(run(&chunks, 10 * charged, 20).1, None);
+        let (passed, err) = run(&chunks, 10 * charged - 1, 20);
         assert_eq!(passed, 9 * event.len());
         assert!(err.unwrap().contains("for one answer"));
+        // Blank lines alone are no events: they cost only their bytes.
+        let blank: &[u8] = b"\n\n\r\n";
+        assert_eq!(run(&[blank; 10], 40, 20).1, None);
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub(crate) fn plan(hostile: &Hostile) -> Vec<Step> {
         Hostile::EndlessStream(piece) => {
             vec![opening, Step::Repeat(content(&"x".repeat((*piece).max(1))))]
         }
+        Hostile::EndlessTinyEvents => {
+            // Many events per frame, so the fake is not the slow side.
+            let tiny = "data:{\"response\":\"x\"}\n\n".repeat(2048);
+            vec![opening, Step::Repeat(Bytes::from(tiny))]
+        }
         Hostile::EndlessLine => vec![
             opening,
             Step::Data(Bytes::from_static(

@@ -146,6 +146,9 @@ pub enum Hostile {
     EndlessStream(usize),
     /// One piece of text, then one `data:` line that never ends.
     EndlessLine,
+    /// One piece of text, then one-character events in Workers AI's native form (the
+    /// smallest an event can be: `data:{"response":"x"}`), forever.
+    EndlessTinyEvents,
 }
 
 impl Hostile {
