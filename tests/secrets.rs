@@ -36,9 +36,16 @@ fn assert_nowhere(d: &Daemon, secret: &str) {
 
 #[tokio::test]
 async fn trace_level_writes_no_token_sent_in_settings() {
+    // Trace everywhere, and trace asked for by name for the library that traces frames.
+    for level in ["trace", "trace,tower_lsp_server::codec=trace"] {
+        no_token_at(level).await;
+    }
+}
+
+async fn no_token_at(level: &str) {
     let fake = FakeGateway::start().await;
     // No token in the environment: the client's settings are its only source.
-    let mut d = Daemon::spawn(&[("CFGATE_LOG", "trace")]).await;
+    let mut d = Daemon::spawn(&[("CFGATE_LOG", level)]).await;
     d.initialize(json!({"base_url": fake.compat_base("acc", "gw"), "api_token": TOKEN}))
         .await;
     let answer = d
