@@ -145,6 +145,7 @@ impl Clients {
                 | ErrorKind::Timeout
                 | ErrorKind::StreamCut
                 | ErrorKind::BadResponse
+                | ErrorKind::TooLarge
                 | ErrorKind::Internal,
                 message,
             )) => (State::Error, Some(message)),

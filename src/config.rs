@@ -462,10 +462,21 @@ fn client_object(value: &Value) -> Result<Option<&Map<String, Value>>, String> {
 /// A client's settings as it sent them: `initializationOptions`, then each
 /// `didChangeConfiguration` on top. Kept as the JSON that was sent, so that a key sent as
 /// `null` (as VS Code does for a setting the user removed) goes back to unset.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ClientSettings {
+    /// Holds the token as sent: never shown whole (see the `Debug` below).
     sent: Map<String, Value>,
     layer: Layer,
+}
+
+/// Shows the keys that were sent, not their values: `sent` holds the token in clear.
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("sent_keys", &self.sent.keys().collect::<Vec<_>>())
+            .field("layer", &self.layer)
+            .finish()
+    }
 }
 
 impl ClientSettings {
@@ -517,6 +528,17 @@ pub fn request_layer(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn client_settings_debug_shows_no_token() {
+        let token = "cf-client-settings-secret-1234";
+        let settings = ClientSettings::from_init(Some(&json!({"cfgate": {
+            "api_token": token, "gateway_token": token, "model": "openai/gpt-4o"}})))
+        .unwrap();
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(shown.contains("api_token"), "{shown}");
+    }
 
     fn layer(v: Value) -> Layer {
         Layer::from_client_json(&v).unwrap()

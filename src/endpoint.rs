@@ -25,6 +25,7 @@ use jsonrpsee::server::{
     SubscriptionMessage,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
@@ -54,7 +55,7 @@ pub fn loopback_only(addr: SocketAddr) -> Result<SocketAddr, String> {
 }
 
 /// A fresh random token, written 0600 to `dir`; each daemon start makes a new one.
-pub fn write_token(dir: &Path) -> Result<String, String> {
+pub fn write_token(dir: &Path) -> Result<SecretString, String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = [0u8; 32];
@@ -64,7 +65,7 @@ pub fn write_token(dir: &Path) -> Result<String, String> {
             rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())
                 .map_err(|e| format!("no randomness for the endpoint token: {e}"))?;
     }
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let path = dir.join(TOKEN_FILE);
     let _ = std::fs::remove_file(&path);
     let mut file = std::fs::OpenOptions::new()
@@ -73,7 +74,7 @@ pub fn write_token(dir: &Path) -> Result<String, String> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.write_all(format!("{token}\n").as_bytes())
+    file.write_all(format!("{}\n", token.expose_secret()).as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(token)
 }
@@ -82,16 +83,16 @@ pub fn write_token(dir: &Path) -> Result<String, String> {
 pub async fn start(
     service: Arc<Service>,
     addr: SocketAddr,
-    token: String,
+    token: SecretString,
     allowed_origins: Vec<String>,
 ) -> Result<(SocketAddr, ServerHandle), String> {
     let addr = loopback_only(addr)?;
-    let expected = format!("Bearer {token}");
+    let expected = SecretString::from(format!("Bearer {}", token.expose_secret()));
     let guard = move |request: &mut HttpRequest<HttpBody>| -> Result<(), HttpResponse> {
         let authorized = request
             .headers()
             .get(http::header::AUTHORIZATION)
-            .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
+            .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.expose_secret().as_bytes()));
         if !authorized {
             return Err(refusal(
                 StatusCode::UNAUTHORIZED,

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     BadResponse,
     /// JSON was asked for (`json_mode` or `response_format`) and the answer does not parse.
     NotJson,
+    /// The answer passed a bound on its size; what arrived before the cut is kept.
+    TooLarge,
     /// A bug in cfgate.
     Internal,
 }
@@ -69,6 +71,7 @@ impl ErrorKind {
             ErrorKind::StreamCut => 1022,
             ErrorKind::BadResponse => 1023,
             ErrorKind::NotJson => 1024,
+            ErrorKind::TooLarge => 1025,
             ErrorKind::Internal => -32603,
         }
     }

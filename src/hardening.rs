@@ -17,3 +17,11 @@ pub fn forbid_core_dumps() {
         }
     }
 }
+
+/// Makes every file and folder this process creates its user's alone (umask 077): the log
+/// files hold prompts, answers and settings, and the log appender (which creates a new file
+/// each day) has no way to ask for a mode itself.
+pub fn private_files() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}

@@ -11,12 +11,17 @@
 //! The one-shot commands (`chat`, `models`, `status`) put nothing on stderr unless
 //! `CFGATE_LOG` is set: a person reads that stderr, and it carries their own plain error
 //! and hint; retries and the detail behind an error are in the file.
+//!
+//! No level writes a secret: the libraries that trace whole frames are kept out of every
+//! sink at `trace`, and the log files and their folder are the user's alone (0600, 0700).
 
 use std::path::PathBuf;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub const ENV_LOG: &str = "CFGATE_LOG";
 
@@ -48,8 +53,9 @@ pub fn init(default_level: &str, stderr: Stderr) -> Option<WorkerGuard> {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
+    crate::hardening::private_files();
     let file = log_dir().and_then(|dir| {
-        std::fs::create_dir_all(&dir).ok()?;
+        make_private_dir(&dir).ok()?;
         let appender = tracing_appender::rolling::Builder::new()
             .filename_prefix("cfgate")
             .filename_suffix("log")
@@ -76,17 +82,55 @@ pub fn init(default_level: &str, stderr: Stderr) -> Option<WorkerGuard> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
+    // A filter of its own, after the EnvFilter: a more specific directive in CFGATE_LOG
+    // (`tower_lsp_server::codec=trace`) cannot bring frame tracing back.
+    let no_frames = tracing_subscriber::filter::filter_fn(|meta| !traces_frames(meta));
     match file {
         Some((writer, guard)) => {
             let _ = builder
                 .with_ansi(false)
                 .with_writer(stderr.and(writer))
+                .finish()
+                .with(no_frames)
                 .try_init();
             Some(guard)
         }
         None => {
-            let _ = builder.with_writer(stderr).try_init();
+            let _ = builder
+                .with_writer(stderr)
+                .finish()
+                .with(no_frames)
+                .try_init();
             None
         }
     }
+}
+
+/// Trace lines of the libraries that log whole messages: tower-lsp-server logs every frame
+/// in and out (`<- {...}`, settings and token included), jsonrpsee whole HTTP requests.
+fn traces_frames(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::TRACE
+        && ["tower_lsp_server", "jsonrpsee"]
+            .iter()
+            .any(|t| meta.target().starts_with(t))
+}
+
+/// The log folder, 0700, and any log file already in it, 0600 (older versions made them
+/// readable by all); new files are private through the umask.
+fn make_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("cfgate") && name.ends_with(".log") {
+                let _ =
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    Ok(())
 }

@@ -65,6 +65,32 @@ async fn with_max_in_flight_1_a_second_request_waits_for_the_first() {
 }
 
 #[tokio::test]
+async fn a_request_waiting_for_a_slot_ends_with_the_timeout_error() {
+    let fake = FakeGateway::start().await;
+    let (mut d, _dir) = daemon_with_file(&fake, "max_in_flight = 1\ntimeout_secs = 1\n").await;
+    // The first request holds the only slot for as long as the test runs (a stream is
+    // bounded by timeout_secs only until its headers arrive).
+    let first = d.start_held_stream(&fake).await;
+    let queued = d
+        .start_request("cfgate/chat", json!({"messages": user("queued")}))
+        .await;
+    let err = d.response(queued).await.unwrap_err();
+    assert_eq!(err["data"]["kind"], "timeout", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("waited"), "{message}");
+    assert_eq!(
+        chat_requests(&fake).len(),
+        1,
+        "the queued request reached the gateway"
+    );
+    // It left the queue; the first request still streams and can be cancelled.
+    let status = d.request("cfgate/status", json!({})).await.unwrap();
+    assert_eq!(status["requests"]["queued"], 0, "{status}");
+    d.notify("$/cancelRequest", json!({"id": first})).await;
+    assert_eq!(d.response(first).await.unwrap_err()["code"], -32800);
+}
+
+#[tokio::test]
 async fn without_a_tight_cap_requests_run_side_by_side() {
     let fake = FakeGateway::start().await;
     let (mut d, _dir) = daemon_with_file(&fake, "max_in_flight = 2\n").await;
@@ -233,4 +259,50 @@ async fn lying_or_broken_framing_gets_an_error_and_the_next_request_is_answered(
         .await
         .unwrap();
     assert_eq!(ok["content"], "echo: still here");
+}
+
+/// A frame that declares 500 bytes and sends 50, then six requests: each of the six is
+/// answered (none swallowed by the lie), whether they come in the same write or one by one
+/// with the client waiting for each answer before it sends the next.
+#[tokio::test]
+async fn a_length_longer_than_its_body_costs_none_of_the_requests_after_it() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    let lying = || {
+        let mut bytes = b"Content-Length: 500\r\n\r\n".to_vec();
+        bytes.extend(&br#"{"jsonrpc":"2.0","id":999,"method":"cfgate/status","params":{}}"#[..50]);
+        bytes
+    };
+    let status = |id: i64| frame(&json!({"jsonrpc": "2.0", "id": id, "method": "cfgate/status"}));
+
+    // All in one write.
+    let mut input = lying();
+    for id in 101..=106 {
+        input.extend(status(id));
+    }
+    d.send_raw(&input).await;
+    for id in 101..=106 {
+        let answer = d.response(id).await;
+        assert!(answer.is_ok(), "request {id}: {answer:?}");
+    }
+    // One by one, each after the answer to the one before.
+    d.send_raw(&lying()).await;
+    for id in 201..=206 {
+        d.send_raw(&status(id)).await;
+        let answer = d.response(id).await;
+        assert!(answer.is_ok(), "request {id}: {answer:?}");
+    }
+    let errors = d.take_pending(|m| m["error"]["code"] == -32700 && m["id"].is_null());
+    assert_eq!(
+        errors.len(),
+        2,
+        "one parse error per lying frame: {errors:?}"
+    );
+    assert!(
+        errors[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Length said 500 bytes"),
+        "{errors:?}"
+    );
 }

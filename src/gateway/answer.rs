@@ -10,6 +10,11 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{Piece, Usage};
 
+/// The most tool calls one answer may hold. Calls are merged by the `index` the upstream
+/// sends, so without a bound one index of `10**12` would make the fold allocate that many.
+/// No model asks for more than a few dozen calls at once.
+pub const MAX_TOOL_CALLS: usize = 256;
+
 /// The answer as accumulated so far.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Answer {
@@ -65,7 +70,7 @@ impl Answer {
             Some(choices) => {
                 for choice in choices.iter().filter(|c| index_of(c) == 0) {
                     if let Some(delta) = choice.get("delta") {
-                        self.feed_delta(delta, &mut pieces);
+                        self.feed_delta(delta, &mut pieces)?;
                     }
                     self.set_finish(choice.get("finish_reason"));
                 }
@@ -76,14 +81,14 @@ impl Answer {
                     self.push_content(text, &mut pieces);
                 }
                 if let Some(calls) = chunk.get("tool_calls").and_then(Value::as_array) {
-                    self.feed_tool_deltas(calls, &mut pieces);
+                    self.feed_tool_deltas(calls, &mut pieces)?;
                 }
             }
         }
         Ok(pieces)
     }
 
-    fn feed_delta(&mut self, delta: &Value, pieces: &mut Vec<Piece>) {
+    fn feed_delta(&mut self, delta: &Value, pieces: &mut Vec<Piece>) -> Result<(), Error> {
         let reasoning = ["reasoning_content", "reasoning"]
             .iter()
             .find_map(|k| delta.get(*k).and_then(Value::as_str))
@@ -98,8 +103,9 @@ impl Answer {
             self.push_content(text, pieces);
         }
         if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-            self.feed_tool_deltas(calls, pieces);
+            self.feed_tool_deltas(calls, pieces)?;
         }
+        Ok(())
     }
 
     fn push_content(&mut self, text: &str, pieces: &mut Vec<Piece>) {
@@ -117,14 +123,18 @@ impl Answer {
 
     /// Merges tool-call deltas by `index`: the first delta of a call brings id and name,
     /// later ones append to `arguments`, and a delta whose fields are all null adds nothing.
-    fn feed_tool_deltas(&mut self, deltas: &[Value], pieces: &mut Vec<Piece>) {
+    /// An `index` that is not a whole number below [`MAX_TOOL_CALLS`] makes the answer
+    /// malformed; a missing one means the last call.
+    fn feed_tool_deltas(&mut self, deltas: &[Value], pieces: &mut Vec<Piece>) -> Result<(), Error> {
         let mut shown = Vec::new();
         for delta in deltas {
-            let index = delta
-                .get("index")
-                .and_then(Value::as_u64)
-                .map(|i| i as usize)
-                .unwrap_or_else(|| self.tool_calls.len().saturating_sub(1));
+            let index = match delta.get("index") {
+                None | Some(Value::Null) => self.tool_calls.len().saturating_sub(1),
+                Some(index) => match index.as_u64() {
+                    Some(i) if i < MAX_TOOL_CALLS as u64 => i as usize,
+                    _ => return Err(bad_tool_call_index(index)),
+                },
+            };
             let function = delta.get("function");
             let id = delta.get("id").and_then(Value::as_str);
             let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
@@ -171,6 +181,7 @@ impl Answer {
         if !shown.is_empty() {
             pieces.push(Piece::ToolCalls(shown));
         }
+        Ok(())
     }
 
     /// Reads a whole (non-streamed) `chat.completion`.
@@ -207,9 +218,12 @@ impl Answer {
         };
         let message = choice.get("message").cloned().unwrap_or(Value::Null);
         let mut pieces = Vec::new();
-        answer.feed_delta(&message, &mut pieces);
+        answer.feed_delta(&message, &mut pieces)?;
         // A whole message's tool calls have no `index`: number them in order.
         if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+            if calls.len() > MAX_TOOL_CALLS {
+                return Err(bad_tool_call_index(&Value::from(calls.len() - 1)));
+            }
             answer.tool_calls.clear();
             let indexed: Vec<Value> = calls
                 .iter()
@@ -222,7 +236,7 @@ impl Answer {
                     c
                 })
                 .collect();
-            answer.feed_tool_deltas(&indexed, &mut pieces);
+            answer.feed_tool_deltas(&indexed, &mut pieces)?;
         }
         answer.set_finish(choice.get("finish_reason"));
         Ok(answer)
@@ -237,6 +251,18 @@ impl Answer {
                 .collect()
         })
     }
+}
+
+fn bad_tool_call_index(index: &Value) -> Error {
+    let shown: String = index.to_string().chars().take(40).collect();
+    Error::new(
+        ErrorKind::BadResponse,
+        format!(
+            "the gateway's answer is malformed: tool call index {shown} (cfgate takes whole numbers from 0 to {})",
+            MAX_TOOL_CALLS - 1
+        ),
+    )
+    .with_hint("the upstream sent a broken tool call; try again, or another model")
 }
 
 fn index_of(choice: &Value) -> u64 {
@@ -369,6 +395,33 @@ mod tests {
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[1]["function"]["name"], "g");
         assert_eq!(a.content, "Let me check.");
+    }
+
+    #[test]
+    fn a_tool_call_index_past_the_bound_negative_or_fractional_is_malformed() {
+        for index in ["1000000000000", "-1", "1.5", "\"0\"", "256"] {
+            let event = format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{index},"id":"c","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}}}}]}}"#
+            );
+            let mut answer = Answer::default();
+            let err = answer.feed_event(&event).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadResponse, "{index}");
+            assert!(err.message.contains("tool call index"), "{}", err.message);
+            assert!(answer.tool_calls.is_empty(), "{index}");
+        }
+        let last = MAX_TOOL_CALLS - 1;
+        let (a, _) = feed_all(&[&format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{last},"id":"c","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}}}}]}}"#
+        )]);
+        assert_eq!(a.tool_calls.len(), MAX_TOOL_CALLS);
+        let many: Vec<Value> = (0..=MAX_TOOL_CALLS)
+            .map(|i| json!({"id": format!("c{i}"), "type": "function", "function": {"name": "f", "arguments": "{}"}}))
+            .collect();
+        let whole = json!({"choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":many},"finish_reason":"tool_calls"}]});
+        assert_eq!(
+            Answer::from_completion(&whole).unwrap_err().kind,
+            ErrorKind::BadResponse
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod models;
 pub mod options;
 #[cfg(test)]
 mod sse_split_tests;
+pub mod stream_limits;
 mod tls;
 pub mod upstream_error;
 
@@ -33,13 +34,14 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::auth::AuthPlan;
 use crate::config::ProcessSettings;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Piece;
 pub use answer::Answer;
+use stream_limits::{Bounded, MAX_EVENT_BYTES, MAX_STREAM_BYTES, ReadError};
 
 /// Error bodies are short; this bounds what a misbehaving upstream can make us buffer.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -135,8 +137,12 @@ impl Drop for Queued<'_> {
 
 type EventStream = Pin<
     Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
-            + Send,
+        dyn Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    EventStreamError<ReadError<reqwest::Error>>,
+                >,
+            > + Send,
     >,
 >;
 
@@ -203,9 +209,28 @@ impl Gateway {
         let mut started = None;
         let mut attempt = 1;
         loop {
-            let slot = self.slot().await?;
+            // `timeout_secs` bounds each attempt from the moment it asks for a slot: a
+            // request that waits its turn under `max_in_flight` does not wait forever.
+            let deadline = tokio::time::Instant::now() + req.timeout;
+            let slot = match tokio::time::timeout_at(deadline, self.slot()).await {
+                Ok(slot) => slot?,
+                Err(_) => {
+                    let mut err = Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer within {} s: the request waited all that time for its turn (max_in_flight requests were in flight)",
+                            req.timeout.as_secs()
+                        ),
+                    )
+                    .with_hint("other requests held every slot; try again, or raise max_in_flight or timeout_secs");
+                    err.attempts = attempt;
+                    return Err(err);
+                }
+            };
             let started = *started.get_or_insert_with(tokio::time::Instant::now);
-            let result = match tokio::time::timeout(req.timeout, self.send_once(req)).await {
+            let result = match tokio::time::timeout_at(deadline, self.send_once(req, deadline))
+                .await
+            {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(
                     ErrorKind::Timeout,
@@ -248,7 +273,11 @@ impl Gateway {
         }
     }
 
-    async fn send_once(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
+    async fn send_once(
+        &self,
+        req: &UpstreamRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<Reply, Error> {
         let url = format!("{}/chat/completions", req.url);
         let mut headers = req.headers.clone();
         if let Some(token) = &req.token {
@@ -268,7 +297,8 @@ impl Gateway {
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
         let mut request = self.http().await?.post(&url).headers(headers).body(body);
         if !req.stream {
-            request = request.timeout(req.timeout);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            request = request.timeout(left);
         }
         let response = request
             .send()
@@ -299,7 +329,8 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if req.stream && is_sse {
-            let events = response.bytes_stream().eventsource();
+            let bytes = Bounded::new(response.bytes_stream(), MAX_STREAM_BYTES, MAX_EVENT_BYTES);
+            let events = bytes.eventsource();
             return Ok(Reply {
                 gateway,
                 attempts: 1,
@@ -311,7 +342,15 @@ impl Gateway {
             });
         }
         // Not a stream (asked for so, or a model that answers streams with plain JSON).
-        let text = read_limited(response, MAX_WHOLE_BODY, req.idle_timeout).await?;
+        let (text, cut) = read_bounded(response, MAX_WHOLE_BODY, req.idle_timeout).await?;
+        if cut {
+            let mib = MAX_WHOLE_BODY / (1024 * 1024);
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("the gateway's answer passed cfgate's bound of {mib} MiB for one answer"),
+            )
+            .with_hint("ask for a shorter answer (max_tokens)"));
+        }
         let json: Value = serde_json::from_str(&text).map_err(|e| {
             let shown: String = text.chars().take(200).collect();
             Error::new(
@@ -375,14 +414,25 @@ impl Reply {
                 }
             };
             match next {
-                Some(Ok(event)) => {
-                    let pieces = self.answer.feed_event(&event.data)?;
-                    self.queued.extend(pieces);
-                }
+                Some(Ok(event)) => match self.answer.feed_event(&event.data) {
+                    Ok(pieces) => self.queued.extend(pieces),
+                    Err(err) => {
+                        self.events = None;
+                        let shown: String = event.data.chars().take(4096).collect();
+                        debug!(event = %shown, "the gateway sent an event cfgate cannot use");
+                        return Err(err);
+                    }
+                },
                 Some(Err(e)) => {
                     self.events = None;
                     let mut err = match e {
-                        EventStreamError::Transport(e) => transport_error(&e, ""),
+                        EventStreamError::Transport(ReadError::Transport(e)) => {
+                            transport_error(&e, "")
+                        }
+                        EventStreamError::Transport(ReadError::TooLarge(err)) => {
+                            warn!("{}", err.message);
+                            return Err(self.with_partial(err));
+                        }
                         other => {
                             Error::new(ErrorKind::BadResponse, format!("bad event stream: {other}"))
                         }
@@ -407,10 +457,11 @@ impl Reply {
     }
 
     fn with_partial(&self, mut err: Error) -> Error {
-        if err.kind != ErrorKind::Timeout {
+        if !matches!(err.kind, ErrorKind::Timeout | ErrorKind::TooLarge) {
             err.kind = ErrorKind::StreamCut;
         }
-        err.retryable = true;
+        // Asking again for an answer too large gets one too large again.
+        err.retryable = err.kind != ErrorKind::TooLarge;
         err.partial_content = Some(self.answer.content.clone());
         err
     }
@@ -505,13 +556,23 @@ async fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, Erro
     }
 }
 
-/// Reads a body up to `limit` bytes; a body that stalls for `idle` is an error, as a stream's
-/// would be, rather than a wait for the whole `timeout_secs`.
+/// Reads a body up to `limit` bytes (the rest is not read); a body that stalls for `idle` is
+/// an error, as a stream's would be, rather than a wait for the whole `timeout_secs`.
 async fn read_limited(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     limit: usize,
     idle: Duration,
 ) -> Result<String, Error> {
+    Ok(read_bounded(response, limit, idle).await?.0)
+}
+
+/// [`read_limited`], also telling whether the body was longer than `limit`.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+    idle: Duration,
+) -> Result<(String, bool), Error> {
+    let mut cut = false;
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let chunk = match tokio::time::timeout(idle, response.chunk()).await {
@@ -531,11 +592,12 @@ async fn read_limited(
         };
         let room = limit.saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= limit {
+        if chunk.len() > room {
+            cut = true;
             break;
         }
     }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    Ok((String::from_utf8_lossy(&buf).into_owned(), cut))
 }
 
 /// A failure before or while reading the answer, without the URL's query or any header.
@@ -590,7 +652,7 @@ fn transport_error(err: &reqwest::Error, base: &str) -> Error {
 pub async fn pieces_from_chunks(chunks: Vec<Bytes>) -> Result<(Vec<Piece>, Answer), Error> {
     let stream =
         futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-    let mut events = stream.eventsource();
+    let mut events = Bounded::new(stream, MAX_STREAM_BYTES, MAX_EVENT_BYTES).eventsource();
     let mut answer = Answer::default();
     let mut pieces = Vec::new();
     while let Some(event) = events.next().await {

@@ -15,7 +15,7 @@ pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 const CONTENT_LENGTH: &[u8] = b"content-length";
 
 /// What one read of the input produced.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// A frame's body, not yet checked as JSON.
     Frame(Bytes),
@@ -33,6 +33,10 @@ pub struct FrameReader<R> {
     skipping: usize,
     /// After a malformed header: throw input away up to the next `Content-Length`.
     resync: bool,
+    /// Bytes of the body being awaited already searched for a frame header inside it.
+    scanned: usize,
+    /// The input has ended: what may still be a header no longer can be.
+    eof: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -43,6 +47,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max_frame,
             skipping: 0,
             resync: false,
+            scanned: 0,
+            eof: false,
         }
     }
 
@@ -52,14 +58,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(item) = self.parse() {
                 return Ok(Some(item));
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(8 * 1024);
-            }
-            if self.reader.read_buf(&mut self.buf).await? == 0 {
+            if self.eof {
                 let leftover = !self.buf.is_empty() && !self.resync && self.skipping == 0;
                 self.buf.clear();
                 return Ok(leftover
                     .then(|| Incoming::Malformed("input ended in the middle of a frame".into())));
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(8 * 1024);
+            }
+            if self.reader.read_buf(&mut self.buf).await? == 0 {
+                self.eof = true;
             }
         }
     }
@@ -68,8 +77,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     fn parse(&mut self) -> Option<Incoming> {
         if self.skipping > 0 {
             let n = self.skipping.min(self.buf.len());
-            self.buf.advance(n);
-            self.skipping -= n;
+            // An oversized length that lied: the frames after it are not skipped with it.
+            let skip = match header_inside(&self.buf, 0, n) {
+                Scan::Found(at) => {
+                    self.skipping = at;
+                    at
+                }
+                Scan::NeedMore(at) if !self.eof => at,
+                _ => n,
+            };
+            self.buf.advance(skip);
+            self.skipping -= skip;
             if self.skipping > 0 {
                 return None;
             }
@@ -117,12 +135,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.skipping = length;
             return Some(Incoming::Oversized(length));
         }
-        if self.buf.len() < end + 4 + length {
-            let needed = end + 4 + length - self.buf.len();
-            self.buf.reserve(needed);
-            return None;
+        // A body cannot hold a frame header (JSON has no raw CR or LF inside a string, and
+        // no bare word outside one): one inside means the length lied and the body was cut
+        // short. The frame after it is read from that header, not swallowed with the lie,
+        // and a client waiting for that frame's answer is not kept waiting for the rest.
+        let body = end + 4;
+        let arrived = self.buf.len() - body;
+        let complete = arrived >= length;
+        match header_inside(&self.buf[body..], self.scanned, arrived.min(length)) {
+            Scan::Found(at) => {
+                self.buf.advance(body + at);
+                self.scanned = 0;
+                return Some(Incoming::Malformed(format!(
+                    "Content-Length said {length} bytes, but the next frame began after {at}"
+                )));
+            }
+            // Waiting even for a complete body: a read cut elsewhere would have told.
+            Scan::NeedMore(at) if !self.eof => {
+                self.scanned = at;
+                self.buf.reserve(length.saturating_sub(arrived).max(64));
+                return None;
+            }
+            _ if !complete => {
+                self.scanned = arrived;
+                self.buf.reserve(length - arrived);
+                return None;
+            }
+            _ => {}
         }
-        self.buf.advance(end + 4);
+        self.scanned = 0;
+        self.buf.advance(body);
         Some(Incoming::Frame(self.buf.split_to(length).freeze()))
     }
 
@@ -156,6 +198,62 @@ fn parse_header(block: &[u8]) -> Result<usize, String> {
         }
     }
     length.ok_or_else(|| "no Content-Length header".to_string())
+}
+
+/// What a search for a frame header inside a body found.
+#[derive(Debug, PartialEq)]
+enum Scan {
+    /// A `Content-Length: N` line starts here.
+    Found(usize),
+    /// Nothing up to the limit.
+    Clean,
+    /// Something here may be a header, but the input ends before that is known.
+    NeedMore(usize),
+}
+
+/// Searches `bytes[from..limit]` for the start of a `Content-Length: N\r\n` line (which
+/// may run on past `limit`, into what follows).
+fn header_inside(bytes: &[u8], from: usize, limit: usize) -> Scan {
+    let mut at = from;
+    while at < limit {
+        let Some(next) = memchr::memchr2(b'c', b'C', &bytes[at..limit]) else {
+            return Scan::Clean;
+        };
+        at += next;
+        match header_line_at(&bytes[at..]) {
+            Some(true) => return Scan::Found(at),
+            Some(false) => at += 1,
+            None => return Scan::NeedMore(at),
+        }
+    }
+    Scan::Clean
+}
+
+/// Whether `bytes` starts with a `Content-Length: N\r\n` line; `None` while it is cut short
+/// before that can be told.
+fn header_line_at(bytes: &[u8]) -> Option<bool> {
+    let name = &bytes[..CONTENT_LENGTH.len().min(bytes.len())];
+    if !CONTENT_LENGTH[..name.len()].eq_ignore_ascii_case(name) {
+        return Some(false);
+    }
+    let mut rest = bytes.get(CONTENT_LENGTH.len()..)?;
+    let spaces = |r: &[u8]| r.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    rest = &rest[spaces(rest)..];
+    match rest.first()? {
+        b':' => rest = &rest[1..],
+        _ => return Some(false),
+    }
+    rest = &rest[spaces(rest)..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 20 {
+        return Some(false);
+    }
+    rest = &rest[digits..];
+    match rest {
+        [] | [b'\r'] => None,
+        [b'\r', b'\n', ..] => Some(digits > 0),
+        _ => Some(false),
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -257,9 +355,14 @@ mod tests {
         input.extend(frame("{\"eaten\":true}"));
         input.extend(&next);
         let items = read_all(&input, 1024).await;
+        assert!(matches!(items[0], Incoming::Malformed(_)), "{items:?}");
+        // Tighter than the bound: the frame after it is read too.
         assert_eq!(
-            items.last(),
-            Some(&Incoming::Frame(Bytes::from_static(b"{\"next\":1}"))),
+            items[1..],
+            [
+                Incoming::Frame(Bytes::from_static(b"{\"eaten\":true}")),
+                Incoming::Frame(Bytes::from_static(b"{\"next\":1}"))
+            ],
             "{items:?}"
         );
         // Too short: the rest of its body is junk before the next header.
@@ -271,6 +374,75 @@ mod tests {
             Some(&Incoming::Frame(Bytes::from_static(b"{\"next\":1}"))),
             "{items:?}"
         );
+    }
+
+    /// 500 declared, 50 sent, then six frames: each of the six is read, however the input
+    /// is cut into two reads.
+    #[tokio::test]
+    async fn a_length_longer_than_its_body_costs_none_of_the_frames_after_it() {
+        let mut input = b"Content-Length: 500\r\n\r\n".to_vec();
+        input.extend(&br#"{"jsonrpc":"2.0","id":1,"method":"cfgate/status","params":{}}"#[..50]);
+        let bodies: Vec<String> = (2..8).map(|i| format!("{{\"id\":{i}}}")).collect();
+        for body in &bodies {
+            input.extend(frame(body));
+        }
+        let want: Vec<Incoming> = bodies
+            .iter()
+            .map(|b| Incoming::Frame(Bytes::from(b.clone())))
+            .collect();
+        let items = read_however_cut(&input).await;
+        assert!(matches!(items[0], Incoming::Malformed(_)), "{items:?}");
+        assert_eq!(items[1..], want[..]);
+        // The lying body ends inside the next header.
+        let mut input = b"Content-Length: 5\r\n\r\n{}Con".to_vec();
+        input.extend(b"tent-Length: 2\r\n\r\n{}");
+        let items = read_however_cut(&input).await;
+        assert!(matches!(items[0], Incoming::Malformed(_)), "{items:?}");
+        assert_eq!(items[1..], [Incoming::Frame(Bytes::from_static(b"{}"))]);
+        // The same with a length over the cap: the skip stops at the next header.
+        let mut input = b"Content-Length: 99999\r\n\r\n{\"jsonrpc\"".to_vec();
+        input.extend(frame(&bodies[0]));
+        let items = read_all(&input, 1024).await;
+        assert_eq!(items, [Incoming::Oversized(99999), want[0].clone()]);
+    }
+
+    /// What `input` reads as, checked to be the same however it is cut into two reads.
+    async fn read_however_cut(input: &[u8]) -> Vec<Incoming> {
+        let whole = read_all(input, 1024).await;
+        for cut in 0..=input.len() {
+            let (a, b) = input.split_at(cut);
+            let mut reader = FrameReader::new(tokio_test_chain(a.to_vec(), b.to_vec()), 1024);
+            let mut items = Vec::new();
+            while let Some(item) = reader.next().await.unwrap() {
+                items.push(item);
+            }
+            assert_eq!(items, whole, "cut at {cut}");
+        }
+        whole
+    }
+
+    #[test]
+    fn a_header_inside_a_body_is_told_from_json() {
+        assert_eq!(
+            header_inside(b"{}Content-Length: 5\r\n", 0, 3),
+            Scan::Found(2)
+        );
+        assert_eq!(
+            header_inside(b"{}content-length:5\r\n", 0, 3),
+            Scan::Found(2)
+        );
+        assert_eq!(header_inside(b"{}Content-Len", 0, 13), Scan::NeedMore(2));
+        assert_eq!(
+            header_inside(b"{}Content-Length: 5\r", 0, 3),
+            Scan::NeedMore(2)
+        );
+        for json in [
+            &br#"{"a":"Content-Length: 5"}"#[..],
+            br#"{"a":"Content-Length: 5\r\n"}"#,
+            br#"{"content":"c","Content-Length":1}"#,
+        ] {
+            assert_eq!(header_inside(json, 0, json.len()), Scan::Clean, "{json:?}");
+        }
     }
 
     #[tokio::test]

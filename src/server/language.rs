@@ -176,7 +176,7 @@ impl Backend {
     }
 
     /// `textDocument/inlineCompletion`: one item inserting the suggestion at the cursor.
-    pub(super) async fn inline_completion_inner(
+    pub(super) async fn inline_completion(
         &self,
         params: InlineCompletionParams,
     ) -> jsonrpc::Result<InlineCompletionList> {

@@ -9,8 +9,7 @@ use tower_lsp_server::ls_types::{
     CodeActionParams, CodeActionResponse, CompletionParams, CompletionResponse,
     DidChangeConfigurationParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
     DidOpenTextDocumentParams, ExecuteCommandParams, InitializeParams, InitializeResult,
-    InitializedParams, InlineCompletionList, InlineCompletionParams, LSPAny, MessageType,
-    ServerCapabilities, ServerInfo,
+    InitializedParams, LSPAny, MessageType, ServerCapabilities, ServerInfo,
 };
 use tower_lsp_server::{Client, ClientSocket, LanguageServer, LspService};
 use tracing::{info, warn};
@@ -93,22 +92,10 @@ impl Backend {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    // Every handler runs inside the one panic containment around the whole service
+    // (`contain.rs`): none of them catches panics itself.
+
     async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
-        contain_panics(self.chat_inner(params)).await
-    }
-
-    async fn inline_completion(
-        &self,
-        params: InlineCompletionParams,
-    ) -> jsonrpc::Result<InlineCompletionList> {
-        contain_panics(self.inline_completion_inner(params)).await
-    }
-
-    async fn complete(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
-        contain_panics(self.complete_inner(params)).await
-    }
-
-    async fn chat_inner(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
         #[cfg(debug_assertions)]
         panic_hook_for_tests(&params);
         let settings = self.client_settings();
@@ -144,7 +131,7 @@ impl Backend {
         result.map_err(to_rpc_error)
     }
 
-    async fn complete_inner(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
+    async fn complete(&self, params: CompleteParams) -> jsonrpc::Result<CompleteResult> {
         let settings = self.client_settings();
         let mut progress = params
             .work_done_token
@@ -204,13 +191,10 @@ impl Backend {
     async fn models(&self, params: Option<ModelsParams>) -> jsonrpc::Result<ModelsResult> {
         let settings = self.client_settings();
         let params = params.unwrap_or_default();
-        contain_panics(async {
-            self.service
-                .models(&settings, params)
-                .await
-                .map_err(to_rpc_error)
-        })
-        .await
+        self.service
+            .models(&settings, params)
+            .await
+            .map_err(to_rpc_error)
     }
 }
 
@@ -273,7 +257,7 @@ impl LanguageServer for Backend {
         &self,
         params: CompletionParams,
     ) -> jsonrpc::Result<Option<CompletionResponse>> {
-        contain_panics(self.completion_item(params)).await
+        self.completion_item(params).await
     }
 
     async fn code_action(
@@ -287,7 +271,7 @@ impl LanguageServer for Backend {
         &self,
         params: ExecuteCommandParams,
     ) -> jsonrpc::Result<Option<LSPAny>> {
-        contain_panics(self.run_command(params)).await
+        self.run_command(params).await
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
@@ -357,28 +341,6 @@ impl Drop for WorkDone {
                 value: ProgressValue::End {},
             };
             self.outbox.try_notify("$/progress", params);
-        }
-    }
-}
-
-/// Handlers run inside the connection's server future: a panic there would end the whole
-/// connection. It is caught here and answered as an internal error instead.
-async fn contain_panics<T>(
-    work: impl std::future::Future<Output = jsonrpc::Result<T>>,
-) -> jsonrpc::Result<T> {
-    use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!("request handler panicked: {what}");
-            Err(to_rpc_error(Error::internal(format!(
-                "internal error in cfgate (the request was dropped; the daemon goes on): {what}"
-            ))))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the server does (`lsp.rs`), which is itself kept apart from the work (`service.rs`).
 
 pub mod connection;
+pub mod contain;
 pub mod framing;
 pub mod language;
 pub mod lsp;

@@ -114,7 +114,7 @@ export const ErrorCodes = {
     InvalidModel: 1003,
 } as const;
 
-/** `data` of cfgate's own errors (codes 1001..1023). */
+/** `data` of cfgate's own errors (codes 1001..1025). */
 export interface ErrorData {
     kind?: string;
     status?: number;

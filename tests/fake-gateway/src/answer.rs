@@ -28,6 +28,8 @@ pub(crate) enum Step {
     Fail,
     /// Send nothing more, ever (until the client or the fake goes away).
     Hang,
+    /// Send this frame again and again, forever (until the client or the fake goes away).
+    Repeat(Bytes),
 }
 
 /// Marks the stream complete; if dropped before that, counts a dropped stream.
@@ -114,6 +116,10 @@ impl Body for PlanBody {
                 Some(Step::Hang) => {
                     this.steps.push_front(Step::Hang);
                     return Poll::Pending;
+                }
+                Some(Step::Repeat(bytes)) => {
+                    this.steps.push_front(Step::Repeat(bytes.clone()));
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
             }
         }

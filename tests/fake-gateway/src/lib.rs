@@ -36,6 +36,7 @@
 
 mod answer;
 mod naming;
+mod hostile;
 mod refusals;
 mod server;
 mod wire;
@@ -149,6 +150,30 @@ pub struct Script {
     /// Answer a streamed request with the whole `chat.completion` JSON, as Guardrails and
     /// DLP response scanning do (sections 10.3, 10.4).
     pub buffered: bool,
+    /// A streamed answer shaped to hurt the client (overrides everything but `fault`
+    /// before headers, `status` and `headers`).
+    pub hostile: Option<Hostile>,
+}
+
+/// Streamed answers no real gateway sends, that a client must survive.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hostile {
+    /// One piece of text, then a tool-call delta with this `index` (any JSON: `1e12`
+    /// written out, negative, fractional), then a finish chunk and `[DONE]`.
+    ToolCallIndex(serde_json::Value),
+    /// Content events of this many bytes of text each, forever.
+    EndlessStream(usize),
+    /// One piece of text, then one `data:` line that never ends.
+    EndlessLine,
+    /// One piece of text, then one-character events in Workers AI's native form (the
+    /// smallest an event can be: `data:{"response":"x"}`), forever.
+    EndlessTinyEvents,
+}
+
+impl Hostile {
+    /// The text every hostile answer starts with, so a test can see what came before the cut.
+    pub const OPENING: &str = "before the cut ";
 }
 
 /// Transport-level misbehaviour.

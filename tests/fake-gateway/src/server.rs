@@ -685,7 +685,9 @@ fn scripted(shared: &Shared, req: &Value, script: &Script, stream: bool) -> Repl
         .chunk_delay_ms
         .map(Duration::from_millis)
         .unwrap_or(shared.config.chunk_delay);
-    let mut reply = if let Some(body) = &script.body {
+    let mut reply = if let Some(hostile) = &script.hostile {
+        Reply::sse(crate::hostile::plan(hostile))
+    } else if let Some(body) = &script.body {
         body_reply(
             script.status.unwrap_or(200),
             Bytes::from(body.clone()),
