@@ -35,8 +35,8 @@
 //! which the `fake-gateway` binary exposes to non-Rust tests.
 
 mod answer;
-mod naming;
 mod hostile;
+mod naming;
 mod refusals;
 mod server;
 mod wire;
