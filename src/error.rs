@@ -6,8 +6,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, SettingsError};
-use crate::route::RouteError;
 
 /// Stable names a plugin can match on; each has its own JSON-RPC error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -188,28 +186,3 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<SettingsError> for Error {
-    fn from(err: SettingsError) -> Self {
-        match &err {
-            SettingsError::Missing(names) => Error::new(ErrorKind::MissingCredentials, err.to_string())
-                .with_hint(format!(
-                    "export {}=... in the environment that starts cfgate; `cfgate status` shows what is set",
-                    names.join("=... and export ")
-                )),
-            SettingsError::Invalid { .. } => Error::new(ErrorKind::InvalidSetting, err.to_string()),
-        }
-    }
-}
-
-impl From<&ConfigError> for Error {
-    fn from(err: &ConfigError) -> Self {
-        Error::new(ErrorKind::InvalidSetting, err.to_string()).with_hint(err.hint())
-    }
-}
-
-impl From<RouteError> for Error {
-    fn from(err: RouteError) -> Self {
-        Error::new(ErrorKind::InvalidModel, err.to_string()).with_hint(crate::route::ACCEPTED_FORMS)
-    }
-}

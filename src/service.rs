@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
-use crate::clients::{ClientHandle, Clients, ConnectedClient};
+use crate::clients::{ClientHandle, Clients, ConnectedClient, Notifier};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
@@ -221,8 +221,8 @@ impl Service {
 
     /// Registers a connection (with the queue of its frames) for `cfgate/status` and
     /// `cfgate/didChangeStatus`, while the handle lives.
-    pub fn register_client(&self, outbox: crate::server::connection::Outbox) -> ClientHandle {
-        self.counters.clients.register(outbox)
+    pub fn register_client(&self, notifier: Arc<dyn Notifier>) -> ClientHandle {
+        self.counters.clients.register(notifier)
     }
 
     pub fn clients(&self) -> Vec<ConnectedClient> {

@@ -14,7 +14,7 @@
 
 pub mod answer;
 pub mod models;
-pub mod options;
+pub use crate::config::options;
 #[cfg(test)]
 mod sse_split_tests;
 pub mod stream_limits;

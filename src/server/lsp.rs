@@ -52,7 +52,7 @@ impl Backend {
     pub fn service(service: Arc<Service>, outbox: Outbox) -> (LspService<Backend>, ClientSocket) {
         LspService::build(|client| Backend {
             client,
-            registration: service.register_client(outbox.clone()),
+            registration: service.register_client(Arc::new(outbox.clone())),
             service,
             outbox,
             settings: RwLock::new(ClientSettings::default()),

@@ -240,3 +240,9 @@ mod tests {
         assert!(!outbox.send_frame(Bytes::from_static(b"late")));
     }
 }
+
+impl crate::clients::Notifier for Outbox {
+    fn notify(&self, method: &str, params: &Value) {
+        self.try_notify(method, params);
+    }
+}
