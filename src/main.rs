@@ -10,8 +10,9 @@ use cfgate::logging::Stderr;
 use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
+mod answer_out;
 mod chat_cli;
-mod models;
+mod models_table;
 mod shared_cli;
 
 #[derive(Parser)]
@@ -222,7 +223,7 @@ fn main() -> ExitCode {
             runtime.block_on(shared_cli::shared_status());
             code
         }
-        Command::Models { json } => runtime.block_on(models::print(&service, json)),
+        Command::Models { json } => runtime.block_on(models_table::print(&service, json)),
     };
     drop(guard);
     runtime.shutdown_background();
@@ -280,7 +281,8 @@ async fn list_sessions() -> ExitCode {
 fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode {
     let status = service.status(&Layer::default());
     let token_set = !status.missing.iter().any(|m| m == config::ENV_TOKEN);
-    let line = |k: &str, v: &str| println!("{k:<14}{v}");
+    let mut text = String::new();
+    let mut line = |k: &str, v: &str| text.push_str(&format!("{k:<14}{v}\n"));
     line("cfgate", &status.version);
     if let Some(path) = config_path {
         let found = if path.exists() { "" } else { " (not present)" };
@@ -313,6 +315,7 @@ fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode 
         // With the file unread, what it would have set is not missing.
         line("missing", &status.missing.join(", "));
     }
+    answer_out::print_text(&text);
     // Scripts and setup checks can rely on it: nothing could be sent with these settings.
     if status.credentials_complete && status.settings_error.is_none() {
         ExitCode::SUCCESS
