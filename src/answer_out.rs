@@ -18,7 +18,10 @@ pub const NOT_JSON_HINT: &str = "the model did not keep to the JSON format (Work
 /// (`cfgate models | head -1`) is not an error; `println!` would panic there.
 pub fn print_text(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("cfgate: cannot write to stdout: {e}");
         }

@@ -83,7 +83,11 @@ pub async fn chat(service: &Service, args: ChatArgs) -> ExitCode {
         }
         Err(Failure::Chat(err)) => {
             tracing::error!(kind = ?err.kind, attempts = err.attempts, "chat failed: {}", err.message);
-            out.fail(&err.message, err.hint.as_deref(), err.raw_content.as_deref());
+            out.fail(
+                &err.message,
+                err.hint.as_deref(),
+                err.raw_content.as_deref(),
+            );
             ExitCode::FAILURE
         }
     }

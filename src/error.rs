@@ -6,7 +6,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-
 /// Stable names a plugin can match on; each has its own JSON-RPC error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

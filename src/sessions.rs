@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind};
+use crate::protocol::Usage;
 pub use crate::protocol::{
     SessionDeleteResult, SessionParams, SessionResult, SessionSummary, SessionsResult,
 };
-use crate::protocol::Usage;
 
 /// Overrides where sessions are kept (tests, portable setups).
 pub const ENV_DATA_DIR: &str = "CFGATE_DATA_DIR";
@@ -62,7 +62,6 @@ impl SessionResult {
         SessionResult { summary, messages }
     }
 }
-
 
 pub struct SessionStore {
     dir: Option<PathBuf>,

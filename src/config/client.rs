@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 use super::Layer;
 use super::options::GatewayOptions;
 
-
 /// The settings object a client sent, flat or namespaced as `{"cfgate": {...}}`; `None`
 /// for `null` (nothing sent).
 pub(super) fn client_object(value: &Value) -> Result<Option<&Map<String, Value>>, String> {
@@ -84,4 +83,3 @@ pub fn request_layer(
         ..Layer::default()
     }
 }
-

@@ -194,12 +194,11 @@ pub fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "cfgate")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn client_settings_debug_shows_no_token() {
