@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderValue};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::{Gateway, bearer, read_limited, transport_error, upstream_error};
+use super::http::{auth_headers, read_limited, transport_error};
+use super::{Gateway, upstream_error};
 use crate::error::{Error, ErrorKind};
 pub use crate::protocol::ModelInfo;
 use crate::route::{Endpoint, route_model};
@@ -76,13 +77,7 @@ impl Gateway {
     }
 
     async fn get_json(&self, req: &ModelsRequest, query: &[(&str, &str)]) -> Result<Value, Error> {
-        let mut headers = HeaderMap::new();
-        if let Some(token) = &req.token {
-            headers.insert(AUTHORIZATION, bearer(token)?);
-        }
-        if let Some(token) = &req.gateway_token {
-            headers.insert("cf-aig-authorization", bearer(token)?);
-        }
+        let mut headers = auth_headers(req.token.as_ref(), req.gateway_token.as_ref())?;
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let mut url = reqwest::Url::parse(&req.url)
             .map_err(|e| Error::internal(format!("bad model list URL: {e}")))?;

@@ -196,6 +196,12 @@ impl OutboxWriter {
     }
 }
 
+impl crate::clients::Notifier for Outbox {
+    fn notify(&self, method: &str, params: &Value) {
+        self.try_notify(method, params);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,11 +244,5 @@ mod tests {
             "{ended:?}"
         );
         assert!(!outbox.send_frame(Bytes::from_static(b"late")));
-    }
-}
-
-impl crate::clients::Notifier for Outbox {
-    fn notify(&self, method: &str, params: &Value) {
-        self.try_notify(method, params);
     }
 }
