@@ -53,7 +53,7 @@ pub struct ClientHandle {
 
 impl Clients {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     pub fn register(self: &Arc<Self>, notifier: Arc<dyn Notifier>) -> ClientHandle {

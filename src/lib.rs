@@ -38,3 +38,4 @@ pub mod shared;
 pub mod shared_client;
 pub mod shutdown;
 pub mod suggest;
+pub mod sync;

@@ -126,7 +126,7 @@ impl InFlight {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, oneshot::Sender<()>)>> {
-        self.by_uri.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.by_uri)
     }
 }
 

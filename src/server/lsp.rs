@@ -329,7 +329,7 @@ impl WorkDone {
             token: &self.token,
             value,
         };
-        self.outbox.notify("$/progress", params).await;
+        self.outbox.try_notify("$/progress", params);
     }
 }
 

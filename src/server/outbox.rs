@@ -113,11 +113,6 @@ impl Outbox {
         }
     }
 
-    /// Sends a notification. Never waits; see the module docs.
-    pub async fn notify(&self, method: &str, params: impl serde::Serialize) {
-        self.try_notify(method, params);
-    }
-
     /// Sends a notification from code that cannot await.
     pub fn try_notify(&self, method: &str, params: impl serde::Serialize) {
         let message = json!({"jsonrpc": "2.0", "method": method, "params": params});

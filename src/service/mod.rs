@@ -17,6 +17,8 @@ mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+pub(crate) use crate::sync::lock;
 use std::time::Instant;
 
 pub use chat::Chat;
@@ -122,8 +124,4 @@ impl Service {
             .completion_context_chars
             .unwrap_or(DEFAULT_COMPLETION_CONTEXT_CHARS)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
