@@ -111,6 +111,148 @@ test(":CfgateChat streams the answer into the chat buffer and keeps the history"
   vim.cmd("only")
 end)
 
+-- The shared daemon of the next two tests: its own runtime dir, sessions dir and config
+-- file (the gateway URL), so the CLI and a second Neovim reach the same daemon.
+local shared_dir = vim.fn.tempname()
+local shared_env = {
+  CFGATE_RUNTIME_DIR = shared_dir .. "/run",
+  CFGATE_DATA_DIR = shared_dir .. "/data",
+  CFGATE_CONFIG = shared_dir .. "/config.toml",
+}
+
+local function use_shared_daemon()
+  vim.fn.mkdir(shared_dir, "p")
+  vim.fn.writefile({ ('base_url = "%s"'):format(base_url) }, shared_env.CFGATE_CONFIG)
+  for k, v in pairs(shared_env) do
+    vim.env[k] = v
+  end
+  cfgate.setup({ cmd = { bin, "serve", "--shared" }, settings = {}, inline = { debounce_ms = 60 } })
+end
+
+--- Runs a process to its end (waiting on its exit, reaped by vim.system): the result.
+local function run(cmd, env)
+  local done
+  vim.system(cmd, { text = true, env = env }, function(r)
+    done = r
+  end)
+  return wait_for(table.concat(cmd, " "), function()
+    return done
+  end, 90000)
+end
+
+local function back_to_private_daemon()
+  cfgate.stop(5000)
+  local r = run({ bin, "stop" })
+  check(r.code == 0, "cfgate stop: %s", r.stderr)
+  for k in pairs(shared_env) do
+    vim.env[k] = nil
+  end
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
+end
+
+test("a session begun here continues in a second Neovim and in `cfgate chat --session`", function()
+  fake.reset()
+  use_shared_daemon()
+  vim.cmd("CfgateChat session=work first question")
+  local buf = vim.api.nvim_get_current_buf()
+  check(vim.api.nvim_buf_get_name(buf) == "cfgate://chat/work", "chat buffer %s", vim.api.nvim_buf_get_name(buf))
+  wait_for("the first answer", function()
+    return not chat.busy(buf) and buf_text(buf):find("echo: first question", 1, true)
+  end)
+  -- The chat window follows the answer from the first turn on.
+  check(
+    vim.api.nvim_win_get_cursor(0)[1] == vim.api.nvim_buf_line_count(buf),
+    "cursor on line %d of %d",
+    vim.api.nvim_win_get_cursor(0)[1],
+    vim.api.nvim_buf_line_count(buf)
+  )
+
+  -- A second Neovim on the same session: the history is loaded into its buffer.
+  local out = shared_dir .. "/second.txt"
+  local r = run({
+    "nvim", "--headless", "--clean", "-n", "-i", "NONE",
+    "--cmd", "set rtp^=" .. os.getenv("CFGATE_NVIM_PLUGIN"),
+    "-c", "luafile " .. vim.fs.joinpath(os.getenv("CFGATE_NVIM_PLUGIN"), "test", "second_nvim.lua"),
+  }, { CFGATE_OUT = out, CFGATE_SESSION = "work", CFGATE_MESSAGE = "second question" })
+  local f = assert(io.open(out))
+  local second = f:read("*a")
+  f:close()
+  check(r.code == 0, "second Neovim exited %d: %s", r.code, second)
+  check(
+    second == "## You\n\nfirst question\n\n## cfgate\n\necho: first question\n\n## You\n\nsecond question\n\n## cfgate\n\necho: second question\n\n## You\n\n",
+    "second Neovim's chat buffer:\n%s",
+    second
+  )
+
+  -- The shell continues it too.
+  r = run({ bin, "chat", "--session", "work", "third question" })
+  check(r.code == 0, "cfgate chat exited %d: %s", r.code, r.stderr)
+  check(r.stdout == "echo: third question\n", "cfgate chat printed %q", r.stdout)
+
+  -- Each turn reached the gateway once, with the whole history before it.
+  local reqs = fake.chat_requests()
+  check(#reqs == 3, "%d chat requests", #reqs)
+  local function contents(req)
+    return vim.tbl_map(function(m)
+      return m.role .. ": " .. m.content
+    end, req.body.messages)
+  end
+  check(vim.deep_equal(contents(reqs[1]), { "user: first question" }), "first turn sent %s", vim.inspect(contents(reqs[1])))
+  check(
+    vim.deep_equal(contents(reqs[3]), {
+      "user: first question",
+      "assistant: echo: first question",
+      "user: second question",
+      "assistant: echo: second question",
+      "user: third question",
+    }),
+    "last turn sent %s",
+    vim.inspect(contents(reqs[3]))
+  )
+
+  -- Reopening the session here shows the other clients' turns.
+  vim.cmd("wincmd p")
+  vim.cmd("CfgateChat session=work")
+  wait_for("the reloaded history", function()
+    return not chat.busy(buf) and buf_text(buf):find("echo: third question", 1, true)
+  end)
+  check(
+    buf_text(buf) == "## You\n\nfirst question\n\n## cfgate\n\necho: first question\n\n## You\n\nsecond question\n\n## cfgate\n\necho: second question\n\n## You\n\nthird question\n\n## cfgate\n\necho: third question\n\n## You\n\n",
+    "reloaded chat buffer:\n%s",
+    buf_text(buf)
+  )
+
+  -- A fourth turn from here sends only the new message (the daemon adds the rest).
+  vim.cmd("CfgateChat fourth question")
+  wait_for("the fourth answer", function()
+    return not chat.busy(buf) and buf_text(buf):find("echo: fourth question", 1, true)
+  end)
+  reqs = fake.chat_requests()
+  check(#reqs == 4 and #reqs[4].body.messages == 7, "fourth turn sent %s", vim.inspect(reqs[4] and contents(reqs[4])))
+  vim.cmd("only")
+end)
+
+test("a daemon that dies mid-answer leaves the error in the chat buffer", function()
+  fake.reset()
+  fake.script({ hold_open = true, chunks = { "half ", "an answer" } })
+  local buf = chat.open("tell me", { new = true })
+  wait_for("the first pieces", function()
+    return buf_text(buf):find("half an answer", 1, true)
+  end)
+  H.notes = {}
+  local r = run({ bin, "stop" })
+  check(r.code == 0, "cfgate stop: %s", r.stderr)
+  wait_for("the chat to end", function()
+    return not chat.busy(buf)
+  end)
+  local shown = chat.error_text(buf)
+  check(shown and shown:find("^cfgate: the daemon connection ended"), "error in the chat buffer: %s", tostring(shown))
+  check(buf_text(buf):find("half an answer", 1, true), "the partial answer was removed: %q", buf_text(buf))
+  check(find_note("the daemon connection ended"), "no notification: %s", notes_text())
+  vim.cmd("only")
+  back_to_private_daemon()
+end)
+
 test("ghost text appears and is accepted with <M-l>", function()
   fake.reset()
   fake.script({ content = "compute(42)" })

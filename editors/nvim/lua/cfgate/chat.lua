@@ -1,5 +1,8 @@
 --- The chat buffer (markdown): the conversation lives in the buffer under "## You" /
---- "## cfgate" headings, is sent whole on every turn, and the answer streams in.
+--- "## cfgate" headings and the answer streams in. A plain chat sends the whole buffer
+--- on every turn; a chat on a named session ("cfgate://chat/NAME") loads the daemon's
+--- stored history into the buffer and sends only the new turn, since the daemon adds
+--- the history itself (sending it again would store every turn twice).
 --- Also :CfgateAsk, which streams one answer about a selection into a float.
 local config = require("cfgate.config")
 local client = require("cfgate.client")
@@ -9,7 +12,31 @@ local M = {}
 local ns = vim.api.nvim_create_namespace("cfgate_chat")
 local BUF_NAME = "cfgate://chat"
 
-local chats = {} -- buf -> { req, answer_mark, heading_mark, streamed }
+local chats = {} -- buf -> { session, loading, req, answer_mark, heading_mark, streamed }
+
+--- A session name the daemon accepts (1-64 of A-Z a-z 0-9 . _ -, not starting with
+--- "."), made from any text: other characters become "-"; nil when nothing is left.
+function M.session_name(text)
+  if type(text) ~= "string" then
+    return nil
+  end
+  local name = text:gsub("[^%w%._%-]", "-"):gsub("^%.+", ""):sub(1, 64)
+  if name == "" then
+    return nil
+  end
+  return name
+end
+
+--- The default session from the `chat.session` option (a name, or a function of the
+--- working directory returning one), or nil for plain chats.
+function M.default_session()
+  local opt = config.get().chat.session
+  if type(opt) == "function" then
+    local ok, value = pcall(opt, vim.fn.getcwd())
+    opt = ok and value or nil
+  end
+  return M.session_name(opt)
+end
 
 local function copts()
   return config.get().chat
@@ -61,31 +88,40 @@ function M.messages(buf)
   return messages, last and last.role or nil, last and trim_lines(last.lines) or ""
 end
 
-local function chat_buffer(create)
-  for buf, _ in pairs(chats) do
-    if vim.api.nvim_buf_is_valid(buf) then
+local function buffer_name(session)
+  return session and (BUF_NAME .. "/" .. session) or BUF_NAME
+end
+
+--- The chat buffer of a session (nil: the plain chat), created if asked.
+local function chat_buffer(create, session)
+  for buf, chat in pairs(chats) do
+    if not vim.api.nvim_buf_is_valid(buf) then
+      chats[buf] = nil
+    elseif chat.session == session then
       return buf
     end
-    chats[buf] = nil
   end
-  local existing = vim.fn.bufnr(BUF_NAME)
-  if existing ~= -1 and vim.b[existing].cfgate_chat then
-    chats[existing] = {}
-    return existing
+  local name = buffer_name(session)
+  for _, existing in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.b[existing].cfgate_chat and vim.api.nvim_buf_get_name(existing) == name then
+      chats[existing] = { session = session }
+      return existing
+    end
   end
   if not create then
     return nil
   end
   local o = copts()
   local buf = vim.api.nvim_create_buf(true, true)
-  vim.api.nvim_buf_set_name(buf, BUF_NAME)
+  vim.api.nvim_buf_set_name(buf, buffer_name(session))
   vim.bo[buf].buftype = "nofile"
   vim.bo[buf].bufhidden = "hide"
   vim.bo[buf].swapfile = false
   vim.bo[buf].filetype = "markdown"
   vim.b[buf].cfgate_chat = true
+  vim.b[buf].cfgate_session = session
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, { o.user_heading, "", "" })
-  chats[buf] = {}
+  chats[buf] = { session = session }
   local keys = o.keymaps or {}
   local function bmap(mode, lhs, fn, desc)
     if lhs and lhs ~= "" then
@@ -182,9 +218,55 @@ local function insert_at(buf, mark, text)
   to_end(buf, wins)
 end
 
---- Ends a turn: a fresh "## You" section for the next message.
-local function finish_turn(buf, chat)
+local err_ns = vim.api.nvim_create_namespace("cfgate_chat_error")
+
+--- Shows why a turn failed as virtual lines under buffer row `row` (not text: a resend
+--- must not carry it to the model); the next send clears it.
+local function show_error(buf, row, err)
+  vim.api.nvim_buf_clear_namespace(buf, err_ns, 0, -1)
+  local virt_lines = { { { "", "" } } }
+  for _, line in ipairs(vim.split(client.format_error(err), "\n", { plain = true })) do
+    table.insert(virt_lines, { { line, "ErrorMsg" } })
+  end
+  row = math.max(0, math.min(row, vim.api.nvim_buf_line_count(buf) - 1))
+  vim.api.nvim_buf_set_extmark(buf, err_ns, row, 0, { virt_lines = virt_lines })
+end
+
+--- The error shown in a chat buffer (its lines joined by "\n"), or nil.
+function M.error_text(buf)
+  local marks = vim.api.nvim_buf_get_extmarks(buf, err_ns, 0, -1, { details = true })
+  if #marks == 0 then
+    return nil
+  end
+  local lines = {}
+  for _, vl in ipairs(marks[1][4].virt_lines or {}) do
+    if vl[1][1] ~= "" then
+      table.insert(lines, vl[1][1])
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+local function last_text_row(buf)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  for i = #lines, 1, -1 do
+    if vim.trim(lines[i]) ~= "" then
+      return i - 1
+    end
+  end
+  return 0
+end
+
+--- Ends a turn: a fresh "## You" section for the next message; with err (an answer
+--- cut short), the reason under what arrived.
+local function finish_turn(buf, chat, err)
   if chat.answer_mark then
+    if err then
+      local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.answer_mark, {})
+      if pos[1] then
+        show_error(buf, pos[1], err)
+      end
+    end
     insert_at(buf, chat.answer_mark, "\n\n" .. copts().user_heading .. "\n\n")
     vim.api.nvim_buf_del_extmark(buf, ns, chat.answer_mark)
   end
@@ -194,8 +276,9 @@ local function finish_turn(buf, chat)
   chat.req, chat.answer_mark, chat.heading_mark = nil, nil, nil
 end
 
---- Removes the failed answer's section, leaving the user's message to send again.
-local function drop_turn(buf, chat)
+--- Removes the failed answer's section, leaving the user's message to send again, with
+--- the error under it.
+local function drop_turn(buf, chat, err)
   if chat.heading_mark then
     local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.heading_mark, {})
     if pos[1] then
@@ -212,20 +295,60 @@ local function drop_turn(buf, chat)
   if chat.answer_mark then
     vim.api.nvim_buf_del_extmark(buf, ns, chat.answer_mark)
   end
+  if err then
+    show_error(buf, last_text_row(buf), err)
+  end
   chat.req, chat.answer_mark, chat.heading_mark = nil, nil, nil
 end
 
---- Whether an answer is streaming into the chat buffer.
+--- Whether an answer is streaming into (or the history loading into) a chat buffer;
+--- without buf, the plain chat's.
 function M.busy(buf)
   buf = buf or chat_buffer(false)
   local chat = buf and chats[buf]
-  return chat ~= nil and chat.req ~= nil
+  return chat ~= nil and (chat.req ~= nil or chat.loading == true)
+end
+
+--- The session a chat buffer continues, or nil.
+function M.session(buf)
+  local chat = chats[buf or vim.api.nvim_get_current_buf()]
+  return chat and chat.session or nil
+end
+
+--- What a turn sends: the whole conversation for a plain chat; for a session only the
+--- messages after the last answer (the daemon puts the stored history in front), with
+--- the system prompt, which the daemon keeps as the session's latest.
+local function turn_messages(messages, session)
+  if not session then
+    return messages
+  end
+  local last_answer = 0
+  for i, m in ipairs(messages) do
+    if m.role == "assistant" then
+      last_answer = i
+    end
+  end
+  local out = {}
+  for i, m in ipairs(messages) do
+    if m.role == "system" or i > last_answer then
+      table.insert(out, m)
+    end
+  end
+  return out
+end
+
+local function chat_done()
+  vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
 end
 
 --- Sends the conversation in the chat buffer; the answer streams in below.
 function M.send(buf)
   buf = buf or chat_buffer(true)
   local chat = chats[buf]
+  if chat.loading then
+    chat.send_after_load = true
+    return
+  end
   if chat.req then
     vim.notify("cfgate: an answer is still streaming (" .. (copts().keymaps.cancel or ":CfgateStop") .. " stops it)", vim.log.levels.WARN)
     return
@@ -236,6 +359,7 @@ function M.send(buf)
     vim.notify("cfgate: write a message under '" .. o.user_heading .. "' first", vim.log.levels.WARN)
     return
   end
+  vim.api.nvim_buf_clear_namespace(buf, err_ns, 0, -1)
   local wins = followers(buf)
   append(buf, { "", o.assistant_heading, "", "" })
   local heading_row = last_line(buf) - 2
@@ -243,7 +367,10 @@ function M.send(buf)
   chat.answer_mark = vim.api.nvim_buf_set_extmark(buf, ns, last_line(buf), 0, {})
   chat.streamed = false
   to_end(buf, wins)
-  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
+  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), {
+    messages = turn_messages(messages, chat.session),
+    session = chat.session,
+  })
   local req
   req = client.request("cfgate/chat", params, {
     on_progress = function(value)
@@ -263,7 +390,7 @@ function M.send(buf)
         insert_at(buf, chat.answer_mark, result.content)
       end
       finish_turn(buf, chat)
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
+      chat_done()
     end,
     on_error = function(err)
       if chat.req ~= req or not vim.api.nvim_buf_is_valid(buf) then
@@ -271,11 +398,15 @@ function M.send(buf)
       end
       if type(err) == "table" and err.code == client.CANCELLED then
         finish_turn(buf, chat)
+      elseif chat.streamed then
+        -- Part of the answer is shown: keep it, and say under it why it stopped.
+        finish_turn(buf, chat, err)
+        client.notify_error(err)
       else
-        drop_turn(buf, chat)
+        drop_turn(buf, chat, err)
         client.notify_error(err)
       end
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
+      chat_done()
     end,
   })
   if not req.done then
@@ -296,24 +427,111 @@ function M.cancel(buf)
   end
 end
 
+--- Stops the answers streaming into every chat buffer.
+function M.cancel_all()
+  for buf in pairs(chats) do
+    M.cancel(buf)
+  end
+end
+
+--- Buffer lines for stored messages (system messages are not shown), ending with an
+--- empty "## You" section.
+local function history_lines(messages)
+  local o = copts()
+  local lines = {}
+  for _, m in ipairs(messages or {}) do
+    local heading = (m.role == "user" and o.user_heading) or (m.role == "assistant" and o.assistant_heading) or nil
+    if heading and type(m.content) == "string" and m.content ~= "" then
+      vim.list_extend(lines, { heading, "" })
+      vim.list_extend(lines, vim.split(m.content, "\n", { plain = true }))
+      table.insert(lines, "")
+    end
+  end
+  vim.list_extend(lines, { o.user_heading, "", "" })
+  return lines
+end
+
+--- Reloads a session buffer from the daemon's `cfgate/session` (the turns any client
+--- stored); a message being written under the last "## You" is kept. then() runs after.
+local function load_session(buf, then_fn)
+  local chat = chats[buf]
+  chat.loading = true
+  local _, last_role, draft = M.messages(buf)
+  client.request("cfgate/session", { name = chat.session }, {
+    on_result = function(result)
+      chat.loading = false
+      if not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      local wins = followers(buf)
+      local lines = history_lines(type(result) == "table" and result.messages or {})
+      if last_role == "user" and draft ~= "" then
+        lines[#lines] = nil
+        vim.list_extend(lines, vim.split(draft, "\n", { plain = true }))
+      end
+      vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+      to_end(buf, wins)
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateSessionLoaded", modeline = false })
+      local send = chat.send_after_load
+      chat.send_after_load = nil
+      if then_fn then
+        then_fn()
+      end
+      if send then
+        M.send(buf)
+      end
+    end,
+    on_error = function(err)
+      chat.loading = false
+      chat.send_after_load = nil
+      client.notify_error(err)
+    end,
+  })
+end
+
 --- :CfgateChat [text]: opens the chat; with text, adds it as your message and sends.
 --- Without text in the chat buffer, sends what you wrote under the last "## You".
 ---@param text string|nil
----@param opts { new: boolean? }|nil  new: start a new conversation
+---@param opts { new: boolean?, session: string? }|nil  new: start a new plain conversation;
+---  session: continue that named conversation (default: the `chat.session` option)
 function M.open(text, opts)
   opts = opts or {}
-  local from_chat = vim.b.cfgate_chat == true
-  local buf = chat_buffer(true)
+  local session = opts.session
+  local current = vim.api.nvim_get_current_buf()
+  if session == nil and not opts.new then
+    -- From a chat buffer: that chat's session; elsewhere the default one.
+    if vim.b[current].cfgate_chat then
+      session = M.session(current)
+    else
+      session = M.default_session()
+    end
+  end
+  if session ~= nil and M.session_name(session) ~= session then
+    vim.notify(
+      ("cfgate: invalid session name %q\nhint: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"):format(session),
+      vim.log.levels.ERROR
+    )
+    return nil
+  end
+  local from_chat = vim.b[current].cfgate_chat == true and M.session(current) == session
+  local buf = chat_buffer(true, session)
   local o = copts()
   if opts.new then
     M.cancel(buf)
     vim.api.nvim_buf_set_lines(buf, 0, -1, false, { o.user_heading, "", "" })
   end
-  show(buf)
+  local win = show(buf)
+  -- The window shows the end, so it follows the answer from the first turn on.
+  to_end(buf, { win })
   if text and text ~= "" then
-    if M.busy(buf) then
+    if M.busy(buf) and not chats[buf].loading then
       vim.notify("cfgate: an answer is still streaming", vim.log.levels.WARN)
       return buf
+    end
+  end
+  local function add_text()
+    if not text or text == "" then
+      return
     end
     local _, last_role = M.messages(buf)
     if last_role == "user" then
@@ -322,13 +540,62 @@ function M.open(text, opts)
       append(buf, { "", o.user_heading, "", "" })
       append(buf, vim.split(text, "\n", { plain = true }))
     end
+  end
+  if session and not M.busy(buf) then
+    -- Every open shows the turns other clients stored since.
+    load_session(buf, add_text)
+    if (text and text ~= "") or (from_chat and not opts.new) then
+      chats[buf].send_after_load = true
+    end
+    return buf
+  end
+  add_text()
+  if (text and text ~= "") or (from_chat and not opts.new) then
     M.send(buf)
-  elseif from_chat and not opts.new then
-    M.send(buf)
-  else
-    to_end(buf, { vim.api.nvim_get_current_win() })
   end
   return buf
+end
+
+--- :CfgateSessions: picks a stored session (`cfgate/sessions`, most recent first) with
+--- vim.ui.select and opens the chat on it; the last entry asks for a new name.
+function M.pick_session()
+  client.request("cfgate/sessions", vim.empty_dict(), {
+    on_result = function(result)
+      local items = {}
+      for _, sess in ipairs(type(result) == "table" and result.sessions or {}) do
+        table.insert(items, sess)
+      end
+      table.insert(items, { new = true })
+      vim.ui.select(items, {
+        prompt = "cfgate session",
+        format_item = function(item)
+          if item.new then
+            return "new session..."
+          end
+          return ("%s  (%d turn%s, %s)"):format(
+            item.name,
+            item.turns or 0,
+            item.turns == 1 and "" or "s",
+            os.date("%Y-%m-%d %H:%M", item.updated or 0)
+          )
+        end,
+      }, function(choice)
+        if not choice then
+          return
+        end
+        if not choice.new then
+          M.open(nil, { session = choice.name })
+          return
+        end
+        vim.ui.input({ prompt = "cfgate session name: ", default = M.default_session() }, function(input)
+          local name = M.session_name(input and vim.trim(input) or nil)
+          if name then
+            M.open(nil, { session = name })
+          end
+        end)
+      end)
+    end,
+  })
 end
 
 -- :CfgateAsk ---------------------------------------------------------------------------

@@ -219,13 +219,14 @@ function M.start()
         if state.client_id ~= client_id then
           return
         end
-        -- Neovim stops every client when it exits: code 0 is a normal end too.
-        local expected = state.stopping or (code == 0 and (signal or 0) == 0)
+        -- Expected only when we stopped it or Neovim is exiting: `serve --shared` ends
+        -- with code 0 when the shared daemon goes away, which is a failure to report.
+        local expected = state.stopping or vim.v.exiting ~= vim.NIL
         state.client_id = nil
         state.stopping = false
         local err = expected and { code = M.CANCELLED, message = "cfgate stopped" }
           or {
-            message = ("the daemon exited (code %s%s)"):format(
+            message = ("the daemon connection ended (cfgate exited with code %s%s)"):format(
               tostring(code),
               (signal and signal ~= 0) and (", signal " .. tostring(signal)) or ""
             ),

@@ -51,6 +51,9 @@ M.defaults = {
   chat = {
     -- Optional system message sent first with every chat request.
     system_prompt = nil,
+    -- Default session for :CfgateChat: a name, or a function(cwd) returning one (e.g.
+    -- the project's directory name); nil: a plain chat kept only in the buffer.
+    session = nil,
     user_heading = "## You",
     assistant_heading = "## cfgate",
     -- Where :CfgateChat opens the chat buffer: "vsplit", "split", "tab" or "current".
