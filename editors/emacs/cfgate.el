@@ -91,6 +91,15 @@ refuses to start with an unknown key; `cfgate-start' then says which."
   "A system message sent first with every chat request, or nil."
   :type '(choice (const :tag "None" nil) string))
 
+(defcustom cfgate-chat-session nil
+  "The session `cfgate-chat' continues by default.
+nil: a plain chat, kept only in the buffer; a string: that session's name;
+a function: called with the project's root directory (or
+`default-directory'), it returns a name or nil.  A session is a
+conversation the daemon keeps, which every editor and `cfgate chat
+--session' can continue."
+  :type '(choice (const :tag "None" nil) string function))
+
 (defcustom cfgate-chat-user-heading "## You"
   "The line that starts a message of yours in the chat buffer."
   :type 'string)
@@ -201,14 +210,46 @@ Takes effect when the daemon starts."
      (message "%s" (plist-get params :message)))
     (_ nil)))
 
+(defun cfgate--stderr-reason (proc)
+  "The last line PROC (the daemon or its relay) wrote to stderr, or nil."
+  ;; jsonrpc.el keeps the stderr buffer, renamed, in this property.
+  (let ((buffer (and proc (process-get proc 'jsonrpc-stderr))))
+    (when (buffer-live-p buffer)
+      (with-current-buffer buffer
+        (save-excursion
+          (goto-char (point-max))
+          (let (line)
+            (while (and (not line) (not (bobp)))
+              (forward-line -1)
+              (let ((text (string-trim (buffer-substring-no-properties
+                                        (line-beginning-position) (line-end-position)))))
+                (unless (or (string-empty-p text)
+                            (string-match-p "\\`Process .* \\(finished\\|exited\\)" text))
+                  (setq line text))))
+            line))))))
+
+(defun cfgate--ended-error (conn)
+  "The error of requests CONN's ending cut off.
+It names the exit status and the last line the process wrote to stderr:
+`serve --shared' says there why the shared daemon went away."
+  (let* ((proc (jsonrpc--process conn))
+         (status (and proc (process-exit-status proc)))
+         (reason (cfgate--stderr-reason proc)))
+    (list :code -1
+          :message (concat (format "the daemon connection ended (cfgate exited with code %s)"
+                                   status)
+                           (if reason (concat ": " reason) ""))
+          :data (list :hint "see cfgate's log in ~/.local/state/cfgate/ and M-x cfgate-status"))))
+
 (defun cfgate--on-shutdown (conn)
   "Forget CONN, whose process ended, and fail its requests."
   (when (eq conn cfgate--connection)
     (setq cfgate--connection nil))
-  (let ((requests cfgate--requests))
+  (let ((err (cfgate--ended-error conn))
+        (requests cfgate--requests))
     (setq cfgate--requests nil)
     (dolist (req requests)
-      (cfgate--finish req '(:code -1 :message "the cfgate daemon exited")))))
+      (cfgate--finish req err))))
 
 (defun cfgate--executable ()
   "The daemon's executable file, or signal a `user-error'."
@@ -299,7 +340,12 @@ ON-PROGRESS gets each `$/progress' value.  Return a request for
           (cfgate--async-request
            conn method params
            :success-fn (lambda (result) (cfgate--finish req nil result))
-           :error-fn (lambda (err) (cfgate--finish req err))
+           :error-fn (lambda (err)
+                       ;; jsonrpc.el fails what is in flight with "Server died"
+                       ;; when the process ends: say why instead.
+                       (cfgate--finish req (if (jsonrpc-running-p conn)
+                                               err
+                                             (cfgate--ended-error conn))))
            :timeout nil))
     req))
 
@@ -437,6 +483,8 @@ there is input."
   "Start of the answer's section (removed if the request fails).")
 (defvar-local cfgate--chat-streamed nil
   "Non-nil once content streamed into the current answer.")
+(defvar-local cfgate--chat-session nil
+  "The session this chat buffer continues, or nil for a plain chat.")
 
 (defvar cfgate-chat-mode-map
   (let ((map (make-sparse-keymap)))
@@ -449,8 +497,10 @@ there is input."
 (define-derived-mode cfgate-chat-mode text-mode "cfgate-chat"
   "Chat with the model through cfgate.
 Write under the last heading `cfgate-chat-user-heading' and send with
-\\[cfgate-chat-send]; \\[cfgate-chat-cancel] stops an answer.  The whole
-conversation is sent each time, as the buffer holds it.
+\\[cfgate-chat-send]; \\[cfgate-chat-cancel] stops an answer.  A plain chat
+sends the whole conversation each time, as the buffer holds it; a chat on a
+session (`cfgate-chat-session', \\[universal-argument] \\[cfgate-chat]) sends only
+the new message, and the daemon adds the stored history.
 
 \\{cfgate-chat-mode-map}"
   (setq-local font-lock-defaults
@@ -487,14 +537,55 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
             (setq messages (append messages (list (list :role (car section) :content text)))))))
       (list messages last-role last-text))))
 
-(defun cfgate--chat-buffer ()
-  "The chat buffer, created if needed."
-  (or (get-buffer cfgate-chat-buffer-name)
-      (with-current-buffer (get-buffer-create cfgate-chat-buffer-name)
-        (cfgate-chat-mode)
-        (insert cfgate-chat-user-heading "\n\n")
-        (add-hook 'kill-buffer-hook #'cfgate-chat-cancel nil t)
-        (current-buffer))))
+(defun cfgate--session-name (text)
+  "A session name the daemon accepts made from TEXT, or nil.
+Characters other than letters, digits, `.', `_' and `-' become `-'."
+  (when (stringp text)
+    (let ((name (replace-regexp-in-string "\\`\\.+" ""
+                                          (replace-regexp-in-string "[^A-Za-z0-9._-]" "-" text))))
+      (unless (string-empty-p name)
+        (substring name 0 (min 64 (length name)))))))
+
+(defun cfgate--default-session ()
+  "The session named by `cfgate-chat-session', or nil."
+  (cfgate--session-name
+   (if (functionp cfgate-chat-session)
+       (funcall cfgate-chat-session
+                (or (and (fboundp 'project-current)
+                         (let ((project (project-current)))
+                           (and project (fboundp 'project-root) (project-root project))))
+                    default-directory))
+     cfgate-chat-session)))
+
+(defun cfgate--chat-buffer (&optional session)
+  "The chat buffer of SESSION (nil: the plain chat), created if needed."
+  (let ((name (if session (format "*cfgate-chat: %s*" session) cfgate-chat-buffer-name)))
+    (or (get-buffer name)
+        (with-current-buffer (get-buffer-create name)
+          (cfgate-chat-mode)
+          (setq cfgate--chat-session session)
+          (insert cfgate-chat-user-heading "\n\n")
+          (add-hook 'kill-buffer-hook #'cfgate-chat-cancel nil t)
+          (current-buffer)))))
+
+(defun cfgate--current-chat-buffer ()
+  "The chat buffer that is current, else the plain chat buffer."
+  (if (derived-mode-p 'cfgate-chat-mode) (current-buffer) (cfgate--chat-buffer)))
+
+(defun cfgate--chat-show-error (pos err)
+  "Show ERR in the chat buffer after POS (an overlay, so a resend leaves it out)."
+  (remove-overlays (point-min) (point-max) 'cfgate-error t)
+  (let ((ov (make-overlay pos pos nil t nil)))
+    (overlay-put ov 'cfgate-error t)
+    (overlay-put ov 'after-string
+                 (propertize (concat "\n" (cfgate--format-error err)) 'face 'error))))
+
+(defun cfgate-chat-error-text (&optional buffer)
+  "The error shown in chat BUFFER (default: the current one), or nil."
+  (with-current-buffer (or buffer (current-buffer))
+    (let ((ov (cl-find-if (lambda (o) (overlay-get o 'cfgate-error))
+                          (overlays-in (point-min) (point-max)))))
+      (and ov (string-trim (substring-no-properties (overlay-get ov 'after-string)))))))
 
 (defun cfgate--insert-following (marker text)
   "Insert TEXT at MARKER; windows whose point was at the end follow it."
@@ -510,8 +601,11 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
         (when follow (goto-char (point-max)))
         (dolist (w windows) (set-window-point w (point-max)))))))
 
-(defun cfgate--chat-finish-turn ()
-  "End the current turn: a new heading for the next message."
+(defun cfgate--chat-finish-turn (&optional err)
+  "End the current turn: a new heading for the next message.
+With ERR (an answer cut short), show why under what arrived."
+  (when (and err cfgate--chat-answer-marker)
+    (cfgate--chat-show-error (marker-position cfgate--chat-answer-marker) err))
   (when cfgate--chat-answer-marker
     (cfgate--insert-following cfgate--chat-answer-marker
                               (concat "\n\n" cfgate-chat-user-heading "\n\n")))
@@ -519,30 +613,54 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
         cfgate--chat-answer-marker nil
         cfgate--chat-heading-marker nil))
 
-(defun cfgate--chat-drop-turn ()
-  "Remove the failed answer's section; the message stays, to send again."
+(defun cfgate--chat-drop-turn (&optional err)
+  "Remove the failed answer's section; the message stays, to send again.
+With ERR, show it under the message."
   (when cfgate--chat-heading-marker
     (save-excursion
       (delete-region cfgate--chat-heading-marker (point-max))
       (goto-char (point-max))
       (unless (bolp) (insert "\n"))))
+  (when err
+    (save-excursion
+      (goto-char (point-max))
+      (skip-chars-backward " \t\n")
+      (cfgate--chat-show-error (point) err)))
   (setq cfgate--chat-request nil
         cfgate--chat-answer-marker nil
         cfgate--chat-heading-marker nil))
 
 (defun cfgate-chat-busy-p (&optional buffer)
-  "Non-nil while an answer streams into BUFFER (default: the chat buffer)."
-  (let ((buffer (or buffer (get-buffer cfgate-chat-buffer-name))))
+  "Non-nil while an answer streams into BUFFER.
+BUFFER defaults to the current chat buffer, else the plain chat buffer."
+  (let ((buffer (or buffer
+                    (and (derived-mode-p 'cfgate-chat-mode) (current-buffer))
+                    (get-buffer cfgate-chat-buffer-name))))
     (and (buffer-live-p buffer)
          (buffer-local-value 'cfgate--chat-request buffer)
          t)))
 
+(defun cfgate--turn-messages (messages session)
+  "What a turn sends of MESSAGES: all of them for a plain chat; with SESSION
+the system message and those after the last answer (the daemon adds the
+stored history, so sending it again would store every turn twice)."
+  (if (not session)
+      messages
+    (let ((last-answer (cl-position "assistant" messages :from-end t :test #'equal
+                                    :key (lambda (m) (plist-get m :role)))))
+      (cl-loop for m in messages
+               for i from 0
+               when (or (equal (plist-get m :role) "system")
+                        (null last-answer) (> i last-answer))
+               collect m))))
+
 (defun cfgate-chat-send ()
   "Send the conversation in the chat buffer; the answer streams in below."
   (interactive)
-  (with-current-buffer (cfgate--chat-buffer)
+  (with-current-buffer (cfgate--current-chat-buffer)
     (when cfgate--chat-request
       (user-error "cfgate: an answer is still streaming (C-c C-k stops it)"))
+    (remove-overlays (point-min) (point-max) 'cfgate-error t)
     (pcase-let ((`(,messages ,last-role ,last-text) (cfgate-chat-messages))
                 (buffer (current-buffer)))
       (unless (and (equal last-role "user") (not (string-empty-p last-text)))
@@ -562,7 +680,11 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
       (let (req)
         (setq req
               (cfgate--request
-               :cfgate/chat (append (list :messages (vconcat messages)) cfgate-chat-params)
+               :cfgate/chat (append (list :messages (vconcat (cfgate--turn-messages
+                                                             messages cfgate--chat-session)))
+                                    (and cfgate--chat-session
+                                         (list :session cfgate--chat-session))
+                                    cfgate-chat-params)
                :on-progress
                (lambda (value)
                  (when (and (buffer-live-p buffer) (equal (plist-get value :kind) "report"))
@@ -586,9 +708,11 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
                  (when (buffer-live-p buffer)
                    (with-current-buffer buffer
                      (when (eq cfgate--chat-request req)
-                       (if (cfgate--cancelled-p err)
-                           (cfgate--chat-finish-turn)
-                         (cfgate--chat-drop-turn)))))
+                       (cond
+                        ((cfgate--cancelled-p err) (cfgate--chat-finish-turn))
+                        ;; Part of the answer is shown: it stays, the reason under it.
+                        (cfgate--chat-streamed (cfgate--chat-finish-turn err))
+                        (t (cfgate--chat-drop-turn err))))))
                  (cfgate--report-error err))))
         (unless (cfgate--req-done req)
           (setq cfgate--chat-request req))))))
@@ -596,7 +720,9 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
 (defun cfgate-chat-cancel ()
   "Stop the answer streaming into the chat buffer; what arrived stays."
   (interactive)
-  (let ((buffer (get-buffer cfgate-chat-buffer-name)))
+  (let ((buffer (if (derived-mode-p 'cfgate-chat-mode)
+                    (current-buffer)
+                  (get-buffer cfgate-chat-buffer-name))))
     (when (buffer-live-p buffer)
       (with-current-buffer buffer
         (when cfgate--chat-request
@@ -604,30 +730,92 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
           (cfgate--chat-finish-turn))))))
 
 (defun cfgate-chat-new ()
-  "Start a new conversation in the chat buffer."
+  "Start a new plain conversation in the plain chat buffer; return it.
+A session's stored history stays with the daemon."
   (interactive)
   (with-current-buffer (cfgate--chat-buffer)
+    (when (called-interactively-p 'any)
+      (pop-to-buffer (current-buffer)))
     (cfgate-chat-cancel)
     (let ((inhibit-read-only t))
       (erase-buffer)
-      (insert cfgate-chat-user-heading "\n\n"))))
+      (insert cfgate-chat-user-heading "\n\n"))
+    (current-buffer)))
 
 ;;;###autoload
-(defun cfgate-chat (&optional prompt new)
-  "Open the chat buffer; with PROMPT, add it as your message and send.
+(defun cfgate-read-session ()
+  "Read a session name with `completing-read' over `cfgate/sessions'.
+A name not in the list starts a new session."
+  (let* ((result (cfgate--request-sync :cfgate/sessions (make-hash-table)))
+         (names (mapcar (lambda (s) (plist-get s :name))
+                        (append (plist-get result :sessions) nil)))
+         (default (cfgate--default-session))
+         (name (completing-read (format-prompt "cfgate session" default)
+                                names nil nil nil nil default)))
+    (or (cfgate--session-name (string-trim name))
+        (user-error "cfgate: no session name given"))))
+
+(defun cfgate--history-text (messages)
+  "The chat buffer's text for stored MESSAGES (system messages left out)."
+  (concat
+   (mapconcat (lambda (m)
+                (let ((role (plist-get m :role)) (content (plist-get m :content)))
+                  (if (and (stringp content) (not (string-empty-p content))
+                           (member role '("user" "assistant")))
+                      (concat (if (equal role "user")
+                                  cfgate-chat-user-heading
+                                cfgate-chat-assistant-heading)
+                              "\n\n" content "\n\n")
+                    "")))
+              (append messages nil) "")
+   cfgate-chat-user-heading "\n\n"))
+
+(defun cfgate--chat-load-session ()
+  "Fill the current chat buffer with its session's stored turns.
+Every client's turns are there; a message being written under the last
+heading is kept."
+  (pcase-let* ((`(,_ ,last-role ,draft) (cfgate-chat-messages))
+               (result (cfgate--request-sync :cfgate/session
+                                             (list :name cfgate--chat-session)))
+               (inhibit-read-only t))
+    (erase-buffer)
+    (insert (cfgate--history-text (plist-get result :messages)))
+    (when (and (equal last-role "user") (not (string-empty-p draft)))
+      (insert draft))
+    (dolist (w (get-buffer-window-list (current-buffer) nil t))
+      (set-window-point w (point-max)))
+    (goto-char (point-max))))
+
+;;;###autoload
+(defun cfgate-chat (&optional prompt new session)
+  "Open a chat buffer; with PROMPT, add it as your message and send.
 Interactively, in the chat buffer this sends what you wrote; elsewhere it
-asks for PROMPT (empty: just show the chat).  With NEW (prefix argument),
-start a new conversation first.  Return the chat buffer."
+asks for PROMPT (empty: just show the chat).  With NEW (\\[universal-argument]
+\\[universal-argument]), start a new plain conversation first.  With SESSION
+\(\\[universal-argument], read with `completing-read'), continue that session:
+its stored turns, whichever client made them, are loaded into the buffer and
+only the new message is sent.  Without either, the chat buffer's own session,
+else `cfgate-chat-session'.  Return the chat buffer."
   (interactive
-   (list (unless (derived-mode-p 'cfgate-chat-mode)
-           (read-string "cfgate chat: "))
-         current-prefix-arg))
-  (let ((from-chat (derived-mode-p 'cfgate-chat-mode))
-        (buffer (cfgate--chat-buffer)))
-    (when new (cfgate-chat-new))
+   (let* ((session (and (equal current-prefix-arg '(4)) (cfgate-read-session)))
+          (new (equal current-prefix-arg '(16))))
+     (list (unless (or (derived-mode-p 'cfgate-chat-mode) session)
+             (read-string "cfgate chat: "))
+           new session)))
+  (when (and session (not (equal (cfgate--session-name session) session)))
+    (user-error "cfgate: invalid session name %S (1 to 64 letters, digits, `.', `_' or `-')"
+                session))
+  (let* ((from-chat (derived-mode-p 'cfgate-chat-mode))
+         (session (or session
+                      (and (not new)
+                           (if from-chat cfgate--chat-session (cfgate--default-session)))))
+         (from-chat (and from-chat (equal cfgate--chat-session session)))
+         (buffer (if new (cfgate-chat-new) (cfgate--chat-buffer session))))
     (when (called-interactively-p 'any)
       (pop-to-buffer buffer))
     (with-current-buffer buffer
+      (when (and session (not cfgate--chat-request))
+        (cfgate--chat-load-session))
       (cond
        ((and prompt (not (string-empty-p (string-trim prompt))))
         (when cfgate--chat-request

@@ -300,5 +300,79 @@
   (should (eq (plist-get (cfgate-status) :credentials_complete) t))
   (cfgate-shutdown))
 
+(defun cfgate-test--run (&rest args)
+  "Run CFGATE_BIN with ARGS to its end; return (STATUS . OUTPUT)."
+  (with-temp-buffer
+    (let ((status (apply #'call-process cfgate-executable nil '(t nil) nil args)))
+      (cons status (buffer-string)))))
+
+(ert-deftest cfgate-test-11-sessions-shared ()
+  "A session continues across Emacs and `cfgate chat --session' on the shared
+daemon; only the new turn is sent; a daemon that ends mid-answer leaves the
+error in the chat buffer."
+  (cfgate-shutdown)
+  (cfgate-test--reset)
+  (let* ((dir (make-temp-file "cfgate-sessions" t))
+         (process-environment
+          (append (list (concat "CFGATE_RUNTIME_DIR=" dir "/run")
+                        (concat "CFGATE_DATA_DIR=" dir "/data")
+                        (concat "CFGATE_CONFIG=" dir "/config.toml"))
+                  process-environment))
+         (cfgate-server-args '("serve" "--shared"))
+         (cfgate-settings nil))
+    (with-temp-file (concat dir "/config.toml")
+      (insert (format "base_url = \"%s/v1/acc/gw/compat\"\n" cfgate-test-url)))
+    (unwind-protect
+        (let ((buffer (cfgate-chat "first question" nil "proj")))
+          (should (equal (buffer-name buffer) "*cfgate-chat: proj*"))
+          (cfgate-test--wait "the first answer"
+                             (lambda () (not (cfgate-chat-busy-p buffer))))
+          ;; The shell continues the session ...
+          (let ((run (cfgate-test--run "chat" "--session" "proj" "second question")))
+            (should (equal run '(0 . "echo: second question\n"))))
+          ;; ... and reopening it here shows that turn.
+          (cfgate-chat nil nil "proj")
+          (should (equal (with-current-buffer buffer (buffer-string))
+                         (concat "## You\n\nfirst question\n\n## cfgate\n\necho: first question\n\n"
+                                 "## You\n\nsecond question\n\n## cfgate\n\necho: second question\n\n"
+                                 "## You\n\n")))
+          (with-current-buffer buffer (cfgate-chat "third question"))
+          (cfgate-test--wait "the third answer"
+                             (lambda () (and (not (cfgate-chat-busy-p buffer))
+                                             (with-current-buffer buffer
+                                               (string-search "echo: third question"
+                                                              (buffer-string))))))
+          ;; Each turn went upstream once, with the whole history in front of it.
+          (let* ((requests (cfgate-test--chat-requests))
+                 (sent (mapcar (lambda (r)
+                                 (mapcar (lambda (m) (concat (plist-get m :role) ": "
+                                                             (plist-get m :content)))
+                                         (plist-get (plist-get r :body) :messages)))
+                               requests)))
+            (should (= (length requests) 3))
+            (should (equal (nth 0 sent) '("user: first question")))
+            (should (equal (nth 2 sent) '("user: first question"
+                                          "assistant: echo: first question"
+                                          "user: second question"
+                                          "assistant: echo: second question"
+                                          "user: third question"))))
+          ;; The shared daemon goes away mid-answer.
+          (cfgate-test--script '(:hold_open t :chunks ["half " "an answer"]))
+          (cfgate-test--capture-messages
+            (with-current-buffer buffer (cfgate-chat "tell me"))
+            (cfgate-test--wait "the first pieces"
+                               (lambda () (with-current-buffer buffer
+                                            (string-search "half an answer" (buffer-string)))))
+            (should (equal (car (cfgate-test--run "stop")) 0))
+            (cfgate-test--wait "the chat to end" (lambda () (not (cfgate-chat-busy-p buffer))))
+            (should (string-prefix-p "cfgate: the daemon connection ended"
+                                     (cfgate-chat-error-text buffer)))
+            (should (string-search "half an answer" (with-current-buffer buffer (buffer-string))))
+            (should (cfgate-test--find-message "the daemon connection ended")))
+          (kill-buffer buffer))
+      (cfgate-shutdown)
+      (cfgate-test--run "stop")
+      (delete-directory dir t))))
+
 (provide 'cfgate-test)
 ;;; cfgate-test.el ends here
