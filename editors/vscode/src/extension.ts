@@ -17,6 +17,7 @@ import type { CancellationToken, Disposable, ProgressType } from 'vscode-jsonrpc
 import { CfgateClient, RpcEndpoint, formatError } from './client';
 import { PARTICIPANT_ID, createChatHandler } from './chat';
 import { selectModel, showStatus } from './commands';
+import { historyMarkdown, pickSession } from './sessions';
 import { CfgateInlineCompletionProvider } from './inline';
 import { resolveExecutable } from './executable';
 import { ExtensionSettings, readSettings, settingsChange } from './settings';
@@ -202,6 +203,13 @@ export function activate(context: vscode.ExtensionContext): void {
     d.start();
     const cfgate = new CfgateClient(d, { ready: () => d.ready() });
 
+    // The session @cfgate continues: chosen for this workspace, else the setting.
+    const SESSION_KEY = 'cfgate.session';
+    const currentSession = (): string | undefined => {
+        const chosen = context.workspaceState?.get<string>(SESSION_KEY);
+        return (chosen !== undefined ? chosen : settings.chatSession) || undefined;
+    };
+
     // Failures of background work (completions) go to the output channel, and are shown
     // as a notification at most once a minute for the same message.
     let lastShown = { message: '', at: 0 };
@@ -252,6 +260,38 @@ export function activate(context: vscode.ExtensionContext): void {
             });
         }),
         vscode.commands.registerCommand('cfgate.restart', () => d.restart()),
+        vscode.commands.registerCommand('cfgate.chooseSession', async () => {
+            try {
+                const name = await pickSession(
+                    cfgate,
+                    {
+                        showQuickPick: (items, options) => vscode.window.showQuickPick(items, options),
+                        showInputBox: (options) => vscode.window.showInputBox(options),
+                    },
+                    currentSession(),
+                );
+                if (name === undefined) {
+                    return undefined;
+                }
+                await context.workspaceState.update(SESSION_KEY, name);
+                if (name === '') {
+                    return name;
+                }
+                // The stored turns, whichever client made them, to read before going on in @cfgate.
+                const session = await cfgate.session(name);
+                const document = await vscode.workspace.openTextDocument({
+                    language: 'markdown',
+                    content: historyMarkdown(name, session.messages ?? []),
+                });
+                await vscode.window.showTextDocument(document, { preview: true });
+                return name;
+            } catch (error) {
+                const message = formatError(error);
+                output.appendLine(message);
+                void vscode.window.showErrorMessage(message);
+                return undefined;
+            }
+        }),
         vscode.workspace.onDidChangeConfiguration(async (event) => {
             if (!event.affectsConfiguration('cfgate')) {
                 return;
@@ -275,7 +315,7 @@ export function activate(context: vscode.ExtensionContext): void {
     if (typeof vscode.chat?.createChatParticipant === 'function') {
         const participant = vscode.chat.createChatParticipant(
             PARTICIPANT_ID,
-            createChatHandler({ client: cfgate, onError: (message) => output.appendLine(message) }),
+            createChatHandler({ client: cfgate, session: currentSession, onError: (message) => output.appendLine(message) }),
         );
         participant.iconPath = new vscode.ThemeIcon('cloud');
         context.subscriptions.push(participant);

@@ -86,7 +86,7 @@ describe('extension activation (vscode stubbed, real language client and daemon)
             recorded.participants.map((p) => p.id),
             ['cfgate.chat'],
         );
-        assert.deepEqual([...recorded.commands.keys()].sort(), ['cfgate.restart', 'cfgate.selectModel', 'cfgate.status']);
+        assert.deepEqual([...recorded.commands.keys()].sort(), ['cfgate.chooseSession', 'cfgate.restart', 'cfgate.selectModel', 'cfgate.status']);
         const s = await status();
         assert.ok(s, JSON.stringify(recorded.messages));
         assert.equal(s.credentials_complete, true);

@@ -4,6 +4,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as vscode from 'vscode';
 import { ResponseError } from 'vscode-jsonrpc/node';
@@ -22,6 +23,7 @@ import {
 } from '../src/commands';
 import { CfgateInlineCompletionProvider, PREFIX_BUDGET, SUFFIX_BUDGET, contextAround } from '../src/inline';
 import { DAEMON_KEYS, readSettings, settingsChange } from '../src/settings';
+import { NEW_SESSION_LABEL, NO_SESSION_LABEL, historyMarkdown, pickSession, validateSessionName } from '../src/sessions';
 import { Daemon, FakeGateway, reapDaemons, waitFor } from '../testlib/harness';
 import {
     Position,
@@ -273,6 +275,82 @@ describe('chat participant', () => {
     });
 });
 
+describe('sessions', () => {
+    test('@cfgate on a session sends only the new turn; another daemon on the same store continues it', async () => {
+        const store = fs.mkdtempSync(path.join(os.tmpdir(), 'cfgate-vscode-sessions-'));
+        const first = await Daemon.start(fake, { env: { CFGATE_DATA_DIR: store } });
+        const second = await Daemon.start(fake, { env: { CFGATE_DATA_DIR: store } });
+        try {
+            const ask = async (client: CfgateClient, prompt: string, history: unknown[] = []) => {
+                const stream = new RecordingStream();
+                const handler = createChatHandler({ client, session: () => 'proj' });
+                const context = { history } as unknown as vscode.ChatContext;
+                const result = (await handler(chatRequest(prompt), context, stream.asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
+                assert.equal(result.errorDetails, undefined);
+                return stream.markdown.join('');
+            };
+            assert.equal(await ask(first.client, 'first question'), 'echo: first question');
+            // A new chat in another window (another client): the chat view's own history
+            // is empty, the daemon supplies the session's.
+            assert.equal(await ask(second.client, 'second question'), 'echo: second question');
+            // Within one chat, the chat view's earlier turns are not sent again.
+            assert.equal(
+                await ask(first.client, 'third question', [requestTurn('second question'), responseTurn('echo: second question')]),
+                'echo: third question',
+            );
+            const sent = (await chatRequests()).map((r) => r.body.messages.map((m: any) => `${m.role}: ${m.content}`));
+            assert.equal(sent.length, 3);
+            assert.deepEqual(sent[0], [`system: ${SYSTEM_PROMPT}`, 'user: first question']);
+            assert.deepEqual(sent[2], [
+                `system: ${SYSTEM_PROMPT}`,
+                'user: first question',
+                'assistant: echo: first question',
+                'user: second question',
+                'assistant: echo: second question',
+                'user: third question',
+            ]);
+            // The picker lists it; the history document shows every client's turns.
+            let offered: string[] = [];
+            const name = await pickSession(
+                second.client,
+                {
+                    showQuickPick: async (items) => {
+                        offered = items.map((i) => i.label);
+                        return items[0];
+                    },
+                    showInputBox: async () => assert.fail('no input expected'),
+                },
+                undefined,
+            );
+            assert.equal(name, 'proj');
+            assert.deepEqual(offered, ['proj', NEW_SESSION_LABEL, NO_SESSION_LABEL]);
+            const session = await second.client.session('proj');
+            assert.equal(
+                historyMarkdown('proj', session.messages),
+                '# cfgate session proj\n\n## You\n\nfirst question\n\n## cfgate\n\necho: first question\n\n' +
+                    '## You\n\nsecond question\n\n## cfgate\n\necho: second question\n\n' +
+                    '## You\n\nthird question\n\n## cfgate\n\necho: third question\n',
+            );
+        } finally {
+            await first.close();
+            await second.close();
+            fs.rmSync(store, { recursive: true, force: true });
+        }
+    });
+
+    test('a new session name is asked for and validated; giving up changes nothing', async () => {
+        const client = { sessions: async () => [] } as unknown as Pick<CfgateClient, 'sessions'>;
+        const pick = (label: string, typed?: string) =>
+            pickSession(client, { showQuickPick: async (items) => items.find((i) => i.label === label), showInputBox: async () => typed }, 'old');
+        assert.equal(await pick(NEW_SESSION_LABEL, ' work-2 '), 'work-2');
+        assert.equal(await pick(NEW_SESSION_LABEL, '.hidden'), undefined);
+        assert.equal(await pick(NEW_SESSION_LABEL, undefined), undefined);
+        assert.equal(await pick(NO_SESSION_LABEL), '');
+        assert.equal(validateSessionName('a/b'), '1 to 64 letters, digits, ".", "_" or "-", not starting with "."');
+        assert.equal(validateSessionName('x'.repeat(65)) !== undefined, true);
+    });
+});
+
 describe('commands', () => {
     function ui(picks: (items: PickItem[]) => PickItem | undefined, typed?: string) {
         const updates: (string | undefined)[] = [];
@@ -373,19 +451,22 @@ describe('settings', () => {
             maxTokens: null,
             'completion.enabled': false,
             'completion.debounceMs': 125,
+            'chat.session': ' my-project ',
             shared: true,
         };
         assert.deepEqual(readSettings((k) => values[k]), {
             path: '/opt/cfgate',
             shared: true,
             daemon: { model: '@cf/qwen/qwen2.5-coder-32b-instruct', gateway_id: 'my-gw', account_id: 'acc123' },
+            chatSession: 'my-project',
             completion: { enabled: false, debounceMs: 125 },
         });
         assert.deepEqual(readSettings(() => undefined), {
             path: 'cfgate',
             shared: false,
             daemon: {},
-            completion: { enabled: true, debounceMs: 300 },
+            chatSession: '',
+            completion: { enabled: true, debounceMs: 150 },
         });
     });
 
@@ -406,7 +487,7 @@ describe('settings', () => {
     test('package.json contributes exactly the settings, commands and participant the code uses', () => {
         const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
         const properties = Object.keys(manifest.contributes.configuration.properties).sort();
-        const expected = ['path', 'shared', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
+        const expected = ['path', 'shared', 'chat.session', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
         assert.deepEqual(properties, expected);
         assert.ok(!properties.some((p) => /(api|gateway)_?token/i.test(p)), 'no token setting');
         assert.deepEqual(manifest.contributes.chatParticipants.map((p: { id: string }) => p.id), [PARTICIPANT_ID]);
