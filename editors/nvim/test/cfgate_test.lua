@@ -260,11 +260,19 @@ test("ghost text appears and is accepted with <M-l>", function()
   vim.bo.filetype = "lua"
   local buf = vim.api.nvim_get_current_buf()
   feed("ilocal x = ")
+  wait_for("insert mode", function()
+    return mode():find("^i") and vim.api.nvim_win_get_cursor(0)[2] == #"local x = "
+  end)
+  vim.cmd("redraw")
+  local column = vim.fn.wincol()
   wait_for("the suggestion", function()
     local sug = inline.suggestion()
     return sug and sug.done and sug.text == "compute(42)"
   end)
   check(mode():find("^i") ~= nil, "not in insert mode: %s", mode())
+  -- The cursor is drawn where the user types, not after the ghost text.
+  vim.cmd("redraw")
+  check(vim.fn.wincol() == column, "cursor drawn at screen column %d with the suggestion, %d without", vim.fn.wincol(), column)
   local marks = vim.api.nvim_buf_get_extmarks(buf, inline.ns, 0, -1, { details = true })
   check(#marks == 1, "%d extmarks", #marks)
   local vt = marks[1][4].virt_text
@@ -285,6 +293,83 @@ test("ghost text appears and is accepted with <M-l>", function()
   wait_for("normal mode", function()
     return mode() == "n"
   end)
+end)
+
+test("the suggestion's colour does not depend on true colour", function()
+  local hl = vim.api.nvim_get_hl(0, { name = "CfgateSuggestion", link = false })
+  check(hl.ctermfg ~= nil, "no ctermfg (a 256-colour terminal shows it as typed code): %s", vim.inspect(hl))
+  check(hl.fg ~= nil, "no GUI colour: %s", vim.inspect(hl))
+  check(hl.ctermfg ~= (vim.api.nvim_get_hl(0, { name = "Normal", link = false }).ctermfg or -1), "same as Normal")
+end)
+
+test("accept word and accept line insert exactly that part; the rest stays shown", function()
+  fake.reset()
+  fake.script({ content = "foo(bar, baz)\nreturn x" })
+  vim.cmd("enew")
+  vim.bo.filetype = "lua"
+  local buf = vim.api.nvim_get_current_buf()
+  feed("ilocal v = ")
+  wait_for("the suggestion", function()
+    local sug = inline.suggestion()
+    return sug and sug.done and sug.text == "foo(bar, baz)\nreturn x"
+  end)
+  local marks = vim.api.nvim_buf_get_extmarks(buf, inline.ns, 0, -1, { details = true })
+  check(#marks == 1 and marks[1][4].virt_lines and marks[1][4].virt_lines[1][1][1] == "return x", "second line not a virtual line: %s", vim.inspect(marks))
+  feed("<M-Right>", "mt")
+  wait_for("the first word", function()
+    return buf_text(buf) == "local v = foo"
+  end)
+  local sug = inline.suggestion()
+  check(sug and sug.text == "(bar, baz)\nreturn x", "rest shown: %s", vim.inspect(sug))
+  check(vim.api.nvim_win_get_cursor(0)[2] == #"local v = foo", "cursor after the word")
+  feed("<M-C-Right>", "mt")
+  wait_for("the rest of the line", function()
+    return buf_text(buf) == "local v = foo(bar, baz)"
+  end)
+  feed("<M-C-Right>", "mt")
+  wait_for("the next line", function()
+    return buf_text(buf) == "local v = foo(bar, baz)\nreturn x"
+  end)
+  check(inline.suggestion() == nil, "a suggestion is left: %s", vim.inspect(inline.suggestion()))
+  check(vim.deep_equal(vim.api.nvim_win_get_cursor(0), { 2, #"return x" }), "cursor %s", vim.inspect(vim.api.nvim_win_get_cursor(0)))
+  check(#fake.chat_requests() == 1, "%d upstream requests", #fake.chat_requests())
+  feed("<Esc>")
+  wait_for("normal mode", function()
+    return mode() == "n"
+  end)
+end)
+
+test("an unreachable gateway while typing: one short line, no prompt, still in insert mode", function()
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = "http://127.0.0.1:9/v1", max_attempts = 1 }, inline = { debounce_ms = 60 } })
+  vim.cmd("messages clear")
+  vim.cmd("enew")
+  local buf = vim.api.nvim_get_current_buf()
+  feed("ilocal z = ")
+  local shown = wait_for("the error line", function()
+    return inline.last_error()
+  end)
+  check(shown:find("^cfgate: cannot connect") and not shown:find("\n"), "error line %q", shown)
+  -- Typing on: the same error is not shown again.
+  feed("a")
+  wait_for("the text", function()
+    return buf_text(buf) == "local z = a"
+  end)
+  wait_for("the second request to fail", function()
+    return not inline.busy() and inline.suggestion() == nil
+  end)
+  check(mode():find("^i") ~= nil, "left insert mode: %s", mode())
+  check(#H.notes == 0, "notifications while typing: %s", notes_text())
+  local messages = vim.api.nvim_exec2("messages", { output = true }).output
+  local _, count = messages:gsub("cfgate: ", "")
+  check(count == 1, "the error was shown %d times: %q", count, messages)
+  check(not messages:find("hint:", 1, true), "the hint was shown while typing: %q", messages)
+  local line = messages:match("cfgate: [^\n]*")
+  check(vim.fn.strdisplaywidth(line) < vim.o.columns - 12, "error line as wide as the screen (a prompt): %q", line)
+  feed("<Esc>")
+  wait_for("normal mode", function()
+    return mode() == "n"
+  end)
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
 end)
 
 test("typing cancels the in-flight completion (the upstream stream is dropped)", function()

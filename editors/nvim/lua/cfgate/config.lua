@@ -89,6 +89,8 @@ M.defaults = {
     filetypes = { help = false, gitcommit = false, gitrebase = false },
     keymaps = {
       accept = "<M-l>", -- insert mode; falls back to the key's own meaning when no suggestion
+      accept_word = "<M-Right>",
+      accept_line = "<M-C-Right>",
       dismiss = "<M-h>",
       trigger = "<M-\\>",
     },

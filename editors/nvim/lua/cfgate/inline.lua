@@ -16,7 +16,7 @@ local s = {
   sug = nil, -- { buf, row, col, text, done }
   skip = nil, -- { buf, tick }: the change our own accept made
   disabled = false, -- toggled off with :CfgateInlineToggle
-  last_error = nil, -- { text, time } to avoid repeating one error on every keystroke
+  last_error = nil, -- the error line shown, so one error is not repeated on every keystroke
 }
 
 local function opts()
@@ -116,7 +116,10 @@ local function render()
     return
   end
   local lines = vim.split(sug.text, "\n", { plain = true })
-  local mark = { hl_mode = "combine", right_gravity = false }
+  -- right_gravity: the cursor is drawn before inline virtual text only when the mark
+  -- sits to the right of it (with false it is drawn after the whole suggestion). Typing
+  -- at the mark removes the suggestion anyway, so where the mark would move is moot.
+  local mark = { hl_mode = "combine", right_gravity = true }
   if lines[1] ~= "" then
     mark.virt_text = { { display(lines[1], sug.buf), "CfgateSuggestion" } }
     mark.virt_text_pos = "inline"
@@ -130,17 +133,29 @@ local function render()
   vim.api.nvim_buf_set_extmark(sug.buf, ns, sug.row, math.min(sug.col, #line), mark)
 end
 
+--- An inline-suggestion failure, while the user types: one short line in the message
+--- area (never a prompt that takes the next key), once per distinct error until it
+--- changes or a suggestion succeeds. Chat and ask show the whole error with its hint.
 local function report_error(err)
   if type(err) == "table" and err.code == client.CANCELLED then
     return
   end
-  local text = client.format_error(err)
-  local now = vim.uv.now()
-  if s.last_error and s.last_error.text == text and now - s.last_error.time < 60000 then
+  local text = client.format_error(err):gsub("\n.*", "")
+  if s.last_error == text then
     return
   end
-  s.last_error = { text = text, time = now }
-  client.notify_error(err)
+  s.last_error = text
+  -- Shorter than the screen: a longer line would ask to press ENTER.
+  local room = math.max(20, vim.o.columns - 15)
+  if vim.fn.strdisplaywidth(text) > room then
+    text = vim.fn.strcharpart(text, 0, room - 1) .. "…"
+  end
+  vim.api.nvim_echo({ { text, "WarningMsg" } }, true, {})
+end
+
+--- The last inline-suggestion error shown (one line), or nil.
+function M.last_error()
+  return s.last_error
 end
 
 --- Asks for a suggestion at the cursor now (what the debounce timer and :CfgateComplete call).
@@ -164,7 +179,8 @@ function M.trigger()
     max_tokens = o.max_tokens,
     temperature = o.temperature,
   }
-  local sug = { buf = buf, row = row, col = col, text = "", done = false }
+  -- taken: bytes of the suggestion already accepted (word by word, line by line).
+  local sug = { buf = buf, row = row, col = col, text = "", done = false, taken = 0 }
   s.sug = sug
   local req
   req = client.request("cfgate/complete", params, {
@@ -185,8 +201,9 @@ function M.trigger()
         return
       end
       sug.done = true
+      s.last_error = nil
       if type(result) == "table" and type(result.text) == "string" then
-        sug.text = result.text
+        sug.text = result.text:sub(sug.taken + 1)
       end
       render()
       vim.api.nvim_exec_autocmds("User", { pattern = "CfgateSuggestion", modeline = false })
@@ -245,21 +262,41 @@ function M.busy()
   return s.req ~= nil
 end
 
---- Inserts the suggestion at its position; false if there is none here.
-function M.accept()
+--- The part of `text` accept(kind) inserts: "word" the next word (with the white space
+--- before it, or a run of punctuation), "line" the rest of the first line (or, when
+--- the suggestion starts a new line, that line break and the next line), else all.
+function M.part(text, kind)
+  if kind == "word" then
+    -- Bytes >= 0x80 count as letters, so a word of any script stays whole.
+    return text:match("^%s*[%w_\128-\255]+") or text:match("^%s*[^%w_%s\128-\255]+") or text:match("^%s+") or text
+  elseif kind == "line" then
+    if text:sub(1, 1) == "\n" then
+      return "\n" .. (text:sub(2):match("^[^\n]*") or "")
+    end
+    return text:match("^[^\n]*")
+  end
+  return text
+end
+
+--- Inserts the suggestion (kind nil), or its next word ("word") or line ("line"), at its
+--- position; the rest stays shown after the cursor. False if there is none here.
+function M.accept(kind)
   local sug = s.sug
   local buf = vim.api.nvim_get_current_buf()
   if not sug or sug.text == "" or sug.buf ~= buf or not vim.api.nvim_buf_is_valid(buf) then
     return false
   end
-  local text = sug.text
-  -- Accepting while it still streams takes what is shown and stops the rest.
-  if s.req then
-    s.req:cancel()
-    s.req = nil
+  local text = M.part(sug.text, kind)
+  local whole = text == sug.text
+  if whole then
+    -- Accepting while it still streams takes what is shown and stops the rest.
+    if s.req then
+      s.req:cancel()
+      s.req = nil
+    end
+    s.sug = nil
   end
   clear_marks(buf)
-  s.sug = nil
   local lines = vim.split(text, "\n", { plain = true })
   local line = vim.api.nvim_buf_get_lines(buf, sug.row, sug.row + 1, false)[1] or ""
   local col = math.min(sug.col, #line)
@@ -267,8 +304,24 @@ function M.accept()
   local end_row = sug.row + #lines - 1
   local end_col = #lines == 1 and (col + #lines[1]) or #lines[#lines]
   s.skip = { buf = buf, tick = vim.api.nvim_buf_get_changedtick(buf) }
+  if not whole then
+    sug.taken = sug.taken + #text
+    sug.text = sug.text:sub(#text + 1)
+    sug.row, sug.col = end_row, end_col
+  end
   vim.api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+  if not whole then
+    render()
+  end
   return true
+end
+
+function M.accept_word()
+  return M.accept("word")
+end
+
+function M.accept_line()
+  return M.accept("line")
 end
 
 --- Removes the suggestion; false if there was none.
@@ -292,12 +345,13 @@ function M.toggle(on)
 end
 
 local function on_text_changed_i(ev)
-  M.cancel()
   local skip = s.skip
   s.skip = nil
   if skip and skip.buf == ev.buf and skip.tick == vim.api.nvim_buf_get_changedtick(ev.buf) then
+    -- Our own accept: a partly accepted suggestion stays shown.
     return
   end
+  M.cancel()
   if opts().auto_trigger and M.enabled_for(ev.buf) then
     M.schedule()
   end
@@ -327,7 +381,9 @@ local function map(lhs, fn, desc)
 end
 
 function M.setup()
-  vim.api.nvim_set_hl(0, "CfgateSuggestion", { link = "Comment", default = true })
+  -- Its own colours, not a link to Comment: in a terminal without true colour a theme's
+  -- Comment may have only a GUI colour, and the suggestion would look like typed code.
+  vim.api.nvim_set_hl(0, "CfgateSuggestion", { fg = "#808080", ctermfg = 244, italic = true, default = true })
   local group = vim.api.nvim_create_augroup(augroup, { clear = true })
   local o = opts()
   if not o.enabled then
@@ -343,7 +399,11 @@ function M.setup()
   })
   vim.api.nvim_create_autocmd({ "CursorMovedI", "CursorMoved" }, { group = group, callback = on_cursor_moved })
   local keys = o.keymaps or {}
-  map(keys.accept, M.accept, "cfgate: accept the suggestion")
+  map(keys.accept, function()
+    return M.accept()
+  end, "cfgate: accept the suggestion")
+  map(keys.accept_word, M.accept_word, "cfgate: accept the suggestion's next word")
+  map(keys.accept_line, M.accept_line, "cfgate: accept the suggestion's next line")
   map(keys.dismiss, M.dismiss, "cfgate: dismiss the suggestion")
   map(keys.trigger, function()
     M.trigger()
