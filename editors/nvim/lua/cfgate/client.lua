@@ -17,6 +17,7 @@ local state = {
   inflight = {}, -- Request -> true
   seq = 0,
   init_timer = nil,
+  status = nil, -- the last cfgate/didChangeStatus params
 }
 
 --- Calls a client method on both the 0.10 (`client.f(...)`) and 0.11 (`client:f(...)`) APIs.
@@ -133,6 +134,26 @@ local function progress_handler(err, params, ctx, cfg)
   end
 end
 
+--- `cfgate/didChangeStatus`: the daemon's state (busy, ready, unauthorized, error) for
+--- the statusline; User CfgateStatus tells statusline plugins to redraw.
+local function status_handler(_, params)
+  if type(params) == "table" and type(params.state) == "string" then
+    state.status = params
+    vim.schedule(function()
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateStatus", modeline = false })
+      vim.cmd("redrawstatus!")
+    end)
+  end
+end
+
+--- The daemon's last reported state ({ state, message? }), or nil when it is not running.
+function M.status()
+  if not M.get() then
+    return nil
+  end
+  return state.status
+end
+
 --- The running client, if any.
 function M.get()
   local client = state.client_id and vim.lsp.get_client_by_id(state.client_id) or nil
@@ -187,9 +208,11 @@ function M.start()
     cmd_env = opts.cmd_env,
     root_dir = vim.fn.getcwd(),
     init_options = init_options,
-    handlers = { ["$/progress"] = progress_handler },
+    handlers = { ["$/progress"] = progress_handler, ["cfgate/didChangeStatus"] = status_handler },
     flags = { exit_timeout = 2000 },
     on_init = function(client)
+      -- Only changes are sent: until the first one, an initialized daemon is ready.
+      state.status = { state = "ready" }
       if state.init_timer then
         state.init_timer:stop()
         state.init_timer:close()

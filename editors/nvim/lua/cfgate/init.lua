@@ -119,6 +119,18 @@ function M.format_status(st)
   if type(st.account_id) == "string" then
     table.insert(lines, ("account: %s, gateway: %s"):format(st.account_id, tostring(st.gateway_id)))
   end
+  local clients = {}
+  for _, c in ipairs(type(st.clients) == "table" and st.clients or {}) do
+    table.insert(clients, (type(c.name) == "string" and c.name or "?") .. (type(c.version) == "string" and (" " .. c.version) or ""))
+  end
+  if #clients > 0 then
+    table.insert(lines, ("clients (%d): %s"):format(#clients, table.concat(clients, ", ")))
+  end
+  local sessions = {}
+  for _, sess in ipairs(type(st.sessions) == "table" and st.sessions or {}) do
+    table.insert(sessions, ("%s (%d turn%s)"):format(tostring(sess.name), sess.turns or 0, sess.turns == 1 and "" or "s"))
+  end
+  table.insert(lines, "sessions: " .. (#sessions > 0 and table.concat(sessions, ", ") or "none"))
   local r = st.requests or {}
   table.insert(
     lines,
@@ -129,6 +141,18 @@ function M.format_status(st)
     )
   )
   return lines
+end
+
+--- For 'statusline' / 'winbar' (and statusline plugins): "cfgate: ready", "cfgate: busy",
+--- "cfgate: error", "cfgate: unauthorized", from the daemon's `cfgate/didChangeStatus`;
+--- "" while no daemon runs. Redraw on the `User CfgateStatus` autocommand.
+---   vim.o.statusline = "%f %= %{v:lua.require'cfgate'.statusline()}"
+function M.statusline()
+  local st = client.status()
+  if not st then
+    return ""
+  end
+  return "cfgate: " .. st.state
 end
 
 --- :CfgateStatus. With a callback, gets the status table instead of showing it.
