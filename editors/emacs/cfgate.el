@@ -42,6 +42,9 @@
 (require 'cl-lib)
 (require 'jsonrpc)
 (require 'subr-x)
+(require 'url-util)
+
+(declare-function diff-no-select "diff")
 
 (defgroup cfgate nil
   "Cloudflare AI Gateway through the cfgate daemon."
@@ -163,6 +166,15 @@ Takes effect when the daemon starts."
 (defvar cfgate--requests nil
   "Requests in flight, failed when the daemon goes away.")
 
+(defvar cfgate--status nil
+  "The daemon's last `cfgate/didChangeStatus' params (:state :message), or nil.")
+
+(defvar cfgate--inline-error nil
+  "The inline-suggestion error line last shown.")
+
+(defvar cfgate--pending-edits (make-hash-table :test #'equal)
+  "Document URI -> the WorkspaceEdit the daemon sent for it, held for review.")
+
 (cl-defstruct (cfgate--req (:constructor cfgate--req-make) (:copier nil))
   "A request sent to the daemon."
   id token done cancelled on-result on-error)
@@ -208,7 +220,21 @@ Takes effect when the daemon starts."
          (funcall handler (plist-get params :value)))))
     ('window/showMessage
      (message "%s" (plist-get params :message)))
+    ('cfgate/didChangeStatus
+     (setq cfgate--status params)
+     (force-mode-line-update t))
     (_ nil)))
+
+
+(defun cfgate-mode-line ()
+  "The daemon's state for the mode line: \" cfgate:ready\", \" cfgate:busy\",
+\" cfgate:error\", \" cfgate:unauthorized\"; \" cfgate\" when no daemon runs."
+  (let ((state (and (cfgate-running-p) (plist-get cfgate--status :state))))
+    (if (stringp state)
+        (propertize (concat " cfgate:" state)
+                    'help-echo (or (plist-get cfgate--status :message) "cfgate's daemon")
+                    'face (and (member state '("error" "unauthorized")) 'error))
+      " cfgate")))
 
 (defun cfgate--stderr-reason (proc)
   "The last line PROC (the daemon or its relay) wrote to stderr, or nil."
@@ -277,6 +303,7 @@ It names the exit status and the last line the process wrote to stderr:
                                 :process proc
                                 :events-buffer-scrollback-size cfgate-events-buffer-size
                                 :notification-dispatcher #'cfgate--handle-notification
+                                :request-dispatcher #'cfgate--handle-request
                                 :on-shutdown #'cfgate--on-shutdown)))
       (let ((stderr-proc (get-buffer-process stderr)))
         (when stderr-proc (set-process-query-on-exit-flag stderr-proc nil)))
@@ -289,7 +316,9 @@ It names the exit status and the last line the process wrote to stderr:
                                    :capabilities (make-hash-table)
                                    :initializationOptions (cfgate--settings-object))
                              :timeout 15)
-            (jsonrpc-notify conn :initialized (make-hash-table)))
+            (jsonrpc-notify conn :initialized (make-hash-table))
+            ;; Only changes are sent: until the first one, it is ready.
+            (setq cfgate--status (list :state "ready")))
         (jsonrpc-error
          (ignore-errors (jsonrpc-shutdown conn))
          (user-error "cfgate: the daemon could not start: %s"
@@ -428,6 +457,21 @@ there is input."
            (and (stringp settings-error) (format "settings error: %s" settings-error))
            (format "model: %s" (plist-get status :model))
            (format "base url: %s" (if (stringp base-url) base-url "(not set)"))
+           (let ((clients (append (plist-get status :clients) nil)))
+             (and clients
+                  (format "clients (%d): %s" (length clients)
+                          (mapconcat (lambda (c)
+                                       (string-trim (format "%s %s"
+                                                            (or (plist-get c :name) "?")
+                                                            (or (plist-get c :version) ""))))
+                                     clients ", "))))
+           (let ((sessions (append (plist-get status :sessions) nil)))
+             (format "sessions: %s"
+                     (if sessions
+                         (mapconcat (lambda (x) (format "%s (%s turns)" (plist-get x :name)
+                                                        (plist-get x :turns)))
+                                    sessions ", ")
+                       "none")))
            (format "requests: %s total, %s in flight, %s failed"
                    (plist-get requests :total)
                    (plist-get requests :in_flight)
@@ -955,6 +999,163 @@ text.  It waits for the answer (input cancels it), so add it to
             :annotation-function (lambda (_) " cfgate")))))
 
 
+;;;; Code actions (explain, fix, add docs)
+
+(defcustom cfgate-review-function #'cfgate-review-edit
+  "Function called with ORIGINAL and REPLACEMENT text before a fix is applied.
+It returns non-nil to apply the edit.  The default shows the diff and asks."
+  :type 'function)
+
+(defun cfgate--utf16-length (text)
+  "TEXT's length in UTF-16 code units (LSP's default position encoding)."
+  (/ (length (encode-coding-string text 'utf-16le)) 2))
+
+(defun cfgate--lsp-position (pos)
+  "The LSP position (line and UTF-16 character) of buffer position POS."
+  (save-excursion
+    (goto-char pos)
+    (list :line (1- (line-number-at-pos pos t))
+          :character (cfgate--utf16-length
+                      (buffer-substring-no-properties (line-beginning-position) pos)))))
+
+(defun cfgate--document-uri ()
+  "The URI the daemon knows this buffer by while an action runs."
+  (if buffer-file-name
+      (concat "file://" (url-hexify-string (expand-file-name buffer-file-name) url-path-allowed-chars))
+    (format "untitled:cfgate-%s-%s" (emacs-pid) (url-hexify-string (buffer-name)))))
+
+(defun cfgate--handle-request (_conn method params)
+  "Answer the daemon's request METHOD with PARAMS.
+`workspace/applyEdit' is held for review: the edit is shown as a diff when
+the command ends, and applied only if the user agrees."
+  (pcase method
+    ('workspace/applyEdit
+     (let* ((edit (plist-get params :edit))
+            (changes (plist-get edit :changes)))
+       (cl-loop for (key edits) on changes by #'cddr
+                do (puthash (substring (symbol-name key) 1) edits cfgate--pending-edits))
+       (list :applied :json-false
+             :failureReason "held for review: the user sees the diff first")))
+    (_ (signal 'jsonrpc-error
+               (list (cons 'jsonrpc-error-code -32601)
+                     (cons 'jsonrpc-error-message (format "unknown method %s" method)))))))
+
+(defun cfgate-review-edit (original replacement)
+  "Show the change from ORIGINAL to REPLACEMENT as a diff; non-nil to apply it."
+  (require 'diff)
+  (let ((old (generate-new-buffer " *cfgate-old*"))
+        (new (generate-new-buffer " *cfgate-new*")))
+    (unwind-protect
+        (progn
+          (with-current-buffer old (insert original))
+          (with-current-buffer new (insert replacement))
+          (let ((diff (diff-no-select old new "-u" t (get-buffer-create "*cfgate-diff*"))))
+            (display-buffer diff)
+            (y-or-n-p "cfgate: apply this edit? ")))
+      (kill-buffer old)
+      (kill-buffer new))))
+
+(defun cfgate--run-action (command beg end on-done)
+  "Run the daemon's code action COMMAND on the region BEG..END.
+The buffer is opened in the daemon for the request and closed after;
+ON-DONE gets the command's result."
+  (unless (< beg end)
+    (user-error "cfgate: select the code first"))
+  (cfgate-start)
+  (let* ((buffer (current-buffer))
+         (uri (cfgate--document-uri))
+         (range (list :start (cfgate--lsp-position beg) :end (cfgate--lsp-position end)))
+         (close (lambda ()
+                  (when (cfgate-running-p)
+                    (jsonrpc-notify cfgate--connection :textDocument/didClose
+                                    (list :textDocument (list :uri uri)))))))
+    (remhash uri cfgate--pending-edits)
+    (jsonrpc-notify cfgate--connection :textDocument/didOpen
+                    (list :textDocument
+                          (list :uri uri :languageId (cfgate--language) :version 1
+                                :text (buffer-substring-no-properties (point-min) (point-max)))))
+    (message "cfgate: %s..." command)
+    (cfgate--request :workspace/executeCommand
+                     (list :command command :arguments (vector (list :uri uri :range range)))
+                     :on-result (lambda (result)
+                                  (funcall close)
+                                  (when (buffer-live-p buffer)
+                                    (with-current-buffer buffer
+                                      (funcall on-done result (gethash uri cfgate--pending-edits))))
+                                  (remhash uri cfgate--pending-edits))
+                     :on-error (lambda (err)
+                                 (funcall close)
+                                 (remhash uri cfgate--pending-edits)
+                                 (cfgate--report-error err)))))
+
+(defun cfgate--apply-reviewed (beg end edits)
+  "Apply EDITS (the daemon's TextEdits for the region BEG..END) once reviewed.
+The region must still hold what was sent."
+  (let ((edit (and (= (length edits) 1) (aref (vconcat edits) 0)))
+        (original (buffer-substring-no-properties beg end)))
+    (cond
+     ((not edit) (message "cfgate: the daemon sent no edit"))
+     ((let ((start (plist-get (plist-get edit :range) :start))
+            (here (cfgate--lsp-position beg)))
+        (not (and (eql (plist-get start :line) (plist-get here :line))
+                  (eql (plist-get start :character) (plist-get here :character)))))
+      (message "cfgate: the edit is not for the region; not applied"))
+     ((funcall cfgate-review-function original (plist-get edit :newText))
+      (save-excursion
+        (goto-char beg)
+        (delete-region beg end)
+        (insert (plist-get edit :newText)))
+      (message "cfgate: edit applied"))
+     (t (message "cfgate: edit not applied")))))
+
+(defun cfgate--edit-action (command beg end)
+  "Run COMMAND (fix or add docs) on BEG..END; review its edit, then apply it."
+  (let* ((beg-marker (copy-marker beg))
+         (end-marker (copy-marker end t))
+         (original (buffer-substring-no-properties beg end)))
+    (cfgate--run-action
+     command beg end
+     (lambda (_result edits)
+       (if (not (equal (buffer-substring-no-properties beg-marker end-marker) original))
+           (message "cfgate: the region changed while the model worked; edit not applied")
+         (cfgate--apply-reviewed (marker-position beg-marker) (marker-position end-marker) edits))
+       (run-hooks 'cfgate-action-done-hook)))))
+
+(defvar cfgate-action-done-hook nil
+  "Run when a code action (explain, fix, add docs) has ended.")
+
+;;;###autoload
+(defun cfgate-fix-region (beg end)
+  "Ask the model to fix the code in the region BEG..END.
+The fix is shown as a diff (`cfgate-review-function') before it replaces
+the region."
+  (interactive "r")
+  (cfgate--edit-action "cfgate.fix" beg end))
+
+;;;###autoload
+(defun cfgate-document-region (beg end)
+  "Ask the model to add doc comments to the code in the region BEG..END.
+The result is shown as a diff before it replaces the region."
+  (interactive "r")
+  (cfgate--edit-action "cfgate.addDocs" beg end))
+
+;;;###autoload
+(defun cfgate-explain-region (beg end)
+  "Ask the model to explain the code in the region BEG..END, in `*cfgate-ask*'."
+  (interactive "r")
+  (cfgate--run-action
+   "cfgate.explain" beg end
+   (lambda (result _edits)
+     (let ((text (plist-get result :explanation)))
+       (with-current-buffer (get-buffer-create cfgate-ask-buffer-name)
+         (let ((inhibit-read-only t))
+           (unless (derived-mode-p 'cfgate-answer-mode) (cfgate-answer-mode))
+           (erase-buffer)
+           (insert (if (stringp text) text "")))
+         (display-buffer (current-buffer))))
+     (run-hooks 'cfgate-action-done-hook))))
+
+
 ;;;; Inline suggestion
 
 (defvar-local cfgate--suggestion nil
@@ -965,6 +1166,8 @@ text.  It waits for the answer (input cancels it), so add it to
     (define-key map (kbd "TAB") #'cfgate-accept-suggestion)
     (define-key map (kbd "<tab>") #'cfgate-accept-suggestion)
     (define-key map (kbd "C-g") #'cfgate-dismiss-suggestion)
+    (define-key map (kbd "M-<right>") #'cfgate-accept-suggestion-word)
+    (define-key map (kbd "C-M-<right>") #'cfgate-accept-suggestion-line)
     map)
   "Keys active while an inline suggestion is shown.")
 
@@ -1006,7 +1209,8 @@ text.  It waits for the answer (input cancels it), so add it to
 
 (defun cfgate--suggestion-pre-command ()
   "Remove the suggestion before any command but accepting it."
-  (unless (memq this-command '(cfgate-accept-suggestion cfgate-suggest))
+  (unless (memq this-command '(cfgate-accept-suggestion cfgate-suggest
+                               cfgate-accept-suggestion-word cfgate-accept-suggestion-line))
     (cfgate-dismiss-suggestion)))
 
 ;;;###autoload
@@ -1019,7 +1223,7 @@ other command removes it and cancels its request."
   (cfgate-start)
   (let* ((buffer (current-buffer))
          (ov (make-overlay (point) (point) nil nil t))
-         (suggestion (list :overlay ov :text "" :request nil :done nil)))
+         (suggestion (list :overlay ov :text "" :request nil :done nil :taken 0)))
     (overlay-put ov 'priority 1000)
     (overlay-put ov 'cfgate t)
     (setq cfgate--suggestion suggestion)
@@ -1042,7 +1246,12 @@ other command removes it and cancels its request."
                 (with-current-buffer buffer
                   (when (eq cfgate--suggestion suggestion)
                     (let ((text (plist-get result :text)))
-                      (when (stringp text) (plist-put suggestion :text text)))
+                      (when (stringp text)
+                        ;; Without what was accepted word by word or line by line.
+                        (plist-put suggestion :text
+                                   (substring text (min (length text)
+                                                        (plist-get suggestion :taken))))))
+                    (setq cfgate--inline-error nil)
                     (plist-put suggestion :done t)
                     (if (string-empty-p (plist-get suggestion :text))
                         (cfgate-dismiss-suggestion)
@@ -1053,7 +1262,7 @@ other command removes it and cancels its request."
                 (with-current-buffer buffer
                   (when (eq cfgate--suggestion suggestion)
                     (cfgate-dismiss-suggestion))))
-              (cfgate--report-error err)))))
+              (cfgate--report-inline-error err)))))
       (when (eq cfgate--suggestion suggestion)
         (plist-put suggestion :request req)))))
 
@@ -1070,6 +1279,58 @@ other command removes it and cancels its request."
       (cfgate-dismiss-suggestion)
       (goto-char pos)
       (insert text))))
+
+(defun cfgate-suggestion-part (text kind)
+  "The part of TEXT that accepting KIND inserts.
+KIND `word': the next word with the white space before it (or a run of
+punctuation); `line': the rest of the first line (or, when TEXT starts a
+new line, that line break and the next line); else all of TEXT."
+  (pcase kind
+    ('word (if (string-match "\\`[ \t\n]*\\(?:\\(?:\\sw\\|\\s_\\)+\\|[^ \t\n[:alnum:]_]+\\)" text)
+               (match-string 0 text)
+             text))
+    ('line (if (string-prefix-p "\n" text)
+               (concat "\n" (car (split-string (substring text 1) "\n")))
+             (car (split-string text "\n"))))
+    (_ text)))
+
+(defun cfgate--accept-part (kind)
+  "Insert the KIND part of the suggestion (see `cfgate-suggestion-part').
+The rest stays shown after point."
+  (let* ((suggestion cfgate--suggestion)
+         (text (and suggestion (plist-get suggestion :text)))
+         (ov (and suggestion (plist-get suggestion :overlay))))
+    (unless (and text (not (string-empty-p text)) (overlay-buffer ov))
+      (user-error "cfgate: no suggestion to accept"))
+    (let ((part (cfgate-suggestion-part text kind)))
+      (if (equal part text)
+          (cfgate-accept-suggestion)
+        (goto-char (overlay-start ov))
+        (insert part)
+        (move-overlay ov (point) (point))
+        (plist-put suggestion :taken (+ (plist-get suggestion :taken) (length part)))
+        (plist-put suggestion :text (substring text (length part)))
+        (cfgate--render-suggestion)))))
+
+(defun cfgate-accept-suggestion-word ()
+  "Insert the suggestion's next word; the rest stays shown."
+  (interactive)
+  (cfgate--accept-part 'word))
+
+(defun cfgate-accept-suggestion-line ()
+  "Insert the rest of the suggestion's line; the rest stays shown."
+  (interactive)
+  (cfgate--accept-part 'line))
+
+(defun cfgate--report-inline-error (err)
+  "Show ERR of an inline suggestion as one line, once until it changes.
+Typing goes on undisturbed; chat and ask show the whole error and hint."
+  (unless (cfgate--cancelled-p err)
+    (let ((line (car (split-string (cfgate--format-error err) "\n"))))
+      (unless (equal line cfgate--inline-error)
+        (setq cfgate--inline-error line)
+        (let ((message-truncate-lines t))
+          (message "%s" line))))))
 
 (defvar-local cfgate--idle-timer nil
   "Timer of `cfgate-inline-mode'.")
@@ -1101,7 +1362,7 @@ other command removes it and cancels its request."
   "Ask cfgate for an inline suggestion whenever typing pauses.
 The suggestion shows after point; TAB accepts it, any other command
 removes it."
-  :lighter " cfgate"
+  :lighter (:eval (cfgate-mode-line))
   (if cfgate-inline-mode
       (add-hook 'post-command-hook #'cfgate--inline-post-command nil t)
     (remove-hook 'post-command-hook #'cfgate--inline-post-command t)

@@ -201,6 +201,47 @@
                          (overlays-in (point-min) (point-max))))
     (should-not cfgate--suggestion-mode)))
 
+(ert-deftest cfgate-test-05b-accept-word-and-line ()
+  "Accepting a word or a line inserts exactly that part; the rest stays shown."
+  (cfgate-test--reset)
+  (cfgate-test--script '(:content "foo(bar, baz)\nreturn x"))
+  (with-temp-buffer
+    (insert "local v = ")
+    (cfgate-suggest)
+    (cfgate-test--wait "the suggestion"
+                       (lambda () (and (cfgate-suggestion-done-p)
+                                       (equal (cfgate-suggestion-text) "foo(bar, baz)\nreturn x"))))
+    (should (eq (key-binding (kbd "M-<right>")) #'cfgate-accept-suggestion-word))
+    (cfgate-accept-suggestion-word)
+    (should (equal (buffer-string) "local v = foo"))
+    (should (equal (cfgate-suggestion-text) "(bar, baz)\nreturn x"))
+    (should (= (point) (point-max)))
+    (cfgate-accept-suggestion-line)
+    (should (equal (buffer-string) "local v = foo(bar, baz)"))
+    (cfgate-accept-suggestion-line)
+    (should (equal (buffer-string) "local v = foo(bar, baz)\nreturn x"))
+    (should-not (cfgate-suggestion-text))
+    (should (= (length (cfgate-test--chat-requests)) 1))))
+
+(ert-deftest cfgate-test-05c-inline-error-one-line ()
+  "An inline failure while typing is one line, shown once until it changes."
+  (let ((cfgate-settings '((base_url . "http://127.0.0.1:9/v1") (max_attempts . 1))))
+    (cfgate-shutdown)
+    (setq cfgate--inline-error nil)
+    (unwind-protect
+        (cfgate-test--capture-messages
+          (with-temp-buffer
+            (insert "local z = ")
+            (dotimes (_ 2)
+              (cfgate-suggest)
+              (cfgate-test--wait "the failure" (lambda () (not (cfgate-suggestion-text)))))
+            (let ((shown (cl-remove-if-not (lambda (m) (string-prefix-p "cfgate: " m))
+                                           cfgate-test--messages)))
+              (should (= (length shown) 1))
+              (should (string-prefix-p "cfgate: cannot connect" (car shown)))
+              (should-not (string-search "\n" (car shown))))))
+      (cfgate-shutdown))))
+
 (ert-deftest cfgate-test-06-other-command-cancels ()
   "Any other command removes the suggestion and cancels its request."
   (cfgate-test--reset)
@@ -373,6 +414,58 @@ error in the chat buffer."
       (cfgate-shutdown)
       (cfgate-test--run "stop")
       (delete-directory dir t))))
+
+(ert-deftest cfgate-test-12-mode-line-and-status ()
+  "The mode line follows the daemon's state; `cfgate-status' lists clients and sessions."
+  (cfgate-test--reset)
+  (cfgate-status)
+  (should (equal (cfgate-mode-line) " cfgate:ready"))
+  (cfgate-test--script '(:hold_open t :chunks ["wait"]))
+  (let ((buffer (cfgate-chat "hold on" t)))
+    (cfgate-test--wait "busy" (lambda () (equal (cfgate-mode-line) " cfgate:busy")))
+    (with-current-buffer buffer (cfgate-chat-cancel))
+    (cfgate-test--wait "ready" (lambda () (equal (cfgate-mode-line) " cfgate:ready"))))
+  (let ((lines (cfgate--status-lines (cfgate-status))))
+    (should (member (format "clients (1): Emacs %s" emacs-version) lines))
+    (should (cl-some (lambda (l) (string-prefix-p "sessions: " l)) lines)))
+  ;; The lighter is that text (batch Emacs has no frame to format a mode line in).
+  (should (equal (cadr (assq 'cfgate-inline-mode minor-mode-alist)) '(:eval (cfgate-mode-line)))))
+
+(ert-deftest cfgate-test-13-code-actions ()
+  "Fix and add docs show the daemon's edit for review and apply it; explain shows the answer."
+  (cfgate-test--reset)
+  (let (reviewed)
+    (let ((cfgate-review-function (lambda (old new) (push (cons old new) reviewed) t))
+          (done nil))
+      (add-hook 'cfgate-action-done-hook (lambda () (setq done t)))
+      (unwind-protect
+          (with-temp-buffer
+            (insert "before\nlet x = 1 +\nafter\n")
+            (cfgate-test--script '(:content "let x = 1 + 2\n"))
+            (cfgate-fix-region 8 20)
+            (cfgate-test--wait "the fix" (lambda () done))
+            (should (equal reviewed '(("let x = 1 +\n" . "let x = 1 + 2\n"))))
+            (should (equal (buffer-string) "before\nlet x = 1 + 2\nafter\n"))
+            ;; Add docs; then declining leaves the buffer as it was.
+            (setq done nil reviewed nil)
+            (cfgate-test--script '(:content "/// Two.\nlet x = 1 + 2\n"))
+            (let ((cfgate-review-function (lambda (old new) (push (cons old new) reviewed) nil)))
+              (cfgate-document-region 8 22)
+              (cfgate-test--wait "the docs" (lambda () done)))
+            (should (equal reviewed '(("let x = 1 + 2\n" . "/// Two.\nlet x = 1 + 2\n"))))
+            (should (equal (buffer-string) "before\nlet x = 1 + 2\nafter\n"))
+            (setq done nil)
+            (cfgate-test--script '(:content "/// Two.\nlet x = 1 + 2\n"))
+            (cfgate-document-region 8 22)
+            (cfgate-test--wait "the docs again" (lambda () done))
+            (should (equal (buffer-string) "before\n/// Two.\nlet x = 1 + 2\nafter\n"))
+            ;; Explain.
+            (setq done nil)
+            (cfgate-test--script '(:content "It adds."))
+            (cfgate-explain-region 8 31)
+            (cfgate-test--wait "the explanation" (lambda () done))
+            (should (equal (with-current-buffer cfgate-ask-buffer-name (buffer-string)) "It adds.")))
+        (setq cfgate-action-done-hook nil)))))
 
 (provide 'cfgate-test)
 ;;; cfgate-test.el ends here
