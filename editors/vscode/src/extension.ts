@@ -18,6 +18,8 @@ import { CfgateClient, RpcEndpoint, formatError } from './client';
 import { PARTICIPANT_ID, createChatHandler } from './chat';
 import { selectModel, showStatus } from './commands';
 import { historyMarkdown, pickSession } from './sessions';
+import { ACTIONS, ActionKind, CfgateCodeActionProvider, runAction } from './actions';
+import { DaemonStatus, STATUS_COMMAND, parseStatus, statusBarText } from './status';
 import { CfgateInlineCompletionProvider } from './inline';
 import { resolveExecutable } from './executable';
 import { ExtensionSettings, readSettings, settingsChange } from './settings';
@@ -36,6 +38,8 @@ class Daemon implements RpcEndpoint {
     constructor(
         private readonly output: vscode.OutputChannel,
         private readonly settings: () => ExtensionSettings,
+        /** Told the daemon's state: `cfgate/didChangeStatus`, or undefined when it stops. */
+        private readonly onStatus: (status: DaemonStatus | undefined) => void = () => undefined,
     ) {}
 
     start(): void {
@@ -68,14 +72,27 @@ class Daemon implements RpcEndpoint {
             },
             errorHandler: {
                 error: () => ({ action: ErrorAction.Continue }),
-                closed: () => ({ action: CloseAction.DoNotRestart, message: 'cfgate: the daemon stopped — run "cfgate: Restart Daemon"' }),
+                closed: () => {
+                    this.onStatus(undefined);
+                    return { action: CloseAction.DoNotRestart, message: 'cfgate: the daemon stopped — run "cfgate: Restart Daemon"' };
+                },
             },
         };
         const client = new LanguageClient('cfgate', 'cfgate', serverOptions, clientOptions);
         this.client = client;
-        this.started = client.start().catch((error: unknown) => {
-            throw this.failure(path, error instanceof Error ? error.message : String(error));
+        client.onNotification('cfgate/didChangeStatus', (params: unknown) => {
+            const status = parseStatus(params);
+            if (status && this.client === client) {
+                this.onStatus(status);
+            }
         });
+        this.started = client.start().then(
+            // Only changes are sent: until the first one, a started daemon is ready.
+            () => this.onStatus({ state: 'ready' }),
+            (error: unknown) => {
+                throw this.failure(path, error instanceof Error ? error.message : String(error));
+            },
+        );
         this.started.catch(() => undefined);
     }
 
@@ -131,6 +148,7 @@ class Daemon implements RpcEndpoint {
         const child = this.process;
         this.client = undefined;
         this.process = undefined;
+        this.onStatus(undefined);
         if (client) {
             await this.started.catch(() => undefined);
             try {
@@ -198,7 +216,18 @@ let daemon: Daemon | undefined;
 export function activate(context: vscode.ExtensionContext): void {
     const output = vscode.window.createOutputChannel('cfgate');
     let settings = currentSettings();
-    daemon = new Daemon(output, () => settings);
+    // The daemon's state, as Neovim's statusline and Emacs's mode line show it.
+    const statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment?.Right, 100);
+    statusItem.command = STATUS_COMMAND;
+    const showDaemonStatus = (status: DaemonStatus | undefined) => {
+        const shown = statusBarText(status);
+        statusItem.text = shown.text;
+        statusItem.tooltip = shown.tooltip;
+        statusItem.backgroundColor = shown.error && vscode.ThemeColor ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+        statusItem.show();
+    };
+    showDaemonStatus(undefined);
+    daemon = new Daemon(output, () => settings, showDaemonStatus);
     const d = daemon;
     d.start();
     const cfgate = new CfgateClient(d, { ready: () => d.ready() });
@@ -210,16 +239,45 @@ export function activate(context: vscode.ExtensionContext): void {
         return (chosen !== undefined ? chosen : settings.chatSession) || undefined;
     };
 
-    // Failures of background work (completions) go to the output channel, and are shown
-    // as a notification at most once a minute for the same message.
-    let lastShown = { message: '', at: 0 };
+    // Failures of background work (completions) go to the output channel; a notification
+    // only when the error differs from the last one shown (typing on is never interrupted
+    // by the same error again; the status bar item shows the state meanwhile).
+    let lastShown = '';
     const reportError = (message: string) => {
         output.appendLine(message);
-        const now = Date.now();
-        if (message !== lastShown.message || now - lastShown.at > 60_000) {
-            lastShown = { message, at: now };
+        if (message !== lastShown) {
+            lastShown = message;
             void vscode.window.showWarningMessage(message);
         }
+    };
+
+    const actionUi = {
+        showExplanation: async (text: string) => {
+            const document = await vscode.workspace.openTextDocument({ language: 'markdown', content: text });
+            await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn?.Beside, preview: true });
+        },
+        replace: async (document: vscode.TextDocument, range: vscode.Range, text: string, version: number) => {
+            if (document.version !== version) {
+                return false;
+            }
+            const edit = new vscode.WorkspaceEdit();
+            edit.replace(document.uri, range, text);
+            return vscode.workspace.applyEdit(edit);
+        },
+        showErrorMessage: (message: string) => {
+            output.appendLine(message);
+            void vscode.window.showErrorMessage(message);
+        },
+    };
+    const runOnSelection = async (kind: ActionKind, uri?: vscode.Uri, range?: vscode.Range) => {
+        const editor = vscode.window.activeTextEditor;
+        const document = uri ? await vscode.workspace.openTextDocument(uri) : editor?.document;
+        const target = range ?? editor?.selection;
+        if (!document || !target || target.isEmpty) {
+            void vscode.window.showInformationMessage('cfgate: select the code first');
+            return undefined;
+        }
+        return runAction(kind, cfgate, document, target, actionUi);
     };
 
     context.subscriptions.push(
@@ -260,6 +318,15 @@ export function activate(context: vscode.ExtensionContext): void {
             });
         }),
         vscode.commands.registerCommand('cfgate.restart', () => d.restart()),
+        statusItem,
+        vscode.languages.registerCodeActionsProvider(
+            { pattern: '**' },
+            new CfgateCodeActionProvider({ client: cfgate, vs: { CodeAction: vscode.CodeAction, CodeActionKind: vscode.CodeActionKind } }),
+            { providedCodeActionKinds: [vscode.CodeActionKind.Empty, vscode.CodeActionKind.QuickFix, vscode.CodeActionKind.RefactorRewrite] },
+        ),
+        vscode.commands.registerCommand('cfgate.explainSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('explain', uri, range)),
+        vscode.commands.registerCommand('cfgate.fixSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('fix', uri, range)),
+        vscode.commands.registerCommand('cfgate.addDocsSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('addDocs', uri, range)),
         vscode.commands.registerCommand('cfgate.chooseSession', async () => {
             try {
                 const name = await pickSession(

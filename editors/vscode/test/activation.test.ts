@@ -86,7 +86,16 @@ describe('extension activation (vscode stubbed, real language client and daemon)
             recorded.participants.map((p) => p.id),
             ['cfgate.chat'],
         );
-        assert.deepEqual([...recorded.commands.keys()].sort(), ['cfgate.chooseSession', 'cfgate.restart', 'cfgate.selectModel', 'cfgate.status']);
+        assert.deepEqual([...recorded.commands.keys()].sort(), [
+            'cfgate.addDocsSelection',
+            'cfgate.chooseSession',
+            'cfgate.explainSelection',
+            'cfgate.fixSelection',
+            'cfgate.restart',
+            'cfgate.selectModel',
+            'cfgate.status',
+        ]);
+        assert.equal(recorded.codeActionProviders.length, 1);
         const s = await status();
         assert.ok(s, JSON.stringify(recorded.messages));
         assert.equal(s.credentials_complete, true);
@@ -113,6 +122,22 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         assert.equal(result.errorDetails, undefined, JSON.stringify(result));
         assert.ok(stream.markdown.length >= 2, JSON.stringify(stream.markdown));
         assert.equal(stream.markdown.join(''), 'echo: one two three four');
+    });
+
+    test('the status bar item follows cfgate/didChangeStatus: busy while a chat streams, then ready', async () => {
+        const item = recorded.statusItems.at(-1)!;
+        await waitFor('ready', () => item.text === '$(cloud) cfgate: ready');
+        assert.equal(item.shown, true);
+        assert.equal(item.command, 'cfgate.status');
+        await fake.script({ chunks: ['slow '], hold_open: true });
+        const source = tokenSource();
+        const handler = recorded.participants[0].handler as vscode.ChatRequestHandler;
+        const stream = { markdown: () => undefined, progress: () => undefined } as unknown as vscode.ChatResponseStream;
+        const answer = handler(chatRequest('wait'), { history: [] }, stream, source.vscodeToken);
+        await waitFor('busy', () => item.text === '$(sync~spin) cfgate: busy');
+        source.cancel();
+        await answer;
+        await waitFor('ready again', () => item.text === '$(cloud) cfgate: ready');
     });
 
     test('chat cancellation goes through LanguageClient as $/cancelRequest', async () => {

@@ -23,10 +23,13 @@ import {
 } from '../src/commands';
 import { CfgateInlineCompletionProvider, PREFIX_BUDGET, SUFFIX_BUDGET, contextAround } from '../src/inline';
 import { DAEMON_KEYS, readSettings, settingsChange } from '../src/settings';
+import { ACTIONS, CfgateCodeActionProvider, replacement, runAction } from '../src/actions';
+import { statusBarText } from '../src/status';
 import { NEW_SESSION_LABEL, NO_SESSION_LABEL, historyMarkdown, pickSession, validateSessionName } from '../src/sessions';
 import { Daemon, FakeGateway, reapDaemons, waitFor } from '../testlib/harness';
 import {
     Position,
+    Range as FakeRange,
     RecordingStream,
     chatRequest,
     fakeDocument,
@@ -348,6 +351,72 @@ describe('sessions', () => {
         assert.equal(await pick(NO_SESSION_LABEL), '');
         assert.equal(validateSessionName('a/b'), '1 to 64 letters, digits, ".", "_" or "-", not starting with "."');
         assert.equal(validateSessionName('x'.repeat(65)) !== undefined, true);
+    });
+});
+
+describe('code actions and status', () => {
+    class CodeAction {
+        command: unknown;
+        constructor(readonly title: string, readonly kind: unknown) {}
+    }
+    const codeActionVs = { CodeAction, CodeActionKind: { Empty: '', QuickFix: 'quickfix', RefactorRewrite: 'refactor.rewrite' } } as any;
+
+    test('explain, fix and add docs are offered on a selection, not without one', () => {
+        const document = fakeDocument('x = 1 +\ny = 2\n');
+        const provider = new CfgateCodeActionProvider({ client: daemon.client, vs: codeActionVs });
+        const selection = new FakeRange(new Position(0, 0), new Position(1, 0));
+        const actions = provider.provideCodeActions(document, selection as unknown as vscode.Range) as any[];
+        assert.deepEqual(
+            actions.map((a) => [a.title, a.kind, a.command.command]),
+            [
+                ['cfgate: explain', '', 'cfgate.explainSelection'],
+                ['cfgate: fix', 'quickfix', 'cfgate.fixSelection'],
+                ['cfgate: add docs', 'refactor.rewrite', 'cfgate.addDocsSelection'],
+            ],
+        );
+        assert.deepEqual(actions[1].command.arguments, [document.uri, selection]);
+        const empty = new FakeRange(new Position(1, 0), new Position(1, 0));
+        assert.deepEqual(provider.provideCodeActions(document, empty as unknown as vscode.Range), []);
+        assert.equal(ACTIONS.length, 3);
+    });
+
+    test('fix replaces the selection with the model\'s code (fences dropped, line break kept); explain shows the answer', async () => {
+        const document = fakeDocument('x = 1 +\ny = 2\n');
+        const selection = new FakeRange(new Position(0, 0), new Position(1, 0)) as unknown as vscode.Range;
+        const replaced: string[] = [];
+        const shown: string[] = [];
+        const errors: string[] = [];
+        const ui = {
+            showExplanation: (text: string) => void shown.push(text),
+            replace: async (_d: unknown, range: vscode.Range, text: string) => {
+                assert.equal(range, selection);
+                replaced.push(text);
+                return true;
+            },
+            showErrorMessage: (m: string) => void errors.push(m),
+        };
+        await fake.script({ content: '```python\nx = 1 + 1\n```' });
+        assert.equal(await runAction('fix', daemon.client, document, selection, ui), 'x = 1 + 1\n');
+        assert.deepEqual(replaced, ['x = 1 + 1\n']);
+        const [request] = await chatRequests();
+        assert.equal(request.body.messages[1].content, 'Language: python\n```\nx = 1 +\n\n```');
+        await fake.script({ content: 'It adds one.' });
+        await runAction('explain', daemon.client, document, selection, ui);
+        assert.deepEqual(shown, ['It adds one.']);
+        // A document changed meanwhile: nothing replaced, and the user is told.
+        await fake.script({ content: 'x = 2' });
+        const stale = { ...ui, replace: async () => false };
+        assert.equal(await runAction('addDocs', daemon.client, document, selection, stale), undefined);
+        assert.match(errors[0], /changed while the model was working/);
+        assert.equal(replacement('a\r\n', 'b\n\n'), 'b\r\n');
+    });
+
+    test('the status bar text says the daemon\'s state in the words the other editors use', () => {
+        assert.equal(statusBarText({ state: 'busy' }).text, '$(sync~spin) cfgate: busy');
+        assert.equal(statusBarText({ state: 'ready' }).text, '$(cloud) cfgate: ready');
+        const error = statusBarText({ state: 'error', message: 'cannot reach the gateway' });
+        assert.deepEqual([error.text, error.tooltip, error.error], ['$(error) cfgate: error', 'cfgate: cannot reach the gateway', true]);
+        assert.equal(statusBarText(undefined).text, '$(circle-slash) cfgate');
     });
 });
 

@@ -85,6 +85,8 @@ export const recorded = {
     inlineProviders: [] as { selector: unknown; provider: any }[],
     participants: [] as { id: string; handler: (...args: any[]) => any; iconPath?: unknown }[],
     quickPick: undefined as undefined | ((items: any[]) => any),
+    codeActionProviders: [] as { selector: unknown; provider: any; metadata: unknown }[],
+    statusItems: [] as { text: string; tooltip: string; command: unknown; shown: boolean }[],
 };
 
 /** `cfgate.*` settings as the user would have them. */
@@ -203,11 +205,19 @@ export const vscodeStub = {
         visibleTextEditors: [],
         onDidChangeActiveTextEditor: never,
         onDidChangeVisibleTextEditors: never,
-        createStatusBarItem: () => ({ show: () => undefined, hide: () => undefined, dispose: () => undefined }),
+        createStatusBarItem: () => {
+            const item = { text: '', tooltip: '', command: undefined as unknown, shown: false, show: () => void (item.shown = true), hide: () => void (item.shown = false), dispose: () => undefined };
+            recorded.statusItems.push(item);
+            return item;
+        },
     },
     languages: {
         registerInlineCompletionItemProvider: (selector: unknown, provider: unknown) => {
             recorded.inlineProviders.push({ selector, provider });
+            return new Disposable(() => undefined);
+        },
+        registerCodeActionsProvider: (selector: unknown, provider: unknown, metadata: unknown) => {
+            recorded.codeActionProviders.push({ selector, provider, metadata });
             return new Disposable(() => undefined);
         },
         createDiagnosticCollection: () => ({ set: () => undefined, delete: () => undefined, clear: () => undefined, dispose: () => undefined }),
