@@ -504,6 +504,52 @@ test("the statusline follows the daemon's state (busy → ready); :CfgateStatus 
   check(cfgate.statusline() == "", "statusline with no daemon %q", cfgate.statusline())
 end)
 
+test("the daemon's code actions are offered on a visual selection (gra) and fix applies its edit", function()
+  fake.reset()
+  local path = vim.fn.tempname() .. ".lua"
+  vim.fn.writefile({ "local a = 1 +", "return a" }, path)
+  vim.cmd.edit(path)
+  local buf = vim.api.nvim_get_current_buf()
+  wait_for("the daemon attached to the buffer", function()
+    return #vim.lsp.get_clients({ bufnr = buf, name = "cfgate" }) == 1
+  end)
+  local original = vim.ui.select
+  local offered
+  vim.ui.select = function(items, o, on_choice)
+    offered = vim.tbl_map(function(item)
+      return o.format_item(item)
+    end, items)
+    on_choice(nil)
+  end
+  feed("ggV", "nt")
+  wait_for("visual mode", function()
+    return mode() == "V"
+  end)
+  vim.lsp.buf.code_action()
+  wait_for("the code action menu", function()
+    return offered
+  end)
+  vim.ui.select = original
+  local text = table.concat(offered, "\n")
+  for _, title in ipairs({ "cfgate: explain", "cfgate: fix", "cfgate: add docs" }) do
+    check(text:find(title, 1, true), "%s not offered: %s", title, text)
+  end
+  fake.script({ content = "local a = 1 + 2\n" })
+  vim.lsp.buf.code_action({
+    apply = true,
+    filter = function(a)
+      return a.title == "cfgate: fix"
+    end,
+  })
+  wait_for("the fixed line", function()
+    return vim.api.nvim_buf_get_lines(buf, 0, 1, false)[1] == "local a = 1 + 2"
+  end)
+  check(buf_text(buf) == "local a = 1 + 2\nreturn a", "buffer %q", buf_text(buf))
+  feed("<Esc>")
+  vim.cmd("bwipeout!")
+  os.remove(path)
+end)
+
 test(":checkhealth cfgate reports the daemon and complete credentials", function()
   vim.cmd("silent checkhealth cfgate")
   local text = buf_text(0)

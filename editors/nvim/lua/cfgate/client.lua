@@ -359,6 +359,17 @@ function M.request(method, params, opts)
   return req
 end
 
+--- Attaches the daemon's LSP client to a buffer, so Neovim offers its code actions
+--- (explain, fix, add docs on a selection: `gra` in visual mode) there. Neovim then
+--- keeps the daemon's copy of the buffer in step (didOpen/didChange).
+function M.attach(buf)
+  M.with_client(function(client)
+    if client and vim.api.nvim_buf_is_valid(buf) and not vim.lsp.buf_is_attached(buf, client.id) then
+      vim.lsp.buf_attach_client(buf, client.id)
+    end
+  end)
+end
+
 --- Sends a notification once the daemon is up.
 function M.notify(method, params)
   M.with_client(function(client)

@@ -48,6 +48,10 @@ M.defaults = {
     "anthropic/claude-sonnet-4-5",
     "google-ai-studio/gemini-2.5-flash",
   },
+  -- Attach the daemon to file buffers so Neovim offers its code actions (cfgate: explain,
+  -- fix, add docs) on a selection: `gra` in visual mode. Starts the daemon with the
+  -- first file buffer entered.
+  code_actions = true,
   chat = {
     -- Optional system message sent first with every chat request.
     system_prompt = nil,

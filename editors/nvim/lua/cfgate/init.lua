@@ -14,6 +14,7 @@ function M.setup(opts)
   config.set(opts)
   M.configured = true
   require("cfgate.inline").setup()
+  M.setup_code_actions()
   local after = config.get()
   if client.get() then
     if not vim.deep_equal(before.cmd, after.cmd) or not vim.deep_equal(before.cmd_env, after.cmd_env) then
@@ -22,6 +23,32 @@ function M.setup(opts)
       client.notify("workspace/didChangeConfiguration", { settings = { cfgate = after.settings } })
     end
   end
+end
+
+local function wants_code_actions(buf)
+  local o = config.get()
+  return o.code_actions
+    and vim.api.nvim_buf_is_valid(buf)
+    and vim.bo[buf].buftype == ""
+    and vim.bo[buf].buflisted
+    and o.inline.filetypes[vim.bo[buf].filetype] ~= false
+end
+
+--- With `code_actions`, file buffers are attached to the daemon's LSP client as they
+--- are entered (and those open now), so `gra` offers cfgate's actions.
+function M.setup_code_actions()
+  local group = vim.api.nvim_create_augroup("cfgate_code_actions", { clear = true })
+  if not config.get().code_actions then
+    return
+  end
+  vim.api.nvim_create_autocmd("BufEnter", {
+    group = group,
+    callback = function(ev)
+      if wants_code_actions(ev.buf) then
+        client.attach(ev.buf)
+      end
+    end,
+  })
 end
 
 --- Starts the daemon (otherwise it starts with the first request).
