@@ -372,6 +372,28 @@ test("an unreachable gateway while typing: one short line, no prompt, still in i
   cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
 end)
 
+test("the completion context follows the daemon's completion_context_chars, split as the daemon splits it", function()
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, completion_context_chars = 40 }, inline = { debounce_ms = 60 } })
+  wait_for("the budget from cfgate/status", function()
+    return require("cfgate.client").context_chars() == 40
+  end)
+  vim.cmd("enew")
+  local buf = vim.api.nvim_get_current_buf()
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, { "first line here", "second line é", "third x", "after one", "after two", "after three" })
+  local prefix, suffix = inline.context(buf, 2, #"third ")
+  check(prefix == "second line é\nthird ", "prefix %q", prefix)
+  check(suffix == "x\n", "suffix %q", suffix)
+  -- A short side leaves its share to the other.
+  local p2, s2 = inline.split_context(string.rep("a", 50), "zz", 40)
+  check(vim.fn.strchars(p2) == 38 and s2 == "zz", "short suffix: %q %q", p2, s2)
+  -- (didChangeConfiguration cannot unset a key: set the default back.)
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, completion_context_chars = 8000 }, inline = { debounce_ms = 60 } })
+  wait_for("the default budget", function()
+    return require("cfgate.client").context_chars() == 8000
+  end)
+  vim.cmd("bwipeout!")
+end)
+
 test("typing cancels the in-flight completion (the upstream stream is dropped)", function()
   local dropped_before = fake.stats().streams_dropped
   fake.reset()

@@ -18,6 +18,7 @@ local state = {
   seq = 0,
   init_timer = nil,
   status = nil, -- the last cfgate/didChangeStatus params
+  context_chars = nil, -- completion_context_chars from cfgate/status
 }
 
 --- Calls a client method on both the 0.10 (`client.f(...)`) and 0.11 (`client:f(...)`) APIs.
@@ -154,6 +155,23 @@ function M.status()
   return state.status
 end
 
+--- The daemon's `completion_context_chars` (from cfgate/status once it has started).
+function M.context_chars()
+  return state.context_chars or 8000
+end
+
+--- Reads the settings the plugin follows from cfgate/status (after a start or a change).
+function M.refresh_settings()
+  local client = M.get()
+  if client and client.initialized then
+    call(client, "request", "cfgate/status", vim.empty_dict(), function(_, result)
+      if type(result) == "table" and type(result.completion_context_chars) == "number" and result.completion_context_chars > 0 then
+        state.context_chars = result.completion_context_chars
+      end
+    end)
+  end
+end
+
 --- The running client, if any.
 function M.get()
   local client = state.client_id and vim.lsp.get_client_by_id(state.client_id) or nil
@@ -223,6 +241,7 @@ function M.start()
       for _, fn in ipairs(queue) do
         fn(client)
       end
+      vim.schedule(M.refresh_settings)
     end,
     on_error = function(code, err)
       local name = vim.lsp.rpc.client_errors[code] or tostring(code)

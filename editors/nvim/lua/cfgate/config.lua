@@ -80,11 +80,8 @@ M.defaults = {
     -- Ask for a suggestion after typing pauses; false: only :CfgateComplete / trigger key.
     auto_trigger = true,
     debounce_ms = 150,
-    -- Context sent around the cursor (whole lines, then capped in bytes).
-    max_prefix_lines = 200,
-    max_suffix_lines = 50,
-    max_prefix_bytes = 8000,
-    max_suffix_bytes = 2000,
+    -- The context sent around the cursor is the daemon's `completion_context_chars`
+    -- (settings; 8000 by default): about three quarters before the cursor.
     -- cfgate/complete options (nil: the daemon's defaults).
     max_tokens = nil,
     temperature = nil,

@@ -21,6 +21,7 @@ function M.setup(opts)
       client.restart()
     elseif not vim.deep_equal(before.settings, after.settings) and next(after.settings) ~= nil then
       client.notify("workspace/didChangeConfiguration", { settings = { cfgate = after.settings } })
+      vim.schedule(client.refresh_settings)
     end
   end
 end
