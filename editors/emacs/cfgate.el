@@ -115,14 +115,6 @@ conversation the daemon keeps, which every editor and `cfgate chat
   "Extra OpenAI fields for chat requests, as a plist (e.g. (:temperature 0.2))."
   :type '(plist :key-type keyword :value-type sexp))
 
-(defcustom cfgate-max-prefix-chars 8000
-  "How much text before point completion requests send."
-  :type 'integer)
-
-(defcustom cfgate-max-suffix-chars 2000
-  "How much text after point completion requests send."
-  :type 'integer)
-
 (defcustom cfgate-complete-max-tokens nil
   "The `max_tokens' of completion requests, or nil for the daemon's default."
   :type '(choice (const :tag "Default" nil) integer))
@@ -324,7 +316,9 @@ It names the exit status and the last line the process wrote to stderr:
          (user-error "cfgate: the daemon could not start: %s"
                      (or (alist-get 'jsonrpc-error-message (cdr err)) (cadr err)))))
       (setq cfgate--process proc
-            cfgate--connection conn))))
+            cfgate--connection conn)
+      (cfgate--read-context-chars)
+      conn)))
 
 (defun cfgate--async-request (conn method params &rest args)
   "Send METHOD with PARAMS on CONN, like `jsonrpc-async-request' with ARGS.
@@ -967,14 +961,53 @@ returned."
 
 ;;;; Completion
 
+(defvar cfgate--context-chars nil
+  "The daemon's `completion_context_chars', read from `cfgate/status'.")
+
+(defun cfgate--read-context-chars ()
+  "Read the daemon's `completion_context_chars' (after a start or a change)."
+  (when (cfgate-running-p)
+    (cfgate--request :cfgate/status (make-hash-table)
+                     :on-result (lambda (status)
+                                  (let ((n (plist-get status :completion_context_chars)))
+                                    (when (and (integerp n) (> n 0))
+                                      (setq cfgate--context-chars n))))
+                     :on-error #'ignore)))
+
+(defun cfgate-context-around (pos &optional total)
+  "The text around POS sent with a completion: (PREFIX . SUFFIX).
+TOTAL chars (default: the daemon's `completion_context_chars') are split as
+the daemon splits them: about three quarters before POS, the rest after; a
+short side leaves its share to the other; a cut side is cut at a line break."
+  (let* ((total (or total cfgate--context-chars 8000))
+         (before (buffer-substring-no-properties (max (point-min) (- pos total)) pos))
+         (after (buffer-substring-no-properties pos (min (point-max) (+ pos total))))
+         (before-share (/ (* total 3) 4))
+         (before-budget (max before-share (- total (min (length after) (- total before-share)))))
+         (after-budget (- total (min (length before) before-budget))))
+    (when (> (length before) before-budget)
+      (setq before (substring before (- (length before) before-budget)))
+      (when (string-match "\n" before)
+        (setq before (substring before (match-end 0)))))
+    (when (> (length after) after-budget)
+      (setq after (substring after 0 after-budget))
+      (let ((nl (cl-position ?\n after :from-end t)))
+        (when nl (setq after (substring after 0 (1+ nl))))))
+    (cons before after)))
+
+(defun cfgate--project-root ()
+  "The current project's root directory, or nil."
+  (let ((project (and (fboundp 'project-current) (project-current))))
+    (and project (fboundp 'project-root) (project-root project))))
+
 (defun cfgate--complete-params ()
   "Params of a `cfgate/complete' request for point."
-  (let* ((pos (point))
-         (prefix (buffer-substring-no-properties (max (point-min) (- pos cfgate-max-prefix-chars)) pos))
-         (suffix (buffer-substring-no-properties pos (min (point-max) (+ pos cfgate-max-suffix-chars)))))
-    (append (list :prefix prefix :suffix suffix :language (cfgate--language))
+  (let* ((context (cfgate-context-around (point))))
+    (append (list :prefix (car context) :suffix (cdr context) :language (cfgate--language))
             (when buffer-file-name
-              (list :path (file-relative-name buffer-file-name)))
+              ;; Relative to the project's root, as the other editors send it.
+              (list :path (file-relative-name buffer-file-name
+                                              (or (cfgate--project-root) default-directory))))
             (when cfgate-complete-max-tokens
               (list :max_tokens cfgate-complete-max-tokens)))))
 

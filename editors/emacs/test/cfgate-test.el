@@ -175,6 +175,27 @@
       (should (equal (buffer-substring (nth 0 capf) (nth 1 capf)) "comp"))))
   (should (= (length (cfgate-test--chat-requests)) 2)))
 
+(ert-deftest cfgate-test-04b-context-budget ()
+  "The context follows the daemon's completion_context_chars, split as the daemon splits it."
+  (cfgate-shutdown)
+  (let ((cfgate-settings (append cfgate-settings '((completion_context_chars . 40)))))
+    (unwind-protect
+        (progn
+          (cfgate-start)
+          (cfgate-test--wait "the budget" (lambda () (eql cfgate--context-chars 40)))
+          (with-temp-buffer
+            (insert "first line here\nsecond line é\nthird x\nafter one\nafter two\nafter three")
+            (goto-char (point-min))
+            (search-forward "third ")
+            (should (equal (cfgate-context-around (point))
+                           '("second line é\nthird " . "x\n"))))
+          (with-temp-buffer
+            (insert (make-string 50 ?a) "zz")
+            (should (equal (cfgate-context-around 51 40)
+                           (cons (make-string 38 ?a) "zz")))))
+      (cfgate-shutdown)
+      (setq cfgate--context-chars nil))))
+
 (ert-deftest cfgate-test-05-suggestion-accept ()
   "`cfgate-suggest' streams an overlay that `cfgate-accept-suggestion' inserts."
   (cfgate-test--reset)
