@@ -100,6 +100,10 @@ export interface StatusResult {
     gateway_id: string | null;
     base_url: string | null;
     model: string | null;
+    /** Chars of context a completion sends around the cursor (the daemon's setting). */
+    completion_context_chars?: number;
+    clients?: { name: string | null; version: string | null }[];
+    sessions?: SessionSummary[];
     uptime_secs: number;
     requests: { total: number; in_flight: number; failed: number };
 }

@@ -20,7 +20,7 @@ import { selectModel, showStatus } from './commands';
 import { historyMarkdown, pickSession } from './sessions';
 import { ACTIONS, ActionKind, CfgateCodeActionProvider, runAction } from './actions';
 import { DaemonStatus, STATUS_COMMAND, parseStatus, statusBarText } from './status';
-import { CfgateInlineCompletionProvider } from './inline';
+import { CfgateInlineCompletionProvider, DEFAULT_CONTEXT_CHARS } from './inline';
 import { resolveExecutable } from './executable';
 import { ExtensionSettings, readSettings, settingsChange } from './settings';
 
@@ -231,6 +231,18 @@ export function activate(context: vscode.ExtensionContext): void {
     const d = daemon;
     d.start();
     const cfgate = new CfgateClient(d, { ready: () => d.ready() });
+    // The daemon's completion_context_chars, read after each start and settings change.
+    let contextChars = DEFAULT_CONTEXT_CHARS;
+    const readContextChars = () =>
+        cfgate
+            .status()
+            .then((status) => {
+                if (typeof status.completion_context_chars === 'number' && status.completion_context_chars > 0) {
+                    contextChars = status.completion_context_chars;
+                }
+            })
+            .catch(() => undefined);
+    void readContextChars();
 
     // The session @cfgate continues: chosen for this workspace, else the setting.
     const SESSION_KEY = 'cfgate.session';
@@ -289,6 +301,8 @@ export function activate(context: vscode.ExtensionContext): void {
                 settings: () => settings.completion,
                 vs: { InlineCompletionItem: vscode.InlineCompletionItem, Range: vscode.Range },
                 onError: reportError,
+                contextChars: () => contextChars,
+                relativePath: (document) => vscode.workspace.asRelativePath?.(document.uri, false),
             }),
         ),
         vscode.commands.registerCommand('cfgate.selectModel', () => {
@@ -317,7 +331,7 @@ export function activate(context: vscode.ExtensionContext): void {
                 showErrorMessage: (message) => void vscode.window.showErrorMessage(message),
             });
         }),
-        vscode.commands.registerCommand('cfgate.restart', () => d.restart()),
+        vscode.commands.registerCommand('cfgate.restart', () => d.restart().then(readContextChars)),
         statusItem,
         vscode.languages.registerCodeActionsProvider(
             { pattern: '**' },
@@ -372,6 +386,7 @@ export function activate(context: vscode.ExtensionContext): void {
                 } else if (change === 'notify') {
                     await d.notifySettings();
                 }
+                await readContextChars();
             } catch (error) {
                 reportError(formatError(error));
             }

@@ -167,6 +167,16 @@ describe('inline completion provider', () => {
         assert.equal(calls.length, 1);
         assert.equal(calls[0].token, source.vscodeToken);
         assert.deepEqual(calls[0].params, { prefix: 'a = ', suffix: '', language: 'python', path: '/work/project/example.py' });
+        // In the extension the path is relative to the workspace folder, and the budget the daemon's.
+        const relative = new CfgateInlineCompletionProvider({
+            client,
+            settings: () => ({ enabled: true, debounceMs: 0 }),
+            vs,
+            relativePath: (d) => d.fileName.replace('/work/project/', ''),
+            contextChars: () => 4,
+        });
+        await relative.provideInlineCompletionItems(splitAt('abc = |1').document, splitAt('abc = |1').position, inlineContext, source.vscodeToken);
+        assert.deepEqual(calls[1].params, { prefix: ' = ', suffix: '1', language: 'python', path: 'example.py' });
     });
 
     test('an empty document asks nothing', async () => {
@@ -194,6 +204,11 @@ describe('inline completion provider', () => {
         // Small documents are sent whole.
         const small = splitAt('one\ntw|o\nthree');
         assert.deepEqual(contextAround(small.document, small.position, vs.Range), { prefix: 'one\ntw', suffix: 'o\nthree' });
+        // The daemon's budget, split as the daemon splits it (the same cases as Neovim's and Emacs's tests).
+        const third = splitAt('first line here\nsecond line é\nthird |x\nafter one\nafter two\nafter three');
+        assert.deepEqual(contextAround(third.document, third.position, vs.Range, 40), { prefix: 'second line é\nthird ', suffix: 'x\n' });
+        const short = splitAt(`${'a'.repeat(50)}|zz`);
+        assert.deepEqual(contextAround(short.document, short.position, vs.Range, 40), { prefix: 'a'.repeat(38), suffix: 'zz' });
     });
 });
 

@@ -192,6 +192,7 @@ export const vscodeStub = {
         onWillSaveTextDocument: never,
         onDidChangeWorkspaceFolders: never,
         getWorkspaceFolder: () => undefined,
+        asRelativePath: (uri: { fsPath?: string } | string) => (typeof uri === 'string' ? uri : uri.fsPath ?? ''),
         createFileSystemWatcher: () => ({ onDidCreate: never, onDidChange: never, onDidDelete: never, dispose: () => undefined }),
     },
     window: {
