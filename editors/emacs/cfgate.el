@@ -424,6 +424,19 @@ there is input."
     (setq cfgate--connection nil
           cfgate--process nil)))
 
+;;;###autoload
+(defun cfgate-restart ()
+  "Stop the daemon connection and start it again with the current settings.
+With the shared daemon (`serve --shared'), this restarts only this Emacs's
+relay: the shared daemon keeps running; `cfgate stop' in a shell ends it,
+and the next editor to connect starts a new one (needed after changing
+the environment or config file it started with)."
+  (interactive)
+  (cfgate-shutdown)
+  (cfgate-start)
+  (when (called-interactively-p 'any)
+    (message "cfgate: restarted")))
+
 (defun cfgate--kill-emacs ()
   "End the daemon when Emacs exits."
   (when (process-live-p cfgate--process)
@@ -781,6 +794,12 @@ A session's stored history stays with the daemon."
     (current-buffer)))
 
 ;;;###autoload
+(defun cfgate-sessions ()
+  "Pick a stored session with `completing-read' and open the chat on it.
+The same as \\[universal-argument] \\[cfgate-chat]."
+  (interactive)
+  (pop-to-buffer (cfgate-chat nil nil (cfgate-read-session))))
+
 (defun cfgate-read-session ()
   "Read a session name with `completing-read' over `cfgate/sessions'.
 A name not in the list starts a new session."

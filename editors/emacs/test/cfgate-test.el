@@ -360,6 +360,12 @@
     (should-not (cfgate-running-p))
     (cfgate-test--wait "the process to end" (lambda () (not (process-live-p proc)))))
   (should (eq (plist-get (cfgate-status) :credentials_complete) t))
+  ;; `cfgate-restart' ends the process and starts another one.
+  (let ((proc cfgate--process))
+    (cfgate-restart)
+    (should (cfgate-running-p))
+    (should-not (eq proc cfgate--process))
+    (cfgate-test--wait "the old process to end" (lambda () (not (process-live-p proc)))))
   (cfgate-shutdown))
 
 (defun cfgate-test--run (&rest args)
