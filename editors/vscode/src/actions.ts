@@ -108,3 +108,29 @@ export async function runAction(
         return undefined;
     }
 }
+
+/** The messages of "ask about the selection", as Neovim's :CfgateAsk and Emacs's
+ *  cfgate-ask-region send them: the instruction, then the code in a fence. */
+export function askMessages(instruction: string, languageId: string, code: string): ChatMessage[] {
+    return [{ role: 'user', content: `${instruction}\n\n\`\`\`${languageId}\n${code}\n\`\`\`` }];
+}
+
+/** `cfgate.askSelection`: asks `instruction` about `range` of `document`; the answer is
+ *  shown with `ui.showExplanation`. Returns it, or undefined on failure. */
+export async function askAboutSelection(
+    client: Pick<CfgateClient, 'chat'>,
+    document: vscode.TextDocument,
+    range: vscode.Range,
+    instruction: string,
+    ui: Pick<RunUi, 'showExplanation' | 'showErrorMessage'>,
+): Promise<string | undefined> {
+    try {
+        const result = await client.chat({ messages: askMessages(instruction, document.languageId, document.getText(range)) });
+        const answer = result.content ?? '';
+        await ui.showExplanation(answer);
+        return answer;
+    } catch (error) {
+        ui.showErrorMessage(formatError(error));
+        return undefined;
+    }
+}

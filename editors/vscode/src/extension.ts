@@ -18,7 +18,7 @@ import { CfgateClient, RpcEndpoint, formatError } from './client';
 import { PARTICIPANT_ID, createChatHandler } from './chat';
 import { selectModel, showStatus } from './commands';
 import { historyMarkdown, pickSession } from './sessions';
-import { ACTIONS, ActionKind, CfgateCodeActionProvider, runAction } from './actions';
+import { ActionKind, CfgateCodeActionProvider, askAboutSelection, runAction } from './actions';
 import { DaemonStatus, STATUS_COMMAND, parseStatus, statusBarText } from './status';
 import { CfgateInlineCompletionProvider, DEFAULT_CONTEXT_CHARS } from './inline';
 import { resolveExecutable } from './executable';
@@ -338,6 +338,21 @@ export function activate(context: vscode.ExtensionContext): void {
             new CfgateCodeActionProvider({ client: cfgate, vs: { CodeAction: vscode.CodeAction, CodeActionKind: vscode.CodeActionKind } }),
             { providedCodeActionKinds: [vscode.CodeActionKind.Empty, vscode.CodeActionKind.QuickFix, vscode.CodeActionKind.RefactorRewrite] },
         ),
+        vscode.commands.registerCommand('cfgate.askSelection', async () => {
+            const editor = vscode.window.activeTextEditor;
+            if (!editor) {
+                void vscode.window.showInformationMessage('cfgate: open a file first');
+                return undefined;
+            }
+            const range = editor.selection.isEmpty
+                ? new vscode.Range(editor.document.positionAt(0), editor.document.positionAt(editor.document.getText().length))
+                : editor.selection;
+            const instruction = await vscode.window.showInputBox({ prompt: 'cfgate: ask about the selection (the whole file without one)' });
+            if (!instruction?.trim()) {
+                return undefined;
+            }
+            return askAboutSelection(cfgate, editor.document, range, instruction, actionUi);
+        }),
         vscode.commands.registerCommand('cfgate.explainSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('explain', uri, range)),
         vscode.commands.registerCommand('cfgate.fixSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('fix', uri, range)),
         vscode.commands.registerCommand('cfgate.addDocsSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('addDocs', uri, range)),

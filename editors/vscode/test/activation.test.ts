@@ -88,6 +88,7 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         );
         assert.deepEqual([...recorded.commands.keys()].sort(), [
             'cfgate.addDocsSelection',
+            'cfgate.askSelection',
             'cfgate.chooseSession',
             'cfgate.explainSelection',
             'cfgate.fixSelection',

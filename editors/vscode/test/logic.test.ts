@@ -23,7 +23,7 @@ import {
 } from '../src/commands';
 import { CfgateInlineCompletionProvider, PREFIX_BUDGET, SUFFIX_BUDGET, contextAround } from '../src/inline';
 import { DAEMON_KEYS, readSettings, settingsChange } from '../src/settings';
-import { ACTIONS, CfgateCodeActionProvider, replacement, runAction } from '../src/actions';
+import { ACTIONS, CfgateCodeActionProvider, askAboutSelection, replacement, runAction } from '../src/actions';
 import { statusBarText } from '../src/status';
 import { NEW_SESSION_LABEL, NO_SESSION_LABEL, historyMarkdown, pickSession, validateSessionName } from '../src/sessions';
 import { Daemon, FakeGateway, reapDaemons, waitFor } from '../testlib/harness';
@@ -424,6 +424,20 @@ describe('code actions and status', () => {
         assert.equal(await runAction('addDocs', daemon.client, document, selection, stale), undefined);
         assert.match(errors[0], /changed while the model was working/);
         assert.equal(replacement('a\r\n', 'b\n\n'), 'b\r\n');
+    });
+
+    test('ask about the selection sends the instruction and the selected code, and shows the answer', async () => {
+        const document = fakeDocument('x = 1\ny = 2\nz = 3\n');
+        const selection = new FakeRange(new Position(0, 0), new Position(2, 0)) as unknown as vscode.Range;
+        const shown: string[] = [];
+        const answer = await askAboutSelection(daemon.client, document, selection, 'what does it do?', {
+            showExplanation: (t) => void shown.push(t),
+            showErrorMessage: (m) => assert.fail(m),
+        });
+        assert.equal(answer, shown[0]);
+        assert.ok(answer?.startsWith('echo: what does it do?'), answer);
+        const [request] = await chatRequests();
+        assert.equal(request.body.messages.at(-1).content, 'what does it do?\n\n```python\nx = 1\ny = 2\n\n```');
     });
 
     test('the status bar text says the daemon\'s state in the words the other editors use', () => {
