@@ -253,6 +253,18 @@ test("a daemon that dies mid-answer leaves the error in the chat buffer", functi
   back_to_private_daemon()
 end)
 
+test("a relay that cannot reach the shared daemon says why, from its stderr", function()
+  H.notes = {}
+  cfgate.setup({ cmd = { bin, "serve", "--shared" }, cmd_env = { CFGATE_RUNTIME_DIR = "/dev/null/cfgate" }, settings = {} })
+  vim.cmd("CfgateStatus")
+  local n = wait_for("the notification", function()
+    return find_note("the daemon connection ended")
+  end)
+  check(n.msg:find("(cfgate exited with code 1): cannot create /dev/null/cfgate", 1, true), "no reason: %s", n.msg)
+  check(n.msg:find("\nhint: ", 1, true), "no hint: %s", n.msg)
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
+end)
+
 test("ghost text appears and is accepted with <M-l>", function()
   fake.reset()
   fake.script({ content = "compute(42)" })
