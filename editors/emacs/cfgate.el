@@ -231,7 +231,12 @@ Takes effect when the daemon starts."
 (defun cfgate--stderr-reason (proc)
   "The last line PROC (the daemon or its relay) wrote to stderr, or nil."
   ;; jsonrpc.el keeps the stderr buffer, renamed, in this property.
-  (let ((buffer (and proc (process-get proc 'jsonrpc-stderr))))
+  (let* ((buffer (and proc (process-get proc 'jsonrpc-stderr)))
+         (pipe (and (buffer-live-p buffer) (get-buffer-process buffer)))
+         (deadline (+ (float-time) 2)))
+    ;; The stderr pipe ends soon after the process: read it to its end first.
+    (while (and pipe (process-live-p pipe) (< (float-time) deadline))
+      (accept-process-output pipe 0.05))
     (when (buffer-live-p buffer)
       (with-current-buffer buffer
         (save-excursion
@@ -312,9 +317,13 @@ It names the exit status and the last line the process wrote to stderr:
             ;; Only changes are sent: until the first one, it is ready.
             (setq cfgate--status (list :state "ready")))
         (jsonrpc-error
-         (ignore-errors (jsonrpc-shutdown conn))
-         (user-error "cfgate: the daemon could not start: %s"
-                     (or (alist-get 'jsonrpc-error-message (cdr err)) (cadr err)))))
+         (let ((ended (and (not (process-live-p proc))
+                           (plist-get (cfgate--ended-error conn) :message))))
+           (ignore-errors (jsonrpc-shutdown conn))
+           (user-error "cfgate: the daemon could not start: %s"
+                       (or ended
+                           (alist-get 'jsonrpc-error-message (cdr err))
+                           (cadr err))))))
       (setq cfgate--process proc
             cfgate--connection conn)
       (cfgate--read-context-chars)

@@ -113,6 +113,16 @@
     (should-not (cfgate-running-p))
     (should-not (process-live-p cfgate--process))))
 
+(ert-deftest cfgate-test-01c-relay-says-why ()
+  "A relay that cannot reach the shared daemon says why, from its stderr."
+  (cfgate-shutdown)
+  (let ((process-environment (cons "CFGATE_RUNTIME_DIR=/dev/null/cfgate" process-environment))
+        (cfgate-server-args '("serve" "--shared")))
+    (let ((err (should-error (cfgate-start) :type 'user-error)))
+      (should (string-search "cfgate exited with code 1" (cadr err)))
+      (should (string-search "cannot create /dev/null/cfgate" (cadr err))))
+    (should-not (cfgate-running-p))))
+
 (ert-deftest cfgate-test-02-status ()
   "The daemon starts with `cfgate-settings' and answers cfgate/status."
   (let ((status (cfgate-status)))
