@@ -361,6 +361,16 @@ test("an unreachable gateway while typing: one short line, no prompt, still in i
     return inline.last_error()
   end)
   check(shown:find("^cfgate: cannot connect") and not shown:find("\n"), "error line %q", shown)
+  -- Shown where the suggestion would be ("-- INSERT --" takes the message area).
+  local function eol_text()
+    for _, m in ipairs(vim.api.nvim_buf_get_extmarks(buf, inline.ns, 0, -1, { details = true })) do
+      if m[4].virt_text_pos == "eol" then
+        return m[4].virt_text[1][1]
+      end
+    end
+    return nil
+  end
+  check((eol_text() or ""):find("cfgate: cannot connect", 1, true), "not shown at the line: %s", tostring(eol_text()))
   -- Typing on: the same error is not shown again.
   feed("a")
   wait_for("the text", function()
@@ -370,6 +380,7 @@ test("an unreachable gateway while typing: one short line, no prompt, still in i
     return not inline.busy() and inline.suggestion() == nil
   end)
   check(mode():find("^i") ~= nil, "left insert mode: %s", mode())
+  check(eol_text() == nil, "the error stays after typing: %s", tostring(eol_text()))
   check(#H.notes == 0, "notifications while typing: %s", notes_text())
   local messages = vim.api.nvim_exec2("messages", { output = true }).output
   local _, count = messages:gsub("cfgate: ", "")

@@ -17,6 +17,7 @@ local s = {
   skip = nil, -- { buf, tick }: the change our own accept made
   disabled = false, -- toggled off with :CfgateInlineToggle
   last_error = nil, -- the error line shown, so one error is not repeated on every keystroke
+  error_buf = nil, -- the buffer showing that error as virtual text
 }
 
 local function opts()
@@ -45,6 +46,10 @@ function M.cancel()
   if s.sug then
     clear_marks(s.sug.buf)
     s.sug = nil
+  end
+  if s.error_buf then
+    clear_marks(s.error_buf)
+    s.error_buf = nil
   end
 end
 
@@ -146,10 +151,12 @@ local function render()
   vim.api.nvim_buf_set_extmark(sug.buf, ns, sug.row, math.min(sug.col, #line), mark)
 end
 
---- An inline-suggestion failure, while the user types: one short line in the message
---- area (never a prompt that takes the next key), once per distinct error until it
---- changes or a suggestion succeeds. Chat and ask show the whole error with its hint.
-local function report_error(err)
+--- An inline-suggestion failure, while the user types: one short line, once per
+--- distinct error until it changes or a suggestion succeeds, never a prompt that takes
+--- the next key. It is shown where the suggestion would have been (end-of-line virtual
+--- text, gone with the next key; the message area is taken by "-- INSERT --" in insert
+--- mode) and kept in :messages. Chat and ask show the whole error with its hint.
+local function report_error(err, sug)
   if type(err) == "table" and err.code == client.CANCELLED then
     return
   end
@@ -164,6 +171,10 @@ local function report_error(err)
     text = vim.fn.strcharpart(text, 0, room - 1) .. "…"
   end
   vim.api.nvim_echo({ { text, "WarningMsg" } }, true, {})
+  if sug and vim.api.nvim_buf_is_valid(sug.buf) and sug.row < vim.api.nvim_buf_line_count(sug.buf) then
+    s.error_buf = sug.buf
+    vim.api.nvim_buf_set_extmark(sug.buf, ns, sug.row, 0, { virt_text = { { "  " .. text, "WarningMsg" } }, virt_text_pos = "eol" })
+  end
 end
 
 --- The last inline-suggestion error shown (one line), or nil.
@@ -225,11 +236,12 @@ function M.trigger()
       if s.req == req then
         s.req = nil
       end
-      if s.sug == sug then
+      local shown = s.sug == sug
+      if shown then
         clear_marks(buf)
         s.sug = nil
       end
-      report_error(err)
+      report_error(err, shown and sug or nil)
     end,
   })
   if not req.done then
