@@ -44,7 +44,7 @@
 (require 'subr-x)
 (require 'url-util)
 
-(declare-function diff-no-select "diff")
+(declare-function diff-mode "diff-mode")
 
 (defgroup cfgate nil
   "Cloudflare AI Gateway through the cfgate daemon."
@@ -1102,19 +1102,29 @@ the command ends, and applied only if the user agrees."
                      (cons 'jsonrpc-error-message (format "unknown method %s" method)))))))
 
 (defun cfgate-review-edit (original replacement)
-  "Show the change from ORIGINAL to REPLACEMENT as a diff; non-nil to apply it."
-  (require 'diff)
-  (let ((old (generate-new-buffer " *cfgate-old*"))
-        (new (generate-new-buffer " *cfgate-new*")))
+  "Show the change from ORIGINAL to REPLACEMENT as a diff; non-nil to apply it.
+The diff is shown in `*cfgate-diff*', whose window goes away after the answer."
+  (let ((old (make-temp-file "cfgate-old"))
+        (new (make-temp-file "cfgate-new"))
+        (name (buffer-name))
+        (diff (get-buffer-create "*cfgate-diff*")))
     (unwind-protect
         (progn
-          (with-current-buffer old (insert original))
-          (with-current-buffer new (insert replacement))
-          (let ((diff (diff-no-select old new "-u" t (get-buffer-create "*cfgate-diff*"))))
-            (display-buffer diff)
-            (y-or-n-p "cfgate: apply this edit? ")))
-      (kill-buffer old)
-      (kill-buffer new))))
+          (let ((coding-system-for-write 'utf-8-unix))
+            (write-region original nil old nil 'silent)
+            (write-region replacement nil new nil 'silent))
+          (with-current-buffer diff
+            (let ((inhibit-read-only t))
+              (erase-buffer)
+              (call-process "diff" nil t nil "-u" "--label" name "--label"
+                            (concat name " (cfgate)") old new)
+              (diff-mode)
+              (goto-char (point-min))))
+          (let ((window (display-buffer diff)))
+            (unwind-protect (y-or-n-p "cfgate: apply this edit? ")
+              (when (window-live-p window) (quit-window nil window)))))
+      (delete-file old)
+      (delete-file new))))
 
 (defun cfgate--run-action (command beg end on-done)
   "Run the daemon's code action COMMAND on the region BEG..END.
@@ -1161,7 +1171,9 @@ The region must still hold what was sent."
         (not (and (eql (plist-get start :line) (plist-get here :line))
                   (eql (plist-get start :character) (plist-get here :character)))))
       (message "cfgate: the edit is not for the region; not applied"))
-     ((funcall cfgate-review-function original (plist-get edit :newText))
+     ((save-current-buffer
+        (save-window-excursion
+          (funcall cfgate-review-function original (plist-get edit :newText))))
       (save-excursion
         (goto-char beg)
         (delete-region beg end)
