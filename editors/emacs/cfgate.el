@@ -1431,6 +1431,15 @@ Typing goes on undisturbed; chat and ask show the whole error and hint."
                                (current-buffer) (buffer-chars-modified-tick) (point)))))
 
 ;;;###autoload
+(define-minor-mode cfgate-mode-line-mode
+  "Show the cfgate daemon's state in every mode line.
+The same text as `cfgate-inline-mode''s lighter (` cfgate:ready',
+` cfgate:busy', ...), from the daemon's `cfgate/didChangeStatus', for
+buffers without `cfgate-inline-mode'."
+  :global t
+  :lighter (:eval (unless cfgate-inline-mode (cfgate-mode-line))))
+
+;;;###autoload
 (define-minor-mode cfgate-inline-mode
   "Ask cfgate for an inline suggestion whenever typing pauses.
 The suggestion shows after point; TAB accepts it, any other command

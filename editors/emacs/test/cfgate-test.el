@@ -466,7 +466,16 @@ error in the chat buffer."
     (should (member (format "clients (1): Emacs %s" emacs-version) lines))
     (should (cl-some (lambda (l) (string-prefix-p "sessions: " l)) lines)))
   ;; The lighter is that text (batch Emacs has no frame to format a mode line in).
-  (should (equal (cadr (assq 'cfgate-inline-mode minor-mode-alist)) '(:eval (cfgate-mode-line)))))
+  (should (equal (cadr (assq 'cfgate-inline-mode minor-mode-alist)) '(:eval (cfgate-mode-line))))
+  ;; Everywhere else, `cfgate-mode-line-mode' shows it (once per mode line).
+  (cfgate-mode-line-mode 1)
+  (unwind-protect
+      (with-temp-buffer
+        (should (equal (eval (cadr (cadr (assq 'cfgate-mode-line-mode minor-mode-alist))) t)
+                       " cfgate:ready"))
+        (cfgate-inline-mode 1)
+        (should-not (eval (cadr (cadr (assq 'cfgate-mode-line-mode minor-mode-alist))) t)))
+    (cfgate-mode-line-mode -1)))
 
 (ert-deftest cfgate-test-13-code-actions ()
   "Fix and add docs show the daemon's edit for review and apply it; explain shows the answer."
