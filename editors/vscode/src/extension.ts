@@ -33,6 +33,9 @@ function currentSettings(): ExtensionSettings {
 class Daemon implements RpcEndpoint {
     private client: LanguageClient | undefined;
     private process: ChildProcess | undefined;
+    /** The gateway token from VS Code's secret storage (never a setting), sent as the
+     *  daemon's `gateway_token` at initialize. */
+    gatewayToken: string | undefined;
     private started: Promise<void> = Promise.resolve();
 
     constructor(
@@ -65,7 +68,11 @@ class Daemon implements RpcEndpoint {
             // Evaluated at each (re)start, so a restart picks up the current settings.
             // The extension brings its own inline completion and chat: the daemon's
             // plain-LSP features (which the LanguageClient would register too) stay off.
-            initializationOptions: () => ({ ...this.settings().daemon, language_features: false }),
+            initializationOptions: () => ({
+                ...this.settings().daemon,
+                ...(this.gatewayToken ? { gateway_token: this.gatewayToken } : {}),
+                language_features: false,
+            }),
             initializationFailedHandler: (error) => {
                 this.output.appendLine(`initialize failed: ${formatError(error)}`);
                 return false;
@@ -133,6 +140,15 @@ class Daemon implements RpcEndpoint {
 
     stop(): Promise<void> {
         return this.enqueue(() => this.doStop());
+    }
+
+    /** Starts once `before` has settled (e.g. the secret storage read). */
+    startAfter(before: Promise<unknown>): Promise<void> {
+        return this.enqueue(async () => {
+            await before.catch(() => undefined);
+            this.start();
+            await this.started.catch(() => undefined);
+        });
     }
 
     restart(): Promise<void> {
@@ -229,7 +245,13 @@ export function activate(context: vscode.ExtensionContext): void {
     showDaemonStatus(undefined);
     daemon = new Daemon(output, () => settings, showDaemonStatus);
     const d = daemon;
-    d.start();
+    // The gateway token lives in VS Code's secret storage (cfgate: Set Gateway Token).
+    const GATEWAY_TOKEN_KEY = 'cfgate.gatewayToken';
+    void d.startAfter(
+        Promise.resolve(context.secrets?.get(GATEWAY_TOKEN_KEY)).then((token) => {
+            d.gatewayToken = token || undefined;
+        }),
+    );
     const cfgate = new CfgateClient(d, { ready: () => d.ready() });
     // The daemon's completion_context_chars, read after each start and settings change.
     let contextChars = DEFAULT_CONTEXT_CHARS;
@@ -356,6 +378,28 @@ export function activate(context: vscode.ExtensionContext): void {
         vscode.commands.registerCommand('cfgate.explainSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('explain', uri, range)),
         vscode.commands.registerCommand('cfgate.fixSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('fix', uri, range)),
         vscode.commands.registerCommand('cfgate.addDocsSelection', (uri?: vscode.Uri, range?: vscode.Range) => runOnSelection('addDocs', uri, range)),
+        vscode.commands.registerCommand('cfgate.setGatewayToken', async () => {
+            const token = await vscode.window.showInputBox({
+                prompt: 'cfgate: the AI Gateway token (cf-aig-authorization), kept in VS Code\'s secret storage; empty removes it',
+                password: true,
+                ignoreFocusOut: true,
+            });
+            if (token === undefined || !context.secrets) {
+                return undefined;
+            }
+            if (token.trim() === '') {
+                await context.secrets.delete(GATEWAY_TOKEN_KEY);
+                d.gatewayToken = undefined;
+            } else {
+                await context.secrets.store(GATEWAY_TOKEN_KEY, token.trim());
+                d.gatewayToken = token.trim();
+            }
+            // initialize carries it; didChangeConfiguration could not take it away again.
+            await d.restart();
+            await readContextChars();
+            void vscode.window.showInformationMessage(d.gatewayToken ? 'cfgate: gateway token stored' : 'cfgate: gateway token removed');
+            return d.gatewayToken !== undefined;
+        }),
         vscode.commands.registerCommand('cfgate.chooseSession', async () => {
             try {
                 const name = await pickSession(

@@ -94,6 +94,7 @@ describe('extension activation (vscode stubbed, real language client and daemon)
             'cfgate.fixSelection',
             'cfgate.restart',
             'cfgate.selectModel',
+            'cfgate.setGatewayToken',
             'cfgate.status',
         ]);
         assert.equal(recorded.codeActionProviders.length, 1);
@@ -224,6 +225,32 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         const s = await waitFor('the daemon to come back', status);
         assert.equal(s.credentials_complete, true);
         assert.equal(cfgateChildren().length, 1);
+    });
+
+    test('cfgate.setGatewayToken keeps the token in secret storage and the daemon sends it to the gateway', async () => {
+        let asked: any;
+        recorded.inputBox = (options) => {
+            asked = options;
+            return 'gw-secret-token';
+        };
+        try {
+            assert.equal(await recorded.commands.get('cfgate.setGatewayToken')!(), true);
+            assert.equal(asked.password, true);
+            assert.equal(await (context as any).secrets.get('cfgate.gatewayToken'), 'gw-secret-token');
+            const handler = recorded.participants[0].handler as vscode.ChatRequestHandler;
+            const result = (await handler(chatRequest('hi'), { history: [] }, new RecordingStream().asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
+            assert.equal(result.errorDetails, undefined, JSON.stringify(result));
+            const [request] = await chatRequests();
+            const header = request.headers.find(([name]: [string, string]) => name.toLowerCase() === 'cf-aig-authorization');
+            assert.deepEqual(header, ['cf-aig-authorization', 'Bearer gw-secret-token']);
+            assert.ok(!recorded.output.join('\n').includes('gw-secret-token'), 'the token is in the output channel');
+            // An empty answer removes it again.
+            recorded.inputBox = () => '';
+            assert.equal(await recorded.commands.get('cfgate.setGatewayToken')!(), false);
+            assert.equal(await (context as any).secrets.get('cfgate.gatewayToken'), undefined);
+        } finally {
+            recorded.inputBox = undefined;
+        }
     });
 
     test('a daemon that dies is reported; cfgate.restart brings it back', async () => {

@@ -85,6 +85,7 @@ export const recorded = {
     inlineProviders: [] as { selector: unknown; provider: any }[],
     participants: [] as { id: string; handler: (...args: any[]) => any; iconPath?: unknown }[],
     quickPick: undefined as undefined | ((items: any[]) => any),
+    inputBox: undefined as undefined | ((options: any) => any),
     codeActionProviders: [] as { selector: unknown; provider: any; metadata: unknown }[],
     statusItems: [] as { text: string; tooltip: string; command: unknown; shown: boolean }[],
 };
@@ -201,7 +202,7 @@ export const vscodeStub = {
         showWarningMessage: message('warning'),
         showErrorMessage: message('error'),
         showQuickPick: async (items: any[]) => recorded.quickPick?.(items),
-        showInputBox: async () => undefined,
+        showInputBox: async (options: unknown) => recorded.inputBox?.(options),
         activeTextEditor: undefined,
         visibleTextEditors: [],
         onDidChangeActiveTextEditor: never,
@@ -260,6 +261,18 @@ export function fakeExtensionContext() {
         extensionPath: path.join(__dirname, '..', '..'),
         globalState: { get: () => undefined, update: async () => undefined },
         workspaceState: { get: () => undefined, update: async () => undefined },
+        secrets: {
+            values: new Map<string, string>(),
+            async get(key: string) {
+                return this.values.get(key);
+            },
+            async store(key: string, value: string) {
+                this.values.set(key, value);
+            },
+            async delete(key: string) {
+                this.values.delete(key);
+            },
+        },
         dispose: () => subscriptions.forEach((s) => s.dispose()),
     };
 }
