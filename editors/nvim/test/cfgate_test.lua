@@ -24,6 +24,12 @@ test("a missing executable is reported clearly", function()
   end, 2000)
   check(n.msg:find("^cfgate: ") ~= nil, "message not prefixed: %s", n.msg)
   check(require("cfgate.client").get() == nil, "a client was started")
+  -- Entering file buffers does not repeat the error (code_actions attaches to them).
+  H.notes = {}
+  vim.cmd("enew")
+  vim.cmd("enew")
+  check(#H.notes == 0, "errors on entering buffers: %s", notes_text())
+  vim.cmd("bwipeout! #")
 end)
 
 test("an unknown settings key is refused before the daemon starts", function()

@@ -19,6 +19,7 @@ local state = {
   init_timer = nil,
   status = nil, -- the last cfgate/didChangeStatus params
   context_chars = nil, -- completion_context_chars from cfgate/status
+  start_failed = false, -- the last start() could not start the daemon
 }
 
 --- Calls a client method on both the 0.10 (`client.f(...)`) and 0.11 (`client:f(...)`) APIs.
@@ -226,6 +227,7 @@ function M.start()
   if existing then
     return existing
   end
+  state.start_failed = true -- until it starts
   local opts = config.get()
   local cmd = opts.cmd
   if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
@@ -316,6 +318,7 @@ function M.start()
             data = { hint = "see cfgate's log in ~/.local/state/cfgate/ and :checkhealth cfgate" },
           }
         if not expected then
+          state.start_failed = true
           M.notify_error(err)
           err = vim.tbl_extend("force", err, { reported = true })
         end
@@ -339,6 +342,7 @@ function M.start()
   end
   state.client_id = client_id
   state.stopping = false
+  state.start_failed = false
   local timer = vim.uv.new_timer()
   state.init_timer = timer
   timer:start(
@@ -423,6 +427,11 @@ end
 --- (explain, fix, add docs on a selection: `gra` in visual mode) there. Neovim then
 --- keeps the daemon's copy of the buffer in step (didOpen/didChange).
 function M.attach(buf)
+  -- A daemon that could not start is not tried again on every buffer entered (its
+  -- error was shown once); the next command or setup() tries again.
+  if not M.get() and state.start_failed then
+    return
+  end
   M.with_client(function(client)
     if client and vim.api.nvim_buf_is_valid(buf) and not vim.lsp.buf_is_attached(buf, client.id) then
       vim.lsp.buf_attach_client(buf, client.id)
