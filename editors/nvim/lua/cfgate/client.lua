@@ -231,12 +231,12 @@ function M.start()
   local opts = config.get()
   local cmd = opts.cmd
   if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
-    vim.notify("cfgate: setup({cmd = ...}) must be a list such as { 'cfgate', 'serve' }", vim.log.levels.ERROR)
+    vim.notify("cfgate: setup({cmd = ...}) must be a list such as { 'cfgate', 'serve', '--shared' }", vim.log.levels.ERROR)
     return nil
   end
   if vim.fn.executable(cmd[1]) ~= 1 then
     vim.notify(
-      ("cfgate: executable not found: %s\nhint: install cfgate (cargo install --path . in the cfgate checkout) or set setup({ cmd = { '/path/to/cfgate', 'serve' } })"):format(
+      ("cfgate: executable not found: %s\nhint: install cfgate (cargo install --path . in the cfgate checkout) or set setup({ cmd = { '/path/to/cfgate', 'serve', '--shared' } })"):format(
         cmd[1]
       ),
       vim.log.levels.ERROR
