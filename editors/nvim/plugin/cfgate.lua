@@ -42,7 +42,7 @@ end, {
 })
 
 command("CfgateSessions", function()
-  require("cfgate.chat").pick_session()
+  require("cfgate.sessions").pick_session()
 end, { desc = "cfgate: open a stored conversation" })
 
 command("CfgateAsk", function(o)

@@ -235,6 +235,26 @@ test("a session begun here continues in a second Neovim and in `cfgate chat --se
   end)
   reqs = fake.chat_requests()
   check(#reqs == 4 and #reqs[4].body.messages == 7, "fourth turn sent %s", vim.inspect(reqs[4] and contents(reqs[4])))
+
+  -- :CfgateSessions lists it (and a way to name a new one) and opens the chat on it.
+  vim.cmd("only")
+  vim.cmd("enew")
+  local original = vim.ui.select
+  local offered
+  vim.ui.select = function(items, o, on_choice)
+    offered = vim.tbl_map(o.format_item, items)
+    on_choice(items[1])
+  end
+  vim.cmd("CfgateSessions")
+  wait_for("the picker", function()
+    return offered
+  end)
+  vim.ui.select = original
+  check(#offered == 2 and offered[1]:find("^work  %(4 turns, ") and offered[2] == "new session...", "offered %s", vim.inspect(offered))
+  wait_for("the session's chat", function()
+    return vim.api.nvim_get_current_buf() == buf and not chat.busy(buf)
+  end)
+  check(buf_text(buf):find("echo: fourth question", 1, true), "chat %q", buf_text(buf))
   vim.cmd("only")
 end)
 

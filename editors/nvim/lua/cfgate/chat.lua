@@ -3,7 +3,6 @@
 --- on every turn; a chat on a named session ("cfgate://chat/NAME") loads the daemon's
 --- stored history into the buffer and sends only the new turn, since the daemon adds
 --- the history itself (sending it again would store every turn twice).
---- Also :CfgateAsk, which streams one answer about a selection into a float.
 local config = require("cfgate.config")
 local client = require("cfgate.client")
 
@@ -13,30 +12,7 @@ local ns = vim.api.nvim_create_namespace("cfgate_chat")
 local BUF_NAME = "cfgate://chat"
 
 local chats = {} -- buf -> { session, loading, req, answer_mark, heading_mark, streamed }
-
---- A session name the daemon accepts (1-64 of A-Z a-z 0-9 . _ -, not starting with
---- "."), made from any text: other characters become "-"; nil when nothing is left.
-function M.session_name(text)
-  if type(text) ~= "string" then
-    return nil
-  end
-  local name = text:gsub("[^%w%._%-]", "-"):gsub("^%.+", ""):sub(1, 64)
-  if name == "" then
-    return nil
-  end
-  return name
-end
-
---- The default session from the `chat.session` option (a name, or a function of the
---- working directory returning one), or nil for plain chats.
-function M.default_session()
-  local opt = config.get().chat.session
-  if type(opt) == "function" then
-    local ok, value = pcall(opt, vim.fn.getcwd())
-    opt = ok and value or nil
-  end
-  return M.session_name(opt)
-end
+local sessions = require("cfgate.sessions")
 
 local function copts()
   return config.get().chat
@@ -434,23 +410,6 @@ function M.cancel_all()
   end
 end
 
---- Buffer lines for stored messages (system messages are not shown), ending with an
---- empty "## You" section.
-local function history_lines(messages)
-  local o = copts()
-  local lines = {}
-  for _, m in ipairs(messages or {}) do
-    local heading = (m.role == "user" and o.user_heading) or (m.role == "assistant" and o.assistant_heading) or nil
-    if heading and type(m.content) == "string" and m.content ~= "" then
-      vim.list_extend(lines, { heading, "" })
-      vim.list_extend(lines, vim.split(m.content, "\n", { plain = true }))
-      table.insert(lines, "")
-    end
-  end
-  vim.list_extend(lines, { o.user_heading, "", "" })
-  return lines
-end
-
 --- Reloads a session buffer from the daemon's `cfgate/session` (the turns any client
 --- stored); a message being written under the last "## You" is kept. then() runs after.
 local function load_session(buf, then_fn)
@@ -464,7 +423,7 @@ local function load_session(buf, then_fn)
         return
       end
       local wins = followers(buf)
-      local lines = history_lines(type(result) == "table" and result.messages or {})
+      local lines = sessions.history_lines(type(result) == "table" and result.messages or {})
       if last_role == "user" and draft ~= "" then
         lines[#lines] = nil
         vim.list_extend(lines, vim.split(draft, "\n", { plain = true }))
@@ -503,10 +462,10 @@ function M.open(text, opts)
     if vim.b[current].cfgate_chat then
       session = M.session(current)
     else
-      session = M.default_session()
+      session = sessions.default_session()
     end
   end
-  if session ~= nil and M.session_name(session) ~= session then
+  if session ~= nil and sessions.session_name(session) ~= session then
     vim.notify(
       ("cfgate: invalid session name %q\nhint: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"):format(session),
       vim.log.levels.ERROR
@@ -554,169 +513,6 @@ function M.open(text, opts)
     M.send(buf)
   end
   return buf
-end
-
---- :CfgateSessions: picks a stored session (`cfgate/sessions`, most recent first) with
---- vim.ui.select and opens the chat on it; the last entry asks for a new name.
-function M.pick_session()
-  client.request("cfgate/sessions", vim.empty_dict(), {
-    on_result = function(result)
-      local items = {}
-      for _, sess in ipairs(type(result) == "table" and result.sessions or {}) do
-        table.insert(items, sess)
-      end
-      table.insert(items, { new = true })
-      vim.ui.select(items, {
-        prompt = "cfgate session",
-        format_item = function(item)
-          if item.new then
-            return "new session..."
-          end
-          return ("%s  (%d turn%s, %s)"):format(
-            item.name,
-            item.turns or 0,
-            item.turns == 1 and "" or "s",
-            os.date("%Y-%m-%d %H:%M", item.updated or 0)
-          )
-        end,
-      }, function(choice)
-        if not choice then
-          return
-        end
-        if not choice.new then
-          M.open(nil, { session = choice.name })
-          return
-        end
-        vim.ui.input({ prompt = "cfgate session name: ", default = M.default_session() }, function(input)
-          local name = M.session_name(input and vim.trim(input) or nil)
-          if name then
-            M.open(nil, { session = name })
-          end
-        end)
-      end)
-    end,
-  })
-end
-
--- :CfgateAsk ---------------------------------------------------------------------------
-
---- The text of lines line1..line2, or the exact visual selection when the command came
---- from a characterwise/blockwise visual selection of those lines.
-local function selection(buf, line1, line2)
-  local vmode = vim.fn.visualmode()
-  local vs, ve = vim.fn.getpos("'<"), vim.fn.getpos("'>")
-  if (vmode == "v" or vmode == "\22") and vs[2] == line1 and ve[2] == line2 and vim.fn.exists("*getregion") == 1 then
-    return table.concat(vim.fn.getregion(vs, ve, { type = vmode }), "\n")
-  end
-  return table.concat(vim.api.nvim_buf_get_lines(buf, line1 - 1, line2, false), "\n")
-end
-
-local function open_float(title)
-  local o = config.get().ask
-  local width = math.max(40, math.floor(vim.o.columns * o.width))
-  local height = math.max(8, math.floor(vim.o.lines * o.height))
-  width = math.min(width, vim.o.columns - 2)
-  height = math.min(height, vim.o.lines - 4)
-  local buf = vim.api.nvim_create_buf(false, true)
-  vim.bo[buf].bufhidden = "wipe"
-  vim.bo[buf].filetype = "markdown"
-  local win_opts = {
-    relative = "editor",
-    width = width,
-    height = height,
-    row = math.floor((vim.o.lines - height) / 2) - 1,
-    col = math.floor((vim.o.columns - width) / 2),
-    style = "minimal",
-    border = o.border,
-  }
-  if o.border and o.border ~= "none" then
-    win_opts.title = " " .. title .. " "
-    win_opts.title_pos = "center"
-  end
-  local win = vim.api.nvim_open_win(buf, true, win_opts)
-  vim.wo[win].wrap = true
-  vim.wo[win].linebreak = true
-  return buf, win
-end
-
---- :'<,'>CfgateAsk {instruction}: the selection and the instruction go to cfgate/chat;
---- the answer streams into a float (q closes it and stops the answer).
-function M.ask(line1, line2, instruction, opts)
-  opts = opts or {}
-  local src = vim.api.nvim_get_current_buf()
-  if not instruction or vim.trim(instruction) == "" then
-    vim.ui.input({ prompt = "cfgate ask: " }, function(input)
-      if input and vim.trim(input) ~= "" then
-        M.ask(line1, line2, input, opts)
-      end
-    end)
-    return
-  end
-  local text = selection(src, line1, line2)
-  local ft = vim.bo[src].filetype
-  local content = instruction .. "\n\n```" .. ft .. "\n" .. text .. "\n```"
-  local messages = {}
-  local o = copts()
-  if o.system_prompt and o.system_prompt ~= "" then
-    table.insert(messages, { role = "system", content = o.system_prompt })
-  end
-  table.insert(messages, { role = "user", content = content })
-  local short = instruction:gsub("\n.*", "")
-  if #short > 40 then
-    short = short:sub(1, 37) .. "..."
-  end
-  local buf, win = open_float("cfgate: " .. short)
-  local mark = vim.api.nvim_buf_set_extmark(buf, ns, 0, 0, {})
-  local streamed = false
-  local req
-  local function close()
-    if req then
-      req:cancel()
-    end
-    if vim.api.nvim_win_is_valid(win) then
-      vim.api.nvim_win_close(win, true)
-    end
-  end
-  vim.keymap.set("n", "q", close, { buffer = buf, silent = true, desc = "cfgate: close" })
-  vim.keymap.set("n", "<Esc>", close, { buffer = buf, silent = true, desc = "cfgate: close" })
-  vim.api.nvim_create_autocmd("BufWipeout", {
-    buffer = buf,
-    once = true,
-    callback = function()
-      if req then
-        req:cancel()
-      end
-    end,
-  })
-  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
-  req = client.request("cfgate/chat", params, {
-    on_progress = function(value)
-      if vim.api.nvim_buf_is_valid(buf) and value.kind == "report" and type(value.content) == "string" then
-        streamed = true
-        insert_at(buf, mark, value.content)
-      end
-    end,
-    on_result = function(result)
-      if not vim.api.nvim_buf_is_valid(buf) then
-        return
-      end
-      if not streamed and type(result) == "table" and type(result.content) == "string" then
-        insert_at(buf, mark, result.content)
-      end
-      vim.b[buf].cfgate_done = true
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
-    end,
-    on_error = function(err)
-      if vim.api.nvim_buf_is_valid(buf) then
-        local lines = vim.split(client.format_error(err), "\n", { plain = true })
-        vim.api.nvim_buf_set_lines(buf, -1, -1, false, vim.list_extend({ "" }, lines))
-        vim.b[buf].cfgate_done = true
-      end
-      client.notify_error(err)
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
-    end,
-  })
-  return buf, win
 end
 
 return M

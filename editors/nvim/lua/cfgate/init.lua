@@ -74,7 +74,7 @@ end
 
 --- :'<,'>CfgateAsk {instruction}
 function M.ask(line1, line2, instruction)
-  return require("cfgate.chat").ask(line1, line2, instruction)
+  return require("cfgate.ask").ask(line1, line2, instruction)
 end
 
 --- :CfgateComplete: a suggestion at the cursor now.
