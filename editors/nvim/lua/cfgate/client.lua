@@ -182,44 +182,6 @@ function M.get()
   return nil
 end
 
---- The last line the daemon (or its `serve --shared` relay) wrote to stderr since
---- `since` (a log timestamp), or nil. Neovim's LSP client copies a server's stderr into
---- its log (`vim.lsp.get_log_path()`), one inspected string per chunk; a line of the
---- relay's own ("cfgate: ...") is preferred over the daemon's log lines.
-local function stderr_reason(exe, since)
-  local f = io.open(vim.lsp.get_log_path(), "rb")
-  if not f then
-    return nil
-  end
-  local size = f:seek("end")
-  f:seek("set", math.max(0, size - 32768))
-  local tail = f:read("*a") or ""
-  f:close()
-  local last, relay
-  local tag = "\t" .. vim.inspect(exe) .. "\t\"stderr\"\t"
-  for line in tail:gmatch("[^\n]+") do
-    local stamp = line:match("^%[%a+%]%[([^%]]+)%]")
-    local at = line:find(tag, 1, true)
-    if stamp and stamp >= since and at then
-      local literal = line:sub(at + #tag)
-      local chunk = literal:match('^".*"$') and load("return " .. literal, "stderr", "t", {})
-      local ok, text = pcall(chunk or error)
-      if ok and type(text) == "string" then
-        for l in text:gmatch("[^\n]+") do
-          l = vim.trim(l)
-          if l ~= "" then
-            last = l
-            if l:find("^cfgate: ") then
-              relay = l:gsub("^cfgate: ", "")
-            end
-          end
-        end
-      end
-    end
-  end
-  return relay or last
-end
-
 --- Starts the daemon unless it runs; returns the client (maybe still initializing), or nil
 --- after telling the user why not.
 function M.start()
@@ -307,7 +269,7 @@ function M.start()
         local expected = state.stopping or vim.v.exiting ~= vim.NIL
         state.client_id = nil
         state.stopping = false
-        local reason = not expected and stderr_reason(cmd[1], started_at) or nil
+        local reason = not expected and require("cfgate.stderr").last_line(cmd[1], started_at) or nil
         local err = expected and { code = M.CANCELLED, message = "cfgate stopped" }
           or {
             message = ("the daemon connection ended (cfgate exited with code %s%s)%s"):format(
