@@ -12,6 +12,7 @@
 (require 'cl-lib)
 (require 'subr-x)
 (require 'cfgate)
+(require 'cfgate-actions)
 
 (defvar cfgate-test-url (or (getenv "FAKE_GATEWAY_URL")
                             (error "FAKE_GATEWAY_URL is not set (use test/run.sh)"))
