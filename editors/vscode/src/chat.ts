@@ -80,6 +80,10 @@ export function createChatHandler(deps: ChatDeps): vscode.ChatRequestHandler {
         let streamed = '';
         let thinking = false;
         const session = deps.session?.() || undefined;
+        if (session && (context.history ?? []).length === 0) {
+            // A new chat: say whose history the answer follows (cfgate: Choose Session shows it).
+            stream.progress(`Continuing cfgate session ${session}`);
+        }
         try {
             const result: ChatResult = await deps.client.chat(
                 session

@@ -305,6 +305,7 @@ describe('sessions', () => {
                 const context = { history } as unknown as vscode.ChatContext;
                 const result = (await handler(chatRequest(prompt), context, stream.asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
                 assert.equal(result.errorDetails, undefined);
+                assert.deepEqual(stream.progress, history.length === 0 ? ['Continuing cfgate session proj'] : []);
                 return stream.markdown.join('');
             };
             assert.equal(await ask(first.client, 'first question'), 'echo: first question');
