@@ -411,10 +411,12 @@ function M.cancel_all()
 end
 
 --- Reloads a session buffer from the daemon's `cfgate/session` (the turns any client
---- stored); a message being written under the last "## You" is kept. then() runs after.
-local function load_session(buf, then_fn)
+--- stored); a message being written under the last "## You" is kept. The functions in
+--- chat.after_load (text given while it loads) run after.
+local function load_session(buf)
   local chat = chats[buf]
   chat.loading = true
+  chat.after_load = chat.after_load or {}
   local _, last_role, draft = M.messages(buf)
   client.request("cfgate/session", { name = chat.session }, {
     on_result = function(result)
@@ -432,9 +434,10 @@ local function load_session(buf, then_fn)
       to_end(buf, wins)
       vim.api.nvim_exec_autocmds("User", { pattern = "CfgateSessionLoaded", modeline = false })
       local send = chat.send_after_load
-      chat.send_after_load = nil
-      if then_fn then
-        then_fn()
+      local after = chat.after_load
+      chat.send_after_load, chat.after_load = nil, nil
+      for _, fn in ipairs(after or {}) do
+        fn()
       end
       if send then
         M.send(buf)
@@ -442,7 +445,7 @@ local function load_session(buf, then_fn)
     end,
     on_error = function(err)
       chat.loading = false
-      chat.send_after_load = nil
+      chat.send_after_load, chat.after_load = nil, nil
       client.notify_error(err)
     end,
   })
@@ -500,11 +503,16 @@ function M.open(text, opts)
       append(buf, vim.split(text, "\n", { plain = true }))
     end
   end
-  if session and not M.busy(buf) then
-    -- Every open shows the turns other clients stored since.
-    load_session(buf, add_text)
+  local chat = chats[buf]
+  if session and (chat.loading or not M.busy(buf)) then
+    -- Every open shows the turns other clients stored since (text given meanwhile
+    -- goes in after them).
+    if not chat.loading then
+      load_session(buf)
+    end
+    table.insert(chat.after_load, add_text)
     if (text and text ~= "") or (from_chat and not opts.new) then
-      chats[buf].send_after_load = true
+      chat.send_after_load = true
     end
     return buf
   end
