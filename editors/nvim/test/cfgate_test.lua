@@ -379,6 +379,17 @@ end)
 
 test("an unreachable gateway while typing: one short line, no prompt, still in insert mode", function()
   cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = "http://127.0.0.1:9/v1", max_attempts = 1 }, inline = { debounce_ms = 60 } })
+  -- The daemon may answer a request sent at once before it applied the notification.
+  wait_for("the new settings at the daemon", function()
+    local st
+    cfgate.status(function(s)
+      st = s
+    end)
+    wait_for("status", function()
+      return st
+    end)
+    return st.base_url == "http://127.0.0.1:9/v1"
+  end)
   vim.cmd("messages clear")
   vim.cmd("enew")
   local buf = vim.api.nvim_get_current_buf()
@@ -422,10 +433,17 @@ test("an unreachable gateway while typing: one short line, no prompt, still in i
 end)
 
 test("the completion context follows the daemon's completion_context_chars, split as the daemon splits it", function()
-  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, completion_context_chars = 40 }, inline = { debounce_ms = 60 } })
+  -- The daemon's own value (its config file here), read from cfgate/status at start.
+  local file = vim.fn.tempname()
+  vim.fn.writefile({ "completion_context_chars = 40" }, file)
+  cfgate.stop(5000)
+  vim.env.CFGATE_CONFIG = file
+  cfgate.start()
   wait_for("the budget from cfgate/status", function()
     return require("cfgate.client").context_chars() == 40
   end)
+  vim.env.CFGATE_CONFIG = nil
+  os.remove(file)
   vim.cmd("enew")
   local buf = vim.api.nvim_get_current_buf()
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, { "first line here", "second line é", "third x", "after one", "after two", "after three" })
@@ -435,8 +453,12 @@ test("the completion context follows the daemon's completion_context_chars, spli
   -- A short side leaves its share to the other.
   local p2, s2 = inline.split_context(string.rep("a", 50), "zz", 40)
   check(vim.fn.strchars(p2) == 38 and s2 == "zz", "short suffix: %q %q", p2, s2)
-  -- (didChangeConfiguration cannot unset a key: set the default back.)
-  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, completion_context_chars = 8000 }, inline = { debounce_ms = 60 } })
+  -- This Neovim's own setting wins, as it does in the daemon.
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, completion_context_chars = 100 }, inline = { debounce_ms = 60 } })
+  check(require("cfgate.client").context_chars() == 100, "own setting not used: %d", require("cfgate.client").context_chars())
+  cfgate.stop(5000)
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
+  cfgate.start()
   wait_for("the default budget", function()
     return require("cfgate.client").context_chars() == 8000
   end)

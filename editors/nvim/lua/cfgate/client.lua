@@ -156,8 +156,13 @@ function M.status()
   return state.status
 end
 
---- The daemon's `completion_context_chars` (from cfgate/status once it has started).
+--- The `completion_context_chars` that applies: this Neovim's own setting (it overrides
+--- the daemon's environment and config file), else the daemon's from cfgate/status.
 function M.context_chars()
+  local own = config.get().settings.completion_context_chars
+  if type(own) == "number" and own > 0 then
+    return own
+  end
   return state.context_chars or 8000
 end
 
@@ -269,6 +274,7 @@ function M.start()
         local expected = state.stopping or vim.v.exiting ~= vim.NIL
         state.client_id = nil
         state.stopping = false
+        state.context_chars = nil
         local reason = not expected and require("cfgate.stderr").last_line(cmd[1], started_at) or nil
         local err = expected and { code = M.CANCELLED, message = "cfgate stopped" }
           or {
