@@ -32,7 +32,7 @@ testlib_nvim_results "$status"
 TMUX_SOCKET="cfgate-nvim-test-$$"
 tmux_cmd() { tmux -L "$TMUX_SOCKET" "$@"; }
 # However the run ends, the tmux server (and the Neovim in it) goes too.
-trap 'rc=$?; tmux_cmd kill-server 2>/dev/null; (exit $rc); testlib_cleanup' EXIT
+trap 'rc=$?; tmux_cmd kill-server 2>/dev/null || true; (exit $rc); testlib_cleanup' EXIT
 # Waits until the pane (with escapes when $2 = -e) matches the regex $1; prints it.
 tmux_wait() {
   local pane
