@@ -171,6 +171,11 @@ pub struct StatusResult {
     #[serde(default)]
     pub auth_headers: Vec<AuthHeader>,
     pub model: String,
+    /// Chars of a document to send around the cursor for a completion (the
+    /// `completion_context_chars` setting): plugins that send `cfgate/complete` size their
+    /// context with it, so every editor sends the same amount.
+    #[serde(default)]
+    pub completion_context_chars: usize,
     pub uptime_secs: u64,
     pub requests: RequestCounts,
     /// Debug builds only: tasks alive on the runtime, for leak tests.

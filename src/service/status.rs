@@ -50,6 +50,7 @@ impl Service {
                 .model
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_MODEL.to_string()),
+            completion_context_chars: self.completion_context_chars(client),
             uptime_secs: self.started.elapsed().as_secs(),
             requests: RequestCounts {
                 total: self.counters.total.load(Ordering::Relaxed),

@@ -78,6 +78,19 @@ export interface CompleteResult {
     usage: Usage | null;
 }
 
+export interface SessionSummary {
+    name: string;
+    turns: number;
+    /** Unix seconds of the last stored turn. */
+    updated: number;
+    usage?: Usage;
+}
+
+export interface SessionResult extends SessionSummary {
+    /** Every stored message in order: each turn's messages, then its answer. */
+    messages: ChatMessage[];
+}
+
 export interface StatusResult {
     version: string;
     credentials_complete: boolean;
@@ -87,6 +100,10 @@ export interface StatusResult {
     gateway_id: string | null;
     base_url: string | null;
     model: string | null;
+    /** Chars of context a completion sends around the cursor (the daemon's setting). */
+    completion_context_chars?: number;
+    clients?: { name: string | null; version: string | null }[];
+    sessions?: SessionSummary[];
     uptime_secs: number;
     requests: { total: number; in_flight: number; failed: number };
 }
@@ -157,6 +174,19 @@ export class CfgateClient {
     async status(token?: CancellationToken): Promise<StatusResult> {
         await this.options.ready?.();
         return this.send<StatusResult>('cfgate/status', {}, token);
+    }
+
+    /** `cfgate/sessions`: the stored conversations, most recently updated first. */
+    async sessions(token?: CancellationToken): Promise<SessionSummary[]> {
+        await this.options.ready?.();
+        const result = await this.send<{ sessions: SessionSummary[] }>('cfgate/sessions', {}, token);
+        return result?.sessions ?? [];
+    }
+
+    /** `cfgate/session`: one conversation with every stored message. */
+    async session(name: string, token?: CancellationToken): Promise<SessionResult> {
+        await this.options.ready?.();
+        return this.send<SessionResult>('cfgate/session', { name }, token);
     }
 
     /** vscode-jsonrpc takes a trailing `undefined` for a second positional parameter and
