@@ -110,24 +110,36 @@ impl Clients {
             return;
         }
         let (state, message) = match failure {
-            Some((ErrorKind::Unauthorized | ErrorKind::MissingCredentials, message)) => {
-                (State::Unauthorized, Some(message))
-            }
-            Some((
-                ErrorKind::Upstream
-                | ErrorKind::RateLimited
-                | ErrorKind::Unavailable
-                | ErrorKind::Network
-                | ErrorKind::Timeout
-                | ErrorKind::StreamCut
-                | ErrorKind::BadResponse
-                | ErrorKind::TooLarge
-                | ErrorKind::Internal,
-                message,
-            )) => (State::Error, Some(message)),
-            _ => (State::Ready, None),
+            Some((kind, message)) => match state_after(kind) {
+                State::Ready => (State::Ready, None),
+                state => (state, Some(message)),
+            },
+            None => (State::Ready, None),
         };
         Self::set_state(&mut inner, state, message);
+    }
+}
+
+/// The state a request that failed with `kind` leaves, when it was the last in flight:
+/// `unauthorized` for credentials, `error` for what the user must act on or wait out
+/// (docs/protocol.md, `cfgate/didChangeStatus`), `ready` where the request itself was at
+/// fault and the daemon is fine. Exhaustive, so a new kind must be placed here.
+pub fn state_after(kind: ErrorKind) -> State {
+    match kind {
+        ErrorKind::Unauthorized | ErrorKind::MissingCredentials => State::Unauthorized,
+        ErrorKind::InvalidSetting
+        | ErrorKind::Upstream
+        | ErrorKind::RateLimited
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::Blocked
+        | ErrorKind::Unavailable
+        | ErrorKind::Network
+        | ErrorKind::Timeout
+        | ErrorKind::StreamCut
+        | ErrorKind::BadResponse
+        | ErrorKind::TooLarge
+        | ErrorKind::Internal => State::Error,
+        ErrorKind::InvalidParams | ErrorKind::InvalidModel | ErrorKind::NotJson => State::Ready,
     }
 }
 

@@ -50,6 +50,35 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for the tests that keep `docs/protocol.md` and the status mapping whole.
+    pub const ALL: &[ErrorKind] = &[
+        ErrorKind::InvalidParams,
+        ErrorKind::MissingCredentials,
+        ErrorKind::InvalidSetting,
+        ErrorKind::InvalidModel,
+        ErrorKind::Upstream,
+        ErrorKind::Unauthorized,
+        ErrorKind::RateLimited,
+        ErrorKind::QuotaExceeded,
+        ErrorKind::Blocked,
+        ErrorKind::Unavailable,
+        ErrorKind::Network,
+        ErrorKind::Timeout,
+        ErrorKind::StreamCut,
+        ErrorKind::BadResponse,
+        ErrorKind::NotJson,
+        ErrorKind::TooLarge,
+        ErrorKind::Internal,
+    ];
+
+    /// The name plugins match on (`data.kind`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// Codes outside JSON-RPC's (-32768..-32000) and LSP's (-32899..-32800) reserved ranges.
     pub fn code(self) -> i64 {
         match self {

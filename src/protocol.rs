@@ -212,9 +212,10 @@ pub struct RequestCounts {
     pub queued: u64,
 }
 
-/// Params of `cfgate/models`.
+/// Params of `cfgate/models`. Like every method's params but chat's (whose unknown keys are
+/// the OpenAI body's), keys it does not know are ignored, so a newer plugin works with an
+/// older daemon.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelsParams {
     /// Fetch again even if a cached list is fresh.
     #[serde(default)]
