@@ -208,29 +208,8 @@ async fn serve(service: Arc<Service>, limits: server::Limits) -> Ending {
     tokio::select! {
         ending = server::serve_stdio(service, limits) => ending,
         _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
-        _ = parent_gone() => Ending::Eof,
+        _ = cfgate::parent::gone() => Ending::Eof,
     }
-}
-
-/// A daemon must not outlive the editor that started it, even when the editor dies without
-/// our stdin closing (a grandchild may still hold the pipe open). When the parent goes, the
-/// process is re-parented: a changed parent id says the client is gone. (PR_SET_PDEATHSIG
-/// is not used: it fires when the spawning *thread* ends, which is not the client going.)
-async fn parent_gone() {
-    #[cfg(unix)]
-    {
-        let parent = std::os::unix::process::parent_id();
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            if std::os::unix::process::parent_id() != parent {
-                tracing::info!("parent process {parent} is gone; exiting");
-                return;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await
 }
 
 async fn chat(
