@@ -26,6 +26,16 @@ enum Extra {
     Chat,
 }
 
+impl Extra {
+    fn name(self) -> &'static str {
+        match self {
+            Extra::Nothing => "base",
+            Extra::Status => "status",
+            Extra::Chat => "chat",
+        }
+    }
+}
+
 fn valgrind() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -36,7 +46,11 @@ fn valgrind() -> Option<PathBuf> {
 /// One daemon under callgrind; returns the instructions it executed in all.
 async fn run(valgrind: &Path, bin: &Path, base: &str, extra: Extra, n: usize) -> Res<u64> {
     let out = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-    let file = out.path().join("callgrind.out");
+    // CFGATE_CALLGRIND_DIR keeps the profiles, for callgrind_annotate.
+    let file = match std::env::var_os("CFGATE_CALLGRIND_DIR") {
+        Some(dir) => PathBuf::from(dir).join(format!("callgrind.{}.out", extra.name())),
+        None => out.path().join("callgrind.out"),
+    };
     let wrapper = [
         valgrind.display().to_string(),
         "--tool=callgrind".into(),

@@ -96,6 +96,21 @@ impl RetryPolicy {
     }
 }
 
+/// `{base}/chat/completions`, parsed once per base URL rather than by reqwest on every
+/// request (docs/performance.md). A URL that does not parse is left for reqwest to report.
+fn chat_url(base: &str) -> Result<reqwest::Url, String> {
+    static RECENT: crate::memo::Recent<String, Result<reqwest::Url, String>> =
+        crate::memo::Recent::new(8);
+    RECENT.get_or(
+        |k| k == base,
+        || base.to_string(),
+        || {
+            let url = format!("{base}/chat/completions");
+            reqwest::Url::parse(&url).map_err(|_| url)
+        },
+    )
+}
+
 /// Safe to send again: the upstream did not take the request, or said to come back.
 fn worth_retrying(err: &Error) -> bool {
     // Spend limits, used-up credits and policy blocks: sending again cannot help.
@@ -247,7 +262,7 @@ impl Gateway {
     }
 
     async fn send_once(&self, req: &UpstreamRequest) -> Result<Reply, Error> {
-        let url = format!("{}/chat/completions", req.url);
+        let url = chat_url(&req.url);
         let mut headers = req.headers.clone();
         if let Some(token) = &req.token {
             headers.insert(AUTHORIZATION, bearer(token)?);
@@ -264,7 +279,12 @@ impl Gateway {
         headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
         let body = serde_json::to_vec(&req.body)
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
-        let mut request = self.http().await?.post(&url).headers(headers).body(body);
+        let client = self.http().await?;
+        let request = match url {
+            Ok(url) => client.post(url),
+            Err(unparsed) => client.post(unparsed),
+        };
+        let mut request = request.headers(headers).body(body);
         if !req.stream {
             request = request.timeout(req.timeout);
         }
