@@ -205,10 +205,18 @@ fn main() -> ExitCode {
 }
 
 async fn serve(service: Arc<Service>, limits: server::Limits) -> Ending {
+    // The watchers run as their own task: in the `select!` below every wake-up of the
+    // connection polls every branch, and polling the signal and parent watchers each time
+    // cost about 4k instructions per request (docs/performance.md); a join handle is cheap.
+    let mut ended_outside = tokio::spawn(async {
+        tokio::select! {
+            _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
+            _ = cfgate::parent::gone() => Ending::Eof,
+        }
+    });
     tokio::select! {
         ending = server::serve_stdio(service, limits) => ending,
-        _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
-        _ = cfgate::parent::gone() => Ending::Eof,
+        outside = &mut ended_outside => outside.unwrap_or(Ending::Eof),
     }
 }
 
