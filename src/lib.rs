@@ -27,6 +27,8 @@ pub mod error;
 pub mod gateway;
 pub mod hardening;
 pub mod logging;
+pub mod memo;
+pub mod parent;
 pub mod protocol;
 pub mod route;
 pub mod server;

@@ -99,6 +99,21 @@ impl RetryPolicy {
     }
 }
 
+/// `{base}/chat/completions`, parsed once per base URL rather than by reqwest on every
+/// request (docs/performance.md). A URL that does not parse is left for reqwest to report.
+fn chat_url(base: &str) -> Result<reqwest::Url, String> {
+    static RECENT: crate::memo::Recent<String, Result<reqwest::Url, String>> =
+        crate::memo::Recent::new(8);
+    RECENT.get_or(
+        |k| k == base,
+        || base.to_string(),
+        || {
+            let url = format!("{base}/chat/completions");
+            reqwest::Url::parse(&url).map_err(|_| url)
+        },
+    )
+}
+
 /// Safe to send again: the upstream did not take the request, or said to come back.
 fn worth_retrying(err: &Error) -> bool {
     // Spend limits, used-up credits and policy blocks: sending again cannot help.
@@ -278,7 +293,7 @@ impl Gateway {
         req: &UpstreamRequest,
         deadline: tokio::time::Instant,
     ) -> Result<Reply, Error> {
-        let url = format!("{}/chat/completions", req.url);
+        let url = chat_url(&req.url);
         let mut headers = req.headers.clone();
         if let Some(token) = &req.token {
             headers.insert(AUTHORIZATION, bearer(token)?);
@@ -295,7 +310,12 @@ impl Gateway {
         headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
         let body = serde_json::to_vec(&req.body)
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
-        let mut request = self.http().await?.post(&url).headers(headers).body(body);
+        let client = self.http().await?;
+        let request = match url {
+            Ok(url) => client.post(url),
+            Err(unparsed) => client.post(unparsed),
+        };
+        let mut request = request.headers(headers).body(body);
         if !req.stream {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             request = request.timeout(left);
@@ -573,7 +593,10 @@ async fn read_bounded(
     idle: Duration,
 ) -> Result<(String, bool), Error> {
     let mut cut = false;
-    let mut buf: Vec<u8> = Vec::new();
+    // Sized once when the length is announced (a whole answer usually is), not regrown;
+    // only up to 256 KiB in advance, so that a length announced and never sent costs little.
+    let announced = usize::try_from(response.content_length().unwrap_or(0)).unwrap_or(0);
+    let mut buf: Vec<u8> = Vec::with_capacity(announced.min(limit).min(256 * 1024));
     loop {
         let chunk = match tokio::time::timeout(idle, response.chunk()).await {
             Ok(Ok(Some(chunk))) => chunk,
@@ -597,7 +620,10 @@ async fn read_bounded(
             break;
         }
     }
-    Ok((String::from_utf8_lossy(&buf).into_owned(), cut))
+    // Valid UTF-8 (as JSON is) becomes the String without a copy.
+    let text = String::from_utf8(buf)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+    Ok((text, cut))
 }
 
 /// A failure before or while reading the answer, without the URL's query or any header.
