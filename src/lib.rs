@@ -7,10 +7,10 @@
 //! first; a module names only modules on its own floor or below, and the graph has no
 //! cycle (`tests/architecture.rs` reads this list and checks both):
 //!
-//! 0. `error`, `protocol`, `route`, `sync`: the error every caller sees, the wire types of
-//!    `docs/protocol.md`, model id routing, the one lock helper.
+//! 0. `error`, `protocol`, `route`, `sync`, `memo`: the error every caller sees, the wire
+//!    types of `docs/protocol.md`, model id routing, the one lock helper, a tiny memo.
 //! 1. `config`, `auth`, `complete`, `actions`, `documents`, `suggest`, `hardening`,
-//!    `shutdown`, `logging`: settings and which credential goes in which header, the
+//!    `shutdown`, `parent`, `logging`: settings and which credential goes in which header, the
 //!    completion and code-action prompts, open documents and the context around a cursor,
 //!    process-wide plumbing.
 //! 2. `gateway`: the upstream client.
@@ -38,6 +38,8 @@ pub mod error;
 pub mod gateway;
 pub mod hardening;
 pub mod logging;
+pub mod memo;
+pub mod parent;
 pub mod protocol;
 pub mod route;
 pub mod server;

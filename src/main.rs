@@ -231,32 +231,19 @@ fn main() -> ExitCode {
 }
 
 async fn serve(service: Arc<Service>, limits: server::Limits) -> Ending {
+    // The watchers run as their own task: in the `select!` below every wake-up of the
+    // connection polls every branch, and polling the signal and parent watchers each time
+    // cost about 4k instructions per request (docs/performance.md); a join handle is cheap.
+    let mut ended_outside = tokio::spawn(async {
+        tokio::select! {
+            _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
+            _ = cfgate::parent::gone() => Ending::Eof,
+        }
+    });
     tokio::select! {
         ending = server::serve_stdio(service, limits) => ending,
-        _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
-        _ = parent_gone() => Ending::Eof,
+        outside = &mut ended_outside => outside.unwrap_or(Ending::Eof),
     }
-}
-
-/// A daemon must not outlive the editor that started it, even when the editor dies without
-/// our stdin closing (a grandchild may still hold the pipe open). When the parent goes, the
-/// process is re-parented: a changed parent id says the client is gone. (PR_SET_PDEATHSIG
-/// is not used: it fires when the spawning *thread* ends, which is not the client going.)
-async fn parent_gone() {
-    #[cfg(unix)]
-    {
-        let parent = std::os::unix::process::parent_id();
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            if std::os::unix::process::parent_id() != parent {
-                tracing::info!("parent process {parent} is gone; exiting");
-                return;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await
 }
 
 async fn list_sessions() -> ExitCode {

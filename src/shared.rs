@@ -221,18 +221,38 @@ fn spawn_daemon(args: &[String]) -> Result<tokio::process::Child, String> {
 }
 
 /// Joins stdin/stdout to the daemon until either side ends.
+///
+/// When both are pipes they are copied through the reactor, like `serve`'s (no thread
+/// hop per read and write, and no blocking-pool thread waking to retire when idle).
 pub async fn proxy_stdio(stream: UnixStream) {
+    match crate::server::stdio_pipes() {
+        Some((stdin, stdout)) => proxy(stream, stdin, stdout).await,
+        None => proxy(stream, tokio::io::stdin(), tokio::io::stdout()).await,
+    }
+}
+
+async fn proxy<R, W>(stream: UnixStream, mut input: R, mut output: W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     use tokio::io::AsyncWriteExt;
     let (mut from_daemon, mut to_daemon) = stream.into_split();
-    tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let _ = tokio::io::copy(&mut stdin, &mut to_daemon).await;
+    let to = async {
+        let _ = tokio::io::copy(&mut input, &mut to_daemon).await;
         let _ = to_daemon.shutdown().await;
-    });
-    let mut stdout = tokio::io::stdout();
-    let copied = tokio::io::copy(&mut from_daemon, &mut stdout).await;
-    let _ = stdout.flush().await;
-    tracing::debug!(?copied, "the shared daemon's side of the connection ended");
+        // The daemon's answers may still be coming: only their end ends the relay.
+        std::future::pending::<()>().await
+    };
+    let from = async {
+        let copied = tokio::io::copy(&mut from_daemon, &mut output).await;
+        let _ = output.flush().await;
+        tracing::debug!(?copied, "the shared daemon's side of the connection ended");
+    };
+    tokio::select! {
+        _ = to => {}
+        _ = from => {}
+    }
 }
 
 /// The lock that makes this process the one shared daemon: `None` when another daemon

@@ -39,7 +39,7 @@ mod unix {
             Ok(stream) => {
                 tokio::select! {
                     _ = shared::proxy_stdio(stream) => {}
-                    _ = crate::parent_gone() => {}
+                    _ = cfgate::parent::gone() => {}
                 }
                 0
             }

@@ -82,7 +82,24 @@ pub fn validate_id(setting: &'static str, value: &str) -> Result<(), SettingsErr
     }
 }
 
+/// Every request resolves its settings, and with them these URLs: each distinct one is
+/// parsed once (a few thousand instructions a time otherwise; docs/performance.md).
 fn validate_base_url(
+    setting: &'static str,
+    url: &str,
+    allow_insecure_http: bool,
+) -> Result<String, SettingsError> {
+    type Checked = Result<String, SettingsError>;
+    static RECENT: crate::memo::Recent<(&'static str, bool, String), Checked> =
+        crate::memo::Recent::new(8);
+    RECENT.get_or(
+        |(s, insecure, u)| *s == setting && *insecure == allow_insecure_http && u == url,
+        || (setting, allow_insecure_http, url.to_string()),
+        || check_base_url(setting, url, allow_insecure_http),
+    )
+}
+
+fn check_base_url(
     setting: &'static str,
     url: &str,
     allow_insecure_http: bool,

@@ -70,7 +70,10 @@ pub(super) async fn read_bounded(
     idle: Duration,
 ) -> Result<(String, bool), Error> {
     let mut cut = false;
-    let mut buf: Vec<u8> = Vec::new();
+    // Sized once when the length is announced (a whole answer usually is), not regrown;
+    // only up to 256 KiB in advance, so that a length announced and never sent costs little.
+    let announced = usize::try_from(response.content_length().unwrap_or(0)).unwrap_or(0);
+    let mut buf: Vec<u8> = Vec::with_capacity(announced.min(limit).min(256 * 1024));
     loop {
         let chunk = match tokio::time::timeout(idle, response.chunk()).await {
             Ok(Ok(Some(chunk))) => chunk,
@@ -94,7 +97,10 @@ pub(super) async fn read_bounded(
             break;
         }
     }
-    Ok((String::from_utf8_lossy(&buf).into_owned(), cut))
+    // Valid UTF-8 (as JSON is) becomes the String without a copy.
+    let text = String::from_utf8(buf)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+    Ok((text, cut))
 }
 
 /// A failure before or while reading the answer, without the URL's query or any header.

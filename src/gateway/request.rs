@@ -47,13 +47,28 @@ pub struct UpstreamRequest {
     pub byok: bool,
 }
 
+/// `{base}/chat/completions`, parsed once per base URL rather than by reqwest on every
+/// request (docs/performance.md). A URL that does not parse is left for reqwest to report.
+fn chat_url(base: &str) -> Result<reqwest::Url, String> {
+    static RECENT: crate::memo::Recent<String, Result<reqwest::Url, String>> =
+        crate::memo::Recent::new(8);
+    RECENT.get_or(
+        |k| k == base,
+        || base.to_string(),
+        || {
+            let url = format!("{base}/chat/completions");
+            reqwest::Url::parse(&url).map_err(|_| url)
+        },
+    )
+}
+
 impl Gateway {
     pub(super) async fn send_once(
         &self,
         req: &UpstreamRequest,
         deadline: tokio::time::Instant,
     ) -> Result<Reply, Error> {
-        let url = format!("{}/chat/completions", req.url);
+        let url = chat_url(&req.url);
         let mut headers = req.headers.clone();
         headers.extend(auth_headers(
             req.token.as_ref(),
@@ -68,7 +83,12 @@ impl Gateway {
         headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
         let body = serde_json::to_vec(&req.body)
             .map_err(|e| Error::internal(format!("cannot encode the request: {e}")))?;
-        let mut request = self.http().await?.post(&url).headers(headers).body(body);
+        let client = self.http().await?;
+        let request = match url {
+            Ok(url) => client.post(url),
+            Err(unparsed) => client.post(unparsed),
+        };
+        let mut request = request.headers(headers).body(body);
         if !req.stream {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             request = request.timeout(left);
