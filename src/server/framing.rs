@@ -287,6 +287,29 @@ pub fn encode(body: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Room for the longest header: `Content-Length: ` and 20 digits, then CRLF CRLF.
+const HEADER_ROOM: usize = 16 + 20 + 4;
+
+/// One message serialized straight into its frame, once: the body is written after room
+/// left for the header, whose length is then known, and the header fills the end of that
+/// room. No `Value` in between, no copy of the body.
+pub fn encode_json(message: &impl serde::Serialize) -> serde_json::Result<Bytes> {
+    use bytes::BufMut;
+    use std::io::Write;
+    let mut frame = BytesMut::with_capacity(HEADER_ROOM + 256);
+    frame.resize(HEADER_ROOM, 0);
+    serde_json::to_writer((&mut frame).writer(), message)?;
+    let body_len = frame.len() - HEADER_ROOM;
+    let mut header = [0u8; HEADER_ROOM];
+    let mut rest = &mut header[..];
+    write!(rest, "Content-Length: {body_len}\r\n\r\n").map_err(serde_json::Error::io)?;
+    let header_len = HEADER_ROOM - rest.len();
+    let start = HEADER_ROOM - header_len;
+    frame[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
+    frame.advance(start);
+    Ok(frame.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +326,17 @@ mod tests {
 
     fn frame(body: &str) -> Vec<u8> {
         encode(body.as_bytes()).to_vec()
+    }
+
+    #[test]
+    fn encode_json_frames_a_message_as_encode_does() {
+        for message in [
+            serde_json::json!({}),
+            serde_json::json!({"jsonrpc": "2.0", "method": "x", "params": {"a": "é".repeat(300)}}),
+        ] {
+            let body = serde_json::to_vec(&message).unwrap();
+            assert_eq!(encode_json(&message).unwrap(), encode(&body));
+        }
     }
 
     #[tokio::test]

@@ -40,6 +40,15 @@ pub struct Outbox {
     shared: Arc<Shared>,
 }
 
+/// A notification as it goes on the wire, its params serialized in place (not first
+/// turned into a `Value`).
+#[derive(serde::Serialize)]
+struct Notification<'a, P> {
+    jsonrpc: &'static str,
+    method: &'a str,
+    params: P,
+}
+
 /// The writing end, run by the connection.
 pub struct OutboxWriter {
     rx: mpsc::UnboundedReceiver<Bytes>,
@@ -105,12 +114,17 @@ impl Outbox {
         true
     }
 
-    /// Queues a JSON-RPC message.
-    pub fn send_json(&self, message: &Value) -> bool {
-        match serde_json::to_vec(message) {
-            Ok(body) => self.send_frame(framing::encode(&body)),
+    /// Queues one message, serialized once, straight into its frame.
+    pub fn send_message(&self, message: &impl serde::Serialize) -> bool {
+        match framing::encode_json(message) {
+            Ok(frame) => self.send_frame(frame),
             Err(_) => false,
         }
+    }
+
+    /// Queues a JSON-RPC message.
+    pub fn send_json(&self, message: &Value) -> bool {
+        self.send_message(message)
     }
 
     /// Sends a notification. Never waits; see the module docs.
@@ -120,15 +134,18 @@ impl Outbox {
 
     /// Sends a notification from code that cannot await.
     pub fn try_notify(&self, method: &str, params: impl serde::Serialize) {
-        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        self.send_json(&message);
+        self.send_message(&Notification {
+            jsonrpc: "2.0",
+            method,
+            params,
+        });
     }
 
     /// Sends a JSON-RPC error response.
     pub fn error(&self, id: Value, code: i64, message: String) {
         let reply =
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
-        self.send_json(&reply);
+        self.send_message(&reply);
     }
 
     /// Bytes queued and not yet written.
