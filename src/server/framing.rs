@@ -290,24 +290,44 @@ pub fn encode(body: &[u8]) -> Bytes {
 /// Room for the longest header: `Content-Length: ` and 20 digits, then CRLF CRLF.
 const HEADER_ROOM: usize = 16 + 20 + 4;
 
-/// One message serialized straight into its frame, once: the body is written after room
-/// left for the header, whose length is then known, and the header fills the end of that
-/// room. No `Value` in between, no copy of the body.
+/// One message serialized straight into its frame, once, with no `Value` in between: the
+/// body is written into a per-thread scratch buffer after room left for the header, whose
+/// length is then known, and the header fills the end of that room. The frame is then
+/// copied out at its exact size, so that a frame waiting in an outbox holds no spare
+/// capacity (a burst of small `$/progress` frames can queue by the ten thousand).
 pub fn encode_json(message: &impl serde::Serialize) -> serde_json::Result<Bytes> {
-    use bytes::BufMut;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let frame = encode_json_in(&mut scratch, message);
+            if scratch.capacity() > 64 * 1024 {
+                *scratch = Vec::new();
+            }
+            frame
+        }
+        // Only if a message's own serialization sends a message.
+        Err(_) => encode_json_in(&mut Vec::new(), message),
+    })
+}
+
+fn encode_json_in(
+    scratch: &mut Vec<u8>,
+    message: &impl serde::Serialize,
+) -> serde_json::Result<Bytes> {
     use std::io::Write;
-    let mut frame = BytesMut::with_capacity(HEADER_ROOM + 256);
-    frame.resize(HEADER_ROOM, 0);
-    serde_json::to_writer((&mut frame).writer(), message)?;
-    let body_len = frame.len() - HEADER_ROOM;
+    scratch.clear();
+    scratch.resize(HEADER_ROOM, 0);
+    serde_json::to_writer(&mut *scratch, message)?;
+    let body_len = scratch.len() - HEADER_ROOM;
     let mut header = [0u8; HEADER_ROOM];
     let mut rest = &mut header[..];
     write!(rest, "Content-Length: {body_len}\r\n\r\n").map_err(serde_json::Error::io)?;
     let header_len = HEADER_ROOM - rest.len();
     let start = HEADER_ROOM - header_len;
-    frame[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
-    frame.advance(start);
-    Ok(frame.freeze())
+    scratch[start..HEADER_ROOM].copy_from_slice(&header[..header_len]);
+    Ok(Bytes::copy_from_slice(&scratch[start..]))
 }
 
 #[cfg(test)]
