@@ -26,6 +26,7 @@ M.setting_keys = {
   "max_in_flight",
   "session_budget_tokens",
   "idle_exit_secs",
+  "requests_per_minute",
   "listen_origins",
 }
 
