@@ -17,6 +17,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod client_layers;
 pub mod clients;
 pub mod complete;
 pub mod config;

@@ -51,7 +51,8 @@ pub struct Service {
     started: Instant,
     counters: Arc<Counters>,
     /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
-    models: Mutex<ModelCache>,
+    /// Shared with the views made by [`Service::for_client`].
+    models: Arc<Mutex<ModelCache>>,
     sessions: Arc<SessionStore>,
     /// The config file could not be used: every request fails with this, naming it.
     config_error: Option<Error>,
@@ -201,7 +202,7 @@ impl Service {
             base,
             started: Instant::now(),
             counters: Arc::default(),
-            models: Mutex::default(),
+            models: Arc::default(),
             sessions: Arc::new(SessionStore::from_env()),
             config_error: None,
         })
@@ -212,6 +213,22 @@ impl Service {
     pub fn with_config_error(mut self, error: &config::ConfigError) -> Service {
         self.config_error = Some(Error::from(error));
         self
+    }
+
+    /// This service as one client of a shared daemon sees it: that client's own settings
+    /// (its environment over its config file, or its config file's error) in place of the
+    /// daemon's, and everything else shared: the connection pool and its cap, the request
+    /// counts, the connected clients, the sessions and the model lists.
+    pub fn for_client(&self, base: Layer, config_error: Option<&config::ConfigError>) -> Service {
+        Service {
+            gateway: self.gateway.clone(),
+            base,
+            started: self.started,
+            counters: self.counters.clone(),
+            models: self.models.clone(),
+            sessions: self.sessions.clone(),
+            config_error: config_error.map(Error::from),
+        }
     }
 
     /// Why nothing can be sent: the config file could not be used.

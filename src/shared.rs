@@ -22,9 +22,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::server::connection;
 use crate::service::Service;
 use crate::sessions::create_private_dir;
+
+pub mod hello;
+mod serve_client;
 
 /// Overrides the folder of the socket, lock and token (tests, unusual setups).
 pub const ENV_RUNTIME_DIR: &str = "CFGATE_RUNTIME_DIR";
@@ -409,18 +411,7 @@ async fn accept_loop(
         let service = service.clone();
         let clients = clients.clone();
         tokio::spawn(async move {
-            let (input, output) = stream.into_split();
-            let ending = connection::serve(
-                input,
-                output,
-                service,
-                connection::Limits {
-                    max_frame,
-                    ..connection::Limits::default()
-                },
-            )
-            .await;
-            info!(?ending, "client disconnected");
+            serve_client::serve_client(stream, service, max_frame).await;
             clients.send_modify(|n| *n = n.saturating_sub(1));
         });
     }

@@ -34,6 +34,19 @@ mod unix {
             Ok(paths) => shared::connect_or_start(&paths, &daemon_args).await,
             Err(e) => Err(e),
         };
+        // This editor's own settings layers go first; the daemon resolves its requests
+        // from them. A daemon from before they existed answers with an error, and serves
+        // as it did.
+        let stream = match stream {
+            Ok(mut stream) => {
+                let layers = cfgate::client_layers::ClientLayers::gather();
+                match shared::hello::send(&mut stream, &layers).await {
+                    Ok(_) => Ok(stream),
+                    Err(e) => Err(format!("the shared daemon did not answer: {e}")),
+                }
+            }
+            Err(e) => Err(e),
+        };
         match stream {
             Ok(stream) => {
                 tokio::select! {
