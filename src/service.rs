@@ -56,6 +56,9 @@ pub struct Service {
     sessions: Arc<SessionStore>,
     /// The config file could not be used: every request fails with this, naming it.
     config_error: Option<Error>,
+    /// Set once when the shared daemon is stopped: every request in flight is answered
+    /// `daemon_stopped` (see `server/answer_on_stop.rs`). Shared with [`Service::for_client`].
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -205,6 +208,7 @@ impl Service {
             models: Arc::default(),
             sessions: Arc::new(SessionStore::from_env()),
             config_error: None,
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }
 
@@ -228,7 +232,18 @@ impl Service {
             models: self.models.clone(),
             sessions: self.sessions.clone(),
             config_error: config_error.map(Error::from),
+            stopping: self.stopping.clone(),
         }
+    }
+
+    /// The shared daemon is stopping: answer every request in flight `daemon_stopped`.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Turns true when [`Service::stop`] is called.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Why nothing can be sent: the config file could not be used.

@@ -25,8 +25,11 @@ use tracing::{info, warn};
 use crate::service::Service;
 use crate::sessions::create_private_dir;
 
+pub mod end;
 pub mod hello;
+pub mod relay;
 mod serve_client;
+mod socket_io;
 
 /// Overrides the folder of the socket, lock and token (tests, unusual setups).
 pub const ENV_RUNTIME_DIR: &str = "CFGATE_RUNTIME_DIR";
@@ -40,6 +43,8 @@ const START_WAIT: Duration = Duration::from_secs(20);
 /// How long a new daemon waits for an exiting one to let go of the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(25);
+/// How long a stopped daemon waits for its connections to answer and end.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where the shared daemon's files are.
 #[derive(Clone, Debug)]
@@ -176,7 +181,7 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
     }
 }
 
-fn log_hint() -> String {
+pub(crate) fn log_hint() -> String {
     crate::logging::log_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_else(|| "the state folder".into())
@@ -220,21 +225,6 @@ fn spawn_daemon(args: &[String]) -> Result<tokio::process::Child, String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the shared daemon: {e}"))
-}
-
-/// Joins stdin/stdout to the daemon until either side ends.
-pub async fn proxy_stdio(stream: UnixStream) {
-    use tokio::io::AsyncWriteExt;
-    let (mut from_daemon, mut to_daemon) = stream.into_split();
-    tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let _ = tokio::io::copy(&mut stdin, &mut to_daemon).await;
-        let _ = to_daemon.shutdown().await;
-    });
-    let mut stdout = tokio::io::stdout();
-    let copied = tokio::io::copy(&mut from_daemon, &mut stdout).await;
-    let _ = stdout.flush().await;
-    tracing::debug!(?copied, "the shared daemon's side of the connection ended");
 }
 
 /// The lock that makes this process the one shared daemon: `None` when another daemon
@@ -362,15 +352,25 @@ async fn serve_as_daemon(
 
     let (clients_tx, clients_rx) = watch::channel(0usize);
     let clients_tx = Arc::new(clients_tx);
+    let mut clients_left = clients_rx.clone();
     // A daemon asked to serve the endpoint stays for its callers, which hold no connection
     // to count; `cfgate stop` ends it.
     let serves_endpoint = endpoint.is_some();
     let stop = tokio::select! {
-        _ = accept_loop(listener, service, clients_tx, max_frame) => Stop::Signal,
+        _ = accept_loop(listener, service.clone(), clients_tx, max_frame) => Stop::Signal,
         _ = idle(clients_rx, idle_exit), if !serves_endpoint => Stop::Idle,
         _ = crate::shutdown::requested() => Stop::Signal,
     };
     info!(?stop, "shared daemon stopping");
+    if stop == Stop::Signal {
+        // Every request in flight is answered `daemon_stopped` and every connection told
+        // why it ends, before the process goes.
+        service.stop();
+        let left = tokio::time::timeout(STOP_GRACE, clients_left.wait_for(|n| *n == 0)).await;
+        if left.is_err() {
+            warn!("stopping with clients whose connection did not end in time");
+        }
+    }
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.pid);
     if let Some(handle) = endpoint {

@@ -41,19 +41,18 @@ mod unix {
             Ok(mut stream) => {
                 let layers = cfgate::client_layers::ClientLayers::gather();
                 match shared::hello::send(&mut stream, &layers).await {
-                    Ok(_) => Ok(stream),
+                    Ok(answer) => Ok((stream, answer.is_ok())),
                     Err(e) => Err(format!("the shared daemon did not answer: {e}")),
                 }
             }
             Err(e) => Err(e),
         };
         match stream {
-            Ok(stream) => {
+            Ok((stream, said_hello)) => {
                 tokio::select! {
-                    _ = shared::proxy_stdio(stream) => {}
-                    _ = crate::parent_gone() => {}
+                    outcome = shared::relay::copy_stdio(stream) => outcome.exit_status(said_hello),
+                    _ = crate::parent_gone() => 0,
                 }
-                0
             }
             Err(e) => {
                 tracing::error!("{e}");

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tower_lsp_server::Server;
 use tracing::{debug, warn};
 
+use super::answer_on_stop::AnswerOnStop;
 use super::contain::ContainPanics;
 use super::framing::{self, FrameReader, Incoming};
 use super::lsp::Backend;
@@ -77,12 +78,13 @@ where
 
     let (mut to_tower, tower_input) = tokio::io::duplex(64 * 1024);
     let (tower_output, from_tower) = tokio::io::duplex(64 * 1024);
+    let stopping = service.stopping();
     let (lsp, socket) = Backend::service(service, outbox.clone());
     #[cfg(debug_assertions)]
     let lsp = super::contain::PanicOnAsk(lsp);
     let tower = Server::new(tower_input, tower_output, socket)
         .concurrency_level(MAX_CONCURRENT_REQUESTS)
-        .serve(ContainPanics::new(lsp));
+        .serve(ContainPanics::new(AnswerOnStop::new(lsp, stopping)));
 
     let relay = relay_responses(from_tower, outbox.clone());
     let replies = outbox.clone();

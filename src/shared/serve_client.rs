@@ -1,21 +1,25 @@
 //! One connection of the shared daemon: its hello (the client's settings layers, see
 //! `hello.rs`), then the same JSON-RPC serving as a private `cfgate serve`, with a view of the
-//! service that resolves this client's requests from this client's layers.
+//! service that resolves this client's requests from this client's layers, and last the
+//! connection's end (`end.rs`).
 
 use std::sync::Arc;
 
 use serde_json::json;
-use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tracing::{debug, info};
 
+use super::end::Ended;
 use super::hello::{self, Opening};
+use super::socket_io::{SocketReader, SocketWriter};
+use crate::server::answer_on_stop::stopped;
 use crate::server::connection;
 use crate::service::Service;
 
-/// Serves one client until it goes away.
+/// Serves one client until it goes away, or the daemon stops.
 pub(super) async fn serve_client(mut stream: UnixStream, service: Arc<Service>, max_frame: usize) {
-    let (service, first) = match hello::receive(&mut stream).await {
+    let (service, first, said_hello) = match hello::receive(&mut stream).await {
         Ok(Opening::Hello(layers)) => {
             let resolved = layers.resolve();
             drop(layers);
@@ -29,14 +33,16 @@ pub(super) async fn serve_client(mut stream: UnixStream, service: Arc<Service>, 
             if answered.is_err() {
                 return;
             }
-            (Arc::new(view), Vec::new())
+            (Arc::new(view), Vec::new(), true)
         }
         // A client from before hellos: the daemon's own settings, as it was then.
-        Ok(Opening::Other(first)) => (service, first.to_vec()),
+        Ok(Opening::Other(first)) => (service, first.to_vec(), false),
         Ok(Opening::Closed) | Err(_) => return,
     };
-    let (input, output) = stream.into_split();
-    let input = std::io::Cursor::new(first).chain(input);
+    let stopping = service.stopping();
+    let socket = Arc::new(stream);
+    let input = SocketReader::new(socket.clone(), first, stopped(stopping.clone()));
+    let output = SocketWriter::new(socket.clone());
     let ending = connection::serve(
         input,
         output,
@@ -47,5 +53,10 @@ pub(super) async fn serve_client(mut stream: UnixStream, service: Arc<Service>, 
         },
     )
     .await;
-    info!(?ending, "client disconnected");
+    let was_stopped = *stopping.borrow();
+    info!(?ending, stopped = was_stopped, "client disconnected");
+    if said_hello && ending != connection::Ending::OutputGone {
+        let last = Ended::of(ending, was_stopped).frame();
+        let _ = SocketWriter::new(socket).write_all(&last).await;
+    }
 }
