@@ -182,6 +182,24 @@ pub struct StatusResult {
     /// Every stored session with its summed usage.
     #[serde(default)]
     pub sessions: Vec<crate::sessions::SessionSummary>,
+    /// On the shared daemon: the daemon's own facts, beside this client's settings above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonFacts>,
+}
+
+/// What the shared daemon says of itself to each client.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaemonFacts {
+    pub pid: u32,
+    /// When it started, in seconds since the Unix epoch.
+    pub started: u64,
+    /// The loopback endpoint's address, when it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// What this client asked for and did not get (e.g. `--listen` to a daemon already
+    /// running without the endpoint).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One authorization header and the setting whose value it carries.

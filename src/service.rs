@@ -59,6 +59,8 @@ pub struct Service {
     /// Set once when the shared daemon is stopped: every request in flight is answered
     /// `daemon_stopped` (see `server/answer_on_stop.rs`). Shared with [`Service::for_client`].
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// On the shared daemon, what `cfgate/status` tells this client of the daemon.
+    daemon: Option<crate::protocol::DaemonFacts>,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -209,6 +211,7 @@ impl Service {
             sessions: Arc::new(SessionStore::from_env()),
             config_error: None,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            daemon: None,
         })
     }
 
@@ -233,7 +236,14 @@ impl Service {
             sessions: self.sessions.clone(),
             config_error: config_error.map(Error::from),
             stopping: self.stopping.clone(),
+            daemon: self.daemon.clone(),
         }
+    }
+
+    /// What `cfgate/status` says of the shared daemon serving this client.
+    pub fn with_daemon_facts(mut self, facts: crate::protocol::DaemonFacts) -> Service {
+        self.daemon = Some(facts);
+        self
     }
 
     /// The shared daemon is stopping: answer every request in flight `daemon_stopped`.
@@ -558,6 +568,7 @@ impl Service {
             },
             clients: self.clients(),
             sessions: Vec::new(),
+            daemon: self.daemon.clone(),
         }
     }
 }

@@ -324,7 +324,7 @@ async fn serve_as_daemon(
                 Ok((bound, handle)) => {
                     let _ = std::fs::write(&addr_file, format!("{bound}\n"));
                     info!(%bound, "loopback endpoint listening");
-                    Some(handle)
+                    Some((bound, handle))
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&token_file);
@@ -356,8 +356,16 @@ async fn serve_as_daemon(
     // A daemon asked to serve the endpoint stays for its callers, which hold no connection
     // to count; `cfgate stop` ends it.
     let serves_endpoint = endpoint.is_some();
+    let facts = Arc::new(crate::protocol::DaemonFacts {
+        pid: std::process::id(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        listen: endpoint.as_ref().map(|(bound, _)| bound.to_string()),
+        warnings: Vec::new(),
+    });
     let stop = tokio::select! {
-        _ = accept_loop(listener, service.clone(), clients_tx, max_frame) => Stop::Signal,
+        _ = accept_loop(listener, service.clone(), facts, clients_tx, max_frame) => Stop::Signal,
         _ = idle(clients_rx, idle_exit), if !serves_endpoint => Stop::Idle,
         _ = crate::shutdown::requested() => Stop::Signal,
     };
@@ -373,7 +381,7 @@ async fn serve_as_daemon(
     }
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.pid);
-    if let Some(handle) = endpoint {
+    if let Some((_, handle)) = endpoint {
         let _ = handle.stop();
         let _ = std::fs::remove_file(&addr_file);
         let _ = std::fs::remove_file(&token_file);
@@ -384,6 +392,7 @@ async fn serve_as_daemon(
 async fn accept_loop(
     listener: UnixListener,
     service: Arc<Service>,
+    facts: Arc<crate::protocol::DaemonFacts>,
     clients: Arc<watch::Sender<usize>>,
     max_frame: usize,
 ) {
@@ -409,9 +418,10 @@ async fn accept_loop(
         }
         clients.send_modify(|n| *n += 1);
         let service = service.clone();
+        let facts = facts.clone();
         let clients = clients.clone();
         tokio::spawn(async move {
-            serve_client::serve_client(stream, service, max_frame).await;
+            serve_client::serve_client(stream, service, facts, max_frame).await;
             clients.send_modify(|n| *n = n.saturating_sub(1));
         });
     }

@@ -40,8 +40,19 @@ mod unix {
         let stream = match stream {
             Ok(mut stream) => {
                 let layers = cfgate::client_layers::ClientLayers::gather();
-                match shared::hello::send(&mut stream, &layers).await {
-                    Ok(answer) => Ok((stream, answer.is_ok())),
+                let asked = listen.map(|a| a.to_string());
+                match shared::hello::send(&mut stream, &layers, asked.as_deref()).await {
+                    Ok(answer) => {
+                        // What this relay asked for and did not get, e.g. `--listen` to a
+                        // daemon already running without the endpoint.
+                        let warnings = answer.as_ref().ok().map(|a| a["warnings"].clone());
+                        for warning in warnings.iter().filter_map(|w| w.as_array()).flatten() {
+                            if let Some(warning) = warning.as_str() {
+                                eprintln!("cfgate: warning: {warning}");
+                            }
+                        }
+                        Ok((stream, answer.is_ok()))
+                    }
                     Err(e) => Err(format!("the shared daemon did not answer: {e}")),
                 }
             }
@@ -219,7 +230,10 @@ mod unix {
             Ok(status) => {
                 line(
                     "shared daemon",
-                    &format!("running, up {}s", status["uptime_secs"]),
+                    &format!(
+                        "running, up {}s, pid {}",
+                        status["uptime_secs"], status["daemon"]["pid"]
+                    ),
                 );
                 // This command is itself a client; the others are the tools.
                 for c in status["clients"].as_array().into_iter().flatten() {

@@ -192,3 +192,31 @@ async fn a_config_error_in_one_clients_file_reaches_that_client_only() {
     assert!(status["settings_error"].is_null(), "{status}");
     assert_eq!(world.daemons().len(), 1);
 }
+
+#[tokio::test]
+async fn listen_to_a_daemon_running_without_the_endpoint_is_warned_and_in_status() {
+    let fake = FakeGateway::start().await;
+    let world = World::new("");
+    let mut plain = world.client(&fake).await;
+    let env = world.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut asking =
+        Daemon::spawn_args(&env, &["serve", "--shared", "--listen", "127.0.0.1:0"]).await;
+    asking
+        .initialize(json!({ "base_url": fake.compat_base("acc", "gw") }))
+        .await;
+    let stderr = asking.stderr();
+    assert!(
+        stderr.contains("cfgate: warning: --listen 127.0.0.1:0 was not applied")
+            && stderr.contains("`cfgate stop`"),
+        "{stderr}"
+    );
+    let status = asking.request("cfgate/status", json!({})).await.unwrap();
+    let warnings = status["daemon"]["warnings"].to_string();
+    assert!(warnings.contains("`cfgate stop`"), "{status}");
+    assert_eq!(status["daemon"]["pid"], world.pid_file().unwrap());
+    // The client that asked for nothing is told nothing.
+    let status = plain.request("cfgate/status", json!({})).await.unwrap();
+    assert!(status["daemon"].get("warnings").is_none(), "{status}");
+    assert_eq!(world.daemons().len(), 1);
+}

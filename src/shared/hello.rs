@@ -94,9 +94,23 @@ struct Request<P: Serialize> {
     params: P,
 }
 
-/// Client side: sends the layers and reads the answer: `Ok(result)` from a daemon that
-/// took them, `Err` with the error object from one that predates them.
-pub async fn send<S>(stream: &mut S, layers: &ClientLayers) -> io::Result<Result<Value, Value>>
+#[derive(Serialize)]
+struct Params<'a> {
+    #[serde(flatten)]
+    layers: crate::client_layers::Wire<'a>,
+    /// The endpoint address this client asked for (`serve --shared --listen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<&'a str>,
+}
+
+/// Client side: sends the layers (and the endpoint it asked for, if any) and reads the
+/// answer: `Ok(result)` from a daemon that took them, `Err` with the error object from one
+/// that predates them.
+pub async fn send<S>(
+    stream: &mut S,
+    layers: &ClientLayers,
+    listen: Option<&str>,
+) -> io::Result<Result<Value, Value>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -104,7 +118,10 @@ where
         jsonrpc: "2.0",
         id: ID,
         method: METHOD,
-        params: layers.wire(),
+        params: Params {
+            layers: layers.wire(),
+            listen,
+        },
     };
     let body = Zeroizing::new(serde_json::to_vec(&request).map_err(io::Error::other)?);
     let frame = Zeroizing::new(framing::encode(&body).to_vec());
@@ -138,8 +155,8 @@ where
 
 /// What a connection began with.
 pub enum Opening {
-    /// A client's layers, its hello to be answered.
-    Hello(Box<ClientLayers>),
+    /// A client's layers and the endpoint it asked for, its hello to be answered.
+    Hello(Box<ClientLayers>, Option<String>),
     /// A client from before hellos: these bytes are its first frame, to be served as such.
     Other(Zeroizing<Vec<u8>>),
     /// It closed before sending anything.
@@ -155,14 +172,24 @@ pub async fn receive<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Opening>
     struct Hello {
         method: String,
         #[serde(default)]
-        params: Option<ClientLayers>,
+        params: Option<HelloParams>,
+    }
+    #[derive(serde::Deserialize)]
+    struct HelloParams {
+        #[serde(flatten)]
+        layers: ClientLayers,
+        #[serde(default)]
+        listen: Option<String>,
     }
     let hello = frame
         .body()
         .and_then(|b| serde_json::from_slice::<Hello>(b).ok())
         .filter(|h| h.method == METHOD);
     Ok(match hello {
-        Some(hello) => Opening::Hello(Box::new(hello.params.unwrap_or_default())),
+        Some(hello) => match hello.params {
+            Some(p) => Opening::Hello(Box::new(p.layers), p.listen),
+            None => Opening::Hello(Box::default(), None),
+        },
         None => Opening::Other(frame.bytes),
     })
 }
