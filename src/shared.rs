@@ -26,6 +26,7 @@ use crate::service::Service;
 use crate::sessions::create_private_dir;
 
 pub mod end;
+pub mod fd_stream;
 pub mod hello;
 pub mod relay;
 mod serve_client;

@@ -34,37 +34,16 @@ mod unix {
             Ok(paths) => shared::connect_or_start(&paths, &daemon_args).await,
             Err(e) => Err(e),
         };
-        // This editor's own settings layers go first; the daemon resolves its requests
-        // from them. A daemon from before they existed answers with an error, and serves
-        // as it did.
-        let stream = match stream {
-            Ok(mut stream) => {
-                let layers = cfgate::client_layers::ClientLayers::gather();
-                let asked = listen.map(|a| a.to_string());
-                match shared::hello::send(&mut stream, &layers, asked.as_deref()).await {
-                    Ok(answer) => {
-                        // What this relay asked for and did not get, e.g. `--listen` to a
-                        // daemon already running without the endpoint.
-                        let warnings = answer.as_ref().ok().map(|a| a["warnings"].clone());
-                        for warning in warnings.iter().filter_map(|w| w.as_array()).flatten() {
-                            if let Some(warning) = warning.as_str() {
-                                eprintln!("cfgate: warning: {warning}");
-                            }
-                        }
-                        Ok((stream, answer.is_ok()))
-                    }
-                    Err(e) => Err(format!("the shared daemon did not answer: {e}")),
-                }
-            }
+        let asked = listen.map(|addr| addr.to_string());
+        let code = match stream {
+            Ok(stream) => tokio::select! {
+                code = shared::relay::run(stream, asked.as_deref()) => code,
+                _ = crate::parent_gone() => Ok(0),
+            },
             Err(e) => Err(e),
         };
-        match stream {
-            Ok((stream, said_hello)) => {
-                tokio::select! {
-                    outcome = shared::relay::copy_stdio(stream) => outcome.exit_status(said_hello),
-                    _ = crate::parent_gone() => 0,
-                }
-            }
+        match code {
+            Ok(code) => code,
             Err(e) => {
                 tracing::error!("{e}");
                 eprintln!("cfgate: {e}");

@@ -54,7 +54,7 @@ impl DaemonClient {
         };
         // This command's own settings, which the daemon resolves its requests from.
         let layers = crate::client_layers::ClientLayers::gather();
-        shared::hello::send(&mut stream, &layers, None)
+        shared::hello::send(&mut stream, &layers, None, None)
             .await
             .map_err(|e| format!("the shared daemon did not answer: {e}"))?
             .ok();

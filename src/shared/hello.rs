@@ -7,12 +7,15 @@
 //! and a client from before it sends `initialize` first, which the daemon passes on. The
 //! header is read a byte at a time so that nothing after the frame is consumed here.
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use secrecy::zeroize::Zeroizing;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
 
 use crate::client_layers::ClientLayers;
 use crate::server::framing;
@@ -43,7 +46,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     input: &mut R,
     max_body: usize,
 ) -> io::Result<Option<RawFrame>> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(64));
+    read_frame_after(input, max_body, Vec::with_capacity(64)).await
+}
+
+/// [`read_frame`], for a frame whose first bytes were read already.
+async fn read_frame_after<R: AsyncRead + Unpin>(
+    input: &mut R,
+    max_body: usize,
+    read: Vec<u8>,
+) -> io::Result<Option<RawFrame>> {
+    let mut bytes = Zeroizing::new(read);
+    if bytes.ends_with(b"\r\n\r\n") {
+        return Ok(Some(RawFrame {
+            bytes,
+            body_at: None,
+        }));
+    }
     loop {
         let mut byte = [0u8; 1];
         if input.read(&mut byte).await? == 0 {
@@ -101,19 +119,22 @@ struct Params<'a> {
     /// The endpoint address this client asked for (`serve --shared --listen`).
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<&'a str>,
+    /// Its stdin and stdout came with the frame (SCM_RIGHTS), to be served directly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fds: bool,
 }
 
 /// Client side: sends the layers (and the endpoint it asked for, if any) and reads the
 /// answer: `Ok(result)` from a daemon that took them, `Err` with the error object from one
 /// that predates them.
-pub async fn send<S>(
-    stream: &mut S,
+/// With `stdio`, the relay's stdin and stdout go along (SCM_RIGHTS) for the daemon to serve
+/// directly; the answer's `fds` says whether it took them.
+pub async fn send(
+    stream: &mut UnixStream,
     layers: &ClientLayers,
     listen: Option<&str>,
-) -> io::Result<Result<Value, Value>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+    stdio: Option<[BorrowedFd<'_>; 2]>,
+) -> io::Result<Result<Value, Value>> {
     let request = Request {
         jsonrpc: "2.0",
         id: ID,
@@ -121,11 +142,16 @@ where
         params: Params {
             layers: layers.wire(),
             listen,
+            fds: stdio.is_some(),
         },
     };
     let body = Zeroizing::new(serde_json::to_vec(&request).map_err(io::Error::other)?);
     let frame = Zeroizing::new(framing::encode(&body).to_vec());
-    stream.write_all(&frame).await?;
+    let sent = match stdio {
+        Some(fds) => send_with_fds(stream, &frame, &fds).await?,
+        None => 0,
+    };
+    stream.write_all(&frame[sent..]).await?;
     loop {
         let Some(frame) = read_frame(stream, framing::DEFAULT_MAX_FRAME).await? else {
             return Err(io::Error::new(
@@ -153,23 +179,101 @@ where
     }
 }
 
+/// Sends the start of `frame` with `fds` attached; how many bytes went.
+async fn send_with_fds(
+    stream: &UnixStream,
+    frame: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("too many descriptors"));
+    }
+    loop {
+        stream.writable().await?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            Ok(sendmsg(
+                stream,
+                &[IoSlice::new(frame)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )?)
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            sent => return sent,
+        }
+    }
+}
+
+/// Reads the first byte, and the descriptors sent with it, if any.
+async fn receive_first_byte(stream: &UnixStream) -> io::Result<(Option<u8>, Vec<OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    let read = loop {
+        stream.readable().await?;
+        let read = stream.try_io(Interest::READABLE, || {
+            Ok(recvmsg(
+                stream,
+                &mut [IoSliceMut::new(&mut byte)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )?
+            .bytes)
+        });
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            read => break read?,
+        }
+    };
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = message {
+            fds.extend(rights);
+        }
+    }
+    Ok(((read == 1).then_some(byte[0]), fds))
+}
+
+/// A client's hello, as the daemon took it.
+pub struct Hello {
+    pub layers: ClientLayers,
+    /// The endpoint it asked for.
+    pub listen: Option<String>,
+    /// Its stdin and stdout, when it sent them (and said so).
+    pub stdio: Option<(OwnedFd, OwnedFd)>,
+}
+
 /// What a connection began with.
 pub enum Opening {
-    /// A client's layers and the endpoint it asked for, its hello to be answered.
-    Hello(Box<ClientLayers>, Option<String>),
+    /// A client's hello, to be answered.
+    Hello(Box<Hello>),
     /// A client from before hellos: these bytes are its first frame, to be served as such.
     Other(Zeroizing<Vec<u8>>),
     /// It closed before sending anything.
     Closed,
 }
 
-/// Daemon side: reads the first frame.
-pub async fn receive<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Opening> {
-    let Some(frame) = read_frame(input, MAX_HELLO).await? else {
+/// Daemon side: reads the first frame, and the descriptors that came with it.
+pub async fn receive(stream: &mut UnixStream) -> io::Result<Opening> {
+    let (first, fds) = receive_first_byte(stream).await?;
+    let Some(first) = first else {
         return Ok(Opening::Closed);
     };
+    let Some(frame) = read_frame_after(stream, MAX_HELLO, vec![first]).await? else {
+        return Ok(Opening::Closed);
+    };
+    Ok(opening(frame, fds))
+}
+
+/// What the first frame says.
+fn opening(frame: RawFrame, fds: Vec<OwnedFd>) -> Opening {
     #[derive(serde::Deserialize)]
-    struct Hello {
+    struct Sent {
         method: String,
         #[serde(default)]
         params: Option<HelloParams>,
@@ -180,18 +284,31 @@ pub async fn receive<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Opening>
         layers: ClientLayers,
         #[serde(default)]
         listen: Option<String>,
+        #[serde(default)]
+        fds: bool,
     }
     let hello = frame
         .body()
-        .and_then(|b| serde_json::from_slice::<Hello>(b).ok())
+        .and_then(|b| serde_json::from_slice::<Sent>(b).ok())
         .filter(|h| h.method == METHOD);
-    Ok(match hello {
-        Some(hello) => match hello.params {
-            Some(p) => Opening::Hello(Box::new(p.layers), p.listen),
-            None => Opening::Hello(Box::default(), None),
-        },
-        None => Opening::Other(frame.bytes),
-    })
+    let Some(hello) = hello else {
+        return Opening::Other(frame.bytes);
+    };
+    let params = hello.params.unwrap_or(HelloParams {
+        layers: ClientLayers::default(),
+        listen: None,
+        fds: false,
+    });
+    let mut fds = fds.into_iter();
+    let stdio = match (params.fds, fds.next(), fds.next()) {
+        (true, Some(stdin), Some(stdout)) => Some((stdin, stdout)),
+        _ => None,
+    };
+    Opening::Hello(Box::new(Hello {
+        layers: params.layers,
+        listen: params.listen,
+        stdio,
+    }))
 }
 
 /// Daemon side: the answer to a hello.
@@ -219,7 +336,8 @@ mod tests {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#;
         let sent = format!("Content-Length: {}\r\n\r\n{body}", body.len());
         let mut input: &[u8] = sent.as_bytes();
-        match receive(&mut input).await.unwrap() {
+        let frame = read_frame(&mut input, MAX_HELLO).await.unwrap().unwrap();
+        match opening(frame, vec![]) {
             Opening::Other(bytes) => assert_eq!(&bytes[..], sent.as_bytes()),
             _ => panic!("not given back"),
         }

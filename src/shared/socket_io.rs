@@ -14,26 +14,47 @@ use tokio::net::UnixStream;
 
 type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Reads what the client sent first (already read by the hello), then the socket; ends
-/// (EOF) once `stop` has completed.
+/// A reader that ends (EOF) once `stop` has completed.
+pub struct UntilStopped<R> {
+    inner: R,
+    stop: Stop,
+}
+
+impl<R> UntilStopped<R> {
+    pub fn new(inner: R, stop: impl Future<Output = ()> + Send + 'static) -> UntilStopped<R> {
+        UntilStopped {
+            inner,
+            stop: Box::pin(stop),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for UntilStopped<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// Reads what the client sent first (already read by the hello), then the socket.
 pub struct SocketReader {
     socket: Arc<UnixStream>,
     first: Vec<u8>,
     at: usize,
-    stop: Stop,
 }
 
 impl SocketReader {
-    pub fn new(
-        socket: Arc<UnixStream>,
-        first: Vec<u8>,
-        stop: impl Future<Output = ()> + Send + 'static,
-    ) -> SocketReader {
+    pub fn new(socket: Arc<UnixStream>, first: Vec<u8>) -> SocketReader {
         SocketReader {
             socket,
             first,
             at: 0,
-            stop: Box::pin(stop),
         }
     }
 }
@@ -44,9 +65,6 @@ impl AsyncRead for SocketReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(()));
-        }
         if self.at < self.first.len() {
             let n = buf.remaining().min(self.first.len() - self.at);
             let at = self.at;
