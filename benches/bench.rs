@@ -30,6 +30,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
 
+// Not `mod shared`: cargo would take `benches/shared.rs` for a benchmark of its own.
+#[path = "shared_path/mod.rs"]
+mod shared_path;
+
 /// What cfgate sends for its default model; the direct client sends the same.
 const MODEL: &str = "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 const TOKEN: &str = "x";
@@ -97,6 +101,7 @@ struct Args {
 
 /// The figures, by the names `--only` takes.
 const FIGURES: &[&str] = &[
+    "shared",
     "warm",
     "stream",
     "paced",
@@ -494,8 +499,17 @@ impl Daemon {
         std::fs::write(&config, "max_in_flight = 4096\n").map_err(|e| format!("config: {e}"))?;
         let mut cmd = clean_command(bin, home.path());
         cmd.env("CFGATE_CONFIG", &config);
-        cmd.arg("serve")
-            .stdin(Stdio::piped())
+        cmd.arg("serve");
+        Daemon::spawn_command(cmd, bin, home)
+    }
+
+    /// Starts `cmd` (a server: `serve`, `serve --shared`) with its stdio piped to this client.
+    fn spawn_command(
+        mut cmd: Command,
+        bin: &Path,
+        home: tempfile::TempDir,
+    ) -> Res<(Daemon, Instant)> {
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let spawned = Instant::now();
@@ -1400,6 +1414,9 @@ async fn run(args: &Args, bin: &Path, report: &mut Report) -> Res<()> {
     }
     if args.wants("connections") {
         connections(report, &plan, bin).await?;
+    }
+    if args.wants("shared") {
+        shared_path::shared(report, &plan, bin, &plain_base).await?;
     }
     Ok(())
 }
