@@ -140,6 +140,8 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
     let deadline = Instant::now() + START_WAIT;
     let mut started = 0;
     let mut daemon: Option<tokio::process::Child> = None;
+    // What the daemon started wrote on its stdout: `ready` once it listens, else why not.
+    let mut said = String::new();
     loop {
         if let Ok(stream) = UnixStream::connect(&paths.socket).await {
             return Ok(stream);
@@ -154,7 +156,7 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
             // One that lost the race exits 0; one that failed says why, and would fail the
             // same way again (a port in use, a folder it cannot write).
             if !status.success() {
-                let reason = start_failure(child).await;
+                let reason = start_failure(child, &said).await;
                 return Err(format!(
                     "the shared daemon did not start: {reason} (the log in {} has more)",
                     log_hint()
@@ -169,6 +171,7 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
                 ));
             }
             daemon = Some(spawn_daemon(daemon_args)?);
+            said.clear();
             started += 1;
         }
         if Instant::now() > deadline {
@@ -178,7 +181,25 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
                 START_WAIT.as_secs()
             ));
         }
-        tokio::time::sleep(POLL).await;
+        // Until the daemon says it listens (or ends): connecting at once then, not at the
+        // next poll, is most of a first start's time.
+        match daemon.as_mut().and_then(|child| child.stdout.as_mut()) {
+            Some(stdout) => {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 512];
+                match tokio::time::timeout(POLL, stdout.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        if said.len() < 4096 {
+                            said.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        }
+                    }
+                    // Its stdout is closed: it has ended, or is about to.
+                    Ok(_) => tokio::time::sleep(POLL).await,
+                    Err(_elapsed) => {}
+                }
+            }
+            None => tokio::time::sleep(POLL).await,
+        }
     }
 }
 
@@ -189,9 +210,9 @@ pub(crate) fn log_hint() -> String {
 }
 
 /// What a daemon that failed to start wrote on its stdout: why (see [`report_start_failure`]).
-async fn start_failure(child: &mut tokio::process::Child) -> String {
+async fn start_failure(child: &mut tokio::process::Child, said: &str) -> String {
     use tokio::io::AsyncReadExt;
-    let mut reason = String::new();
+    let mut reason = said.replace(READY, "");
     if let Some(stdout) = child.stdout.as_mut() {
         // It has exited, so this ends at once; bounded all the same.
         let mut limited = stdout.take(4096);
@@ -202,6 +223,18 @@ async fn start_failure(child: &mut tokio::process::Child) -> String {
         "" => "it gave no reason".to_string(),
         reason => reason.to_string(),
     }
+}
+
+/// What a daemon writes on its stdout once it listens.
+const READY: &str = "ready\n";
+
+/// A daemon that listens says so on its stdout, so the client that started it connects at
+/// once.
+fn report_ready() {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(READY.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// A daemon that cannot start says why on its stdout, which only the client that started it
@@ -350,6 +383,7 @@ async fn serve_as_daemon(
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot make {} private: {e}", paths.socket.display()))?;
     info!(socket = %paths.socket.display(), idle_exit_secs = idle_exit.as_secs(), "shared daemon listening");
+    report_ready();
 
     let (clients_tx, clients_rx) = watch::channel(0usize);
     let clients_tx = Arc::new(clients_tx);
