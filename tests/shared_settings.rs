@@ -102,6 +102,18 @@ async fn each_client_is_answered_with_its_own_settings() {
     assert_eq!(status(&mine), ("gw-first".into(), Some(true), 3), "{mine}");
     let mine = second.request("cfgate/status", json!({})).await.unwrap();
     assert_eq!(status(&mine), ("gw-second".into(), Some(true), 3), "{mine}");
+    // The layers travelled with both tokens; neither is in the daemon's log (it logs to the
+    // home of the relay that started it) or in any answer (the harness checks `TOKEN`).
+    let logs = without.logs();
+    assert!(logs.contains("a client sent its settings"), "no log read");
+    assert!(
+        !logs.contains(OTHER_TOKEN),
+        "the second token is in the log"
+    );
+    for c in [&without, &first, &second] {
+        let said = c.transcript.lock().unwrap().join("\n");
+        assert!(!said.contains(OTHER_TOKEN), "the second token in an answer");
+    }
 }
 
 /// The first report: `cfgate chat --session` once without the token starts a
