@@ -25,14 +25,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_gateway::{Config, FakeGateway};
+
+// In benches/bench/, where cargo does not take them for benchmarks of their own.
+#[path = "bench/callgrind.rs"]
+mod callgrind;
+#[path = "bench/idle.rs"]
+mod idle;
+#[path = "bench/shared_path.rs"]
+mod shared_path;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
-
-// Not `mod shared`: cargo would take `benches/shared.rs` for a benchmark of its own.
-#[path = "shared_path/mod.rs"]
-mod shared_path;
 
 /// What cfgate sends for its default model; the direct client sends the same.
 const MODEL: &str = "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast";
@@ -62,6 +66,10 @@ struct Plan {
     cold: usize,
     oneshot: usize,
     sequential: usize,
+    /// The window of the idle figure.
+    idle_secs: u64,
+    /// Requests of each kind counted by callgrind.
+    callgrind: usize,
 }
 
 const FULL: Plan = Plan {
@@ -75,6 +83,8 @@ const FULL: Plan = Plan {
     cold: 30,
     oneshot: 30,
     sequential: 1000,
+    idle_secs: 10,
+    callgrind: 200,
 };
 
 const QUICK: Plan = Plan {
@@ -88,6 +98,8 @@ const QUICK: Plan = Plan {
     cold: 3,
     oneshot: 3,
     sequential: 1000,
+    idle_secs: 2,
+    callgrind: 20,
 };
 
 struct Args {
@@ -109,6 +121,8 @@ const FIGURES: &[&str] = &[
     "cold",
     "oneshot",
     "connections",
+    "idle",
+    "callgrind",
 ];
 
 impl Args {
@@ -460,7 +474,7 @@ struct Daemon {
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     routes: Arc<Mutex<Routes>>,
     next_id: AtomicI64,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
@@ -492,14 +506,28 @@ fn frame(message: &Value) -> Vec<u8> {
 impl Daemon {
     /// Starts `cfgate serve`; `spawned` is taken just before the process is created.
     fn spawn(bin: &Path) -> Res<(Daemon, Instant)> {
+        Daemon::spawn_with(bin, &[], &["serve"])
+    }
+
+    /// Starts `cfgate <args>` (`serve`, `serve --shared`), under `wrapper` (e.g. valgrind)
+    /// when one is given. A shared daemon it starts lives in `<home>/run`.
+    fn spawn_with(bin: &Path, wrapper: &[String], args: &[&str]) -> Res<(Daemon, Instant)> {
         let home = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         // The figures compare cfgate's overhead with a direct client at the same concurrency,
         // so the in-flight cap (64 by default) must not queue the 1,000 concurrent streams.
         let config = home.path().join("cfgate.toml");
         std::fs::write(&config, "max_in_flight = 4096\n").map_err(|e| format!("config: {e}"))?;
-        let mut cmd = clean_command(bin, home.path());
-        cmd.env("CFGATE_CONFIG", &config);
-        cmd.arg("serve");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = clean_command(Path::new(program), home.path());
+                cmd.args(wrapper_args).arg(bin);
+                cmd
+            }
+            None => clean_command(bin, home.path()),
+        };
+        cmd.env("CFGATE_CONFIG", &config)
+            .env("CFGATE_RUNTIME_DIR", home.path().join("run"));
+        cmd.args(args);
         Daemon::spawn_command(cmd, bin, home)
     }
 
@@ -526,7 +554,7 @@ impl Daemon {
             pid,
             routes,
             next_id: AtomicI64::new(1),
-            _home: home,
+            home,
         };
         Ok((daemon, spawned))
     }
@@ -646,19 +674,29 @@ impl Daemon {
         all.await.into_iter().collect()
     }
 
+    fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     fn status_kib(&self, key: &str) -> Res<f64> {
         proc_status_kib(self.pid, key)
     }
 
     /// Closes stdin (the daemon exits at once) and reaps it.
-    async fn stop(mut self) -> Res<()> {
+    async fn stop(self) -> Res<()> {
+        self.stop_within(Duration::from_secs(10)).await
+    }
+
+    async fn stop_within(mut self, limit: Duration) -> Res<()> {
         self.stdin.lock().await.take();
-        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+        match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("waiting for cfgate: {e}")),
             Err(_) => {
                 let _ = self.child.kill().await;
-                Err("cfgate did not exit within 10 s of its stdin closing".into())
+                Err(format!(
+                    "cfgate did not exit within {limit:?} of its stdin closing"
+                ))
             }
         }
     }
@@ -1078,6 +1116,15 @@ async fn stdio_round_trip(report: &mut Report, plan: &Plan, daemon: &Daemon) -> 
     let _ = tokio::time::timeout(Duration::from_secs(5), cat.wait()).await;
     report.row(figure, "no upstream", "cfgate/status", "ms", &c);
     report.row(figure, "no upstream", "`cat` echo (OS floor)", "ms", &d);
+    let added: Vec<f64> = c.iter().zip(&d).map(|(x, y)| x - y).collect();
+    report.row(figure, "no upstream", "added (status − cat)", "ms", &added);
+    let m = summarize(&added).median;
+    report.verdict(
+        &format!("{figure}: cfgate/status − cat"),
+        "≤ 0.03 ms",
+        format!("added median {m:.3} ms"),
+        m <= 0.03,
+    );
     Ok(())
 }
 
@@ -1414,6 +1461,12 @@ async fn run(args: &Args, bin: &Path, report: &mut Report) -> Res<()> {
     }
     if args.wants("connections") {
         connections(report, &plan, bin).await?;
+    }
+    if args.wants("idle") {
+        idle::idle(report, &plan, bin, &plain_base).await?;
+    }
+    if args.wants("callgrind") {
+        callgrind::instructions(report, &plan, bin, &plain_base).await?;
     }
     if args.wants("shared") {
         shared_path::shared(report, &plan, bin, &plain_base).await?;

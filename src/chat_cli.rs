@@ -5,22 +5,17 @@
 //! (`cfgate chat hi | head -c 5`) ends the command at once and with it the upstream
 //! request: the rest of the answer would go nowhere, and would still be paid for.
 
-use std::io::{IsTerminal, Read, Write};
-#[cfg(unix)]
-use std::os::fd::AsFd;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+
+use crate::answer_out::{AnswerOut, OutError, stdout_closed};
 
 use cfgate::config::Layer;
 use cfgate::error::Error;
 use cfgate::protocol::{ChatParams, Piece, message};
 use cfgate::service::Service;
-
-/// The hint of an answer that is not the JSON asked for, once its text is on stdout.
-pub const NOT_JSON_HINT: &str = "the model did not keep to the JSON format (Workers AI does not \
-     enforce it, and not every model supports it); its text is on stdout; try again, or another \
-     model";
 
 /// `cfgate chat`'s arguments.
 pub struct ChatArgs {
@@ -45,7 +40,7 @@ pub async fn chat(service: &Service, args: ChatArgs) -> ExitCode {
     }
     if let Some(err) = service.config_error() {
         // Also for `--session`: the shared daemon would read the same file.
-        print_error(err, false);
+        AnswerOut::default().fail(&err.message, err.hint.as_deref(), None);
         return ExitCode::FAILURE;
     }
     let mut messages = Vec::new();
@@ -70,33 +65,29 @@ pub async fn chat(service: &Service, args: ChatArgs) -> ExitCode {
         session: None,
         body,
     };
-    let mut out = Output::default();
+    let mut out = AnswerOut::default();
     let outcome = tokio::select! {
         outcome = run_chat(service, params, !args.json, &mut out) => outcome,
-        () = stdout_closed() => Err(Failure::ReaderGone),
+        () = stdout_closed() => Err(Failure::Output(OutError::ReaderGone)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // As `rg` or `fd` do: the reader took what it wanted.
-        Err(Failure::ReaderGone) => {
+        Err(Failure::Output(OutError::ReaderGone)) => {
             tracing::info!("stdout was closed; the answer was dropped");
             ExitCode::SUCCESS
         }
-        Err(Failure::Output(e)) => {
+        Err(Failure::Output(OutError::Failed(e))) => {
             eprintln!("cfgate: cannot write the answer: {e}");
             ExitCode::FAILURE
         }
-        Err(Failure::Chat(mut err)) => {
-            // JSON that does not parse is still the answer: the text goes where the answer
-            // would have gone, the error beside it.
-            if let Some(raw) = err.raw_content.take() {
-                if let Err(Failure::Output(e)) = out.write(&format!("{raw}\n")) {
-                    tracing::warn!("the raw answer could not be written: {e}");
-                }
-                err.hint = Some(NOT_JSON_HINT.into());
-            }
+        Err(Failure::Chat(err)) => {
             tracing::error!(kind = ?err.kind, attempts = err.attempts, "chat failed: {}", err.message);
-            print_error(&err, out.mid_line);
+            out.fail(
+                &err.message,
+                err.hint.as_deref(),
+                err.raw_content.as_deref(),
+            );
             ExitCode::FAILURE
         }
     }
@@ -121,46 +112,15 @@ fn read_prompt(prompt: Option<String>) -> Result<String, ExitCode> {
     }
 }
 
-fn print_error(err: &Error, after_partial_line: bool) {
-    let newline = if after_partial_line { "\n" } else { "" };
-    eprintln!("{newline}cfgate: error: {err}");
-}
-
 /// Why the answer was not printed whole.
 enum Failure {
     Chat(Box<Error>),
-    /// Stdout's reader is gone (a closed pipe).
-    ReaderGone,
-    /// Stdout failed otherwise (a full disk).
-    Output(std::io::Error),
+    Output(OutError),
 }
 
-/// Stdout, written piece by piece; locked only for each write, never across an await.
-#[derive(Default)]
-struct Output {
-    printed: bool,
-    /// The last text written did not end its line.
-    mid_line: bool,
-}
-
-impl Output {
-    fn write(&mut self, text: &str) -> Result<(), Failure> {
-        if text.is_empty() {
-            return Ok(());
-        }
-        let mut stdout = std::io::stdout().lock();
-        let written = stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush());
-        match written {
-            Ok(()) => {
-                self.printed = true;
-                self.mid_line = !text.ends_with('\n');
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::ReaderGone),
-            Err(e) => Err(Failure::Output(e)),
-        }
+impl From<OutError> for Failure {
+    fn from(e: OutError) -> Failure {
+        Failure::Output(e)
     }
 }
 
@@ -168,7 +128,7 @@ async fn run_chat(
     service: &Service,
     params: ChatParams,
     stream: bool,
-    out: &mut Output,
+    out: &mut AnswerOut,
 ) -> Result<(), Failure> {
     let mut chat = service
         .chat(&Layer::default(), params, stream)
@@ -187,51 +147,6 @@ async fn run_chat(
         .finish()
         .await
         .map_err(|e| Failure::Chat(Box::new(e)))?;
-    if !out.printed {
-        out.write(&result.content)?;
-    }
-    if let Some(calls) = &result.tool_calls {
-        out.write(&format!("\n{}", json!({ "tool_calls": calls })))?;
-    }
-    out.write("\n")
-}
-
-/// Returns once stdout's reader has gone (a pipe whose read end closed, a terminal hung
-/// up), without writing to it: a model that thinks for a minute before its first word must
-/// not keep a dead pipeline waiting. Never returns for a file (a write error says it there).
-#[cfg(unix)]
-pub async fn stdout_closed() {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let Ok(stdout) = std::io::stdout().as_fd().try_clone_to_owned() else {
-        return std::future::pending().await;
-    };
-    // poll(2) on a blocking thread: a tokio pipe would make stdout non-blocking, which the
-    // plain writes above do not expect. Asking for no event still reports ERR and HUP.
-    let gone = tokio::task::spawn_blocking(move || {
-        loop {
-            let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
-            match poll(&mut fds, None) {
-                Ok(_) => {
-                    let events = fds[0].revents();
-                    if events.intersects(PollFlags::ERR | PollFlags::HUP) {
-                        return true;
-                    }
-                    if events.contains(PollFlags::NVAL) {
-                        return false;
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return false,
-            }
-        }
-    })
-    .await;
-    if !matches!(gone, Ok(true)) {
-        std::future::pending::<()>().await;
-    }
-}
-
-#[cfg(not(unix))]
-pub async fn stdout_closed() {
-    std::future::pending().await
+    let calls = result.tool_calls.as_ref().map(|c| Value::from(c.clone()));
+    Ok(out.finish(&result.content, calls.as_ref())?)
 }

@@ -13,46 +13,21 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::ErrorKind;
-use crate::server::connection::Outbox;
+pub use crate::protocol::{ConnectedClient, DID_CHANGE_STATUS, State, StatusChange};
 
-pub const DID_CHANGE_STATUS: &str = "cfgate/didChangeStatus";
-
-/// A connected client as `cfgate/status` lists it (from its `clientInfo`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ConnectedClient {
-    pub name: Option<String>,
-    pub version: Option<String>,
-}
-
-/// The daemon's state as the status icon shows it.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// At least one request is in flight.
-    Busy,
-    /// Nothing in flight; the last request went well (or failed on its own params).
-    Ready,
-    /// The last request was refused for its credentials.
-    Unauthorized,
-    /// The last request failed upstream (network, gateway, timeout).
-    Error,
-}
-
-/// Params of `cfgate/didChangeStatus`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StatusChange {
-    pub state: State,
-    /// Why, for `unauthorized` and `error`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+/// Where a connection's notifications go. Each front end implements it for its own queue
+/// (the stdio outbox, the endpoint's subscriptions), so the registry never names a
+/// transport. It must never wait: it is called under the registry's lock and from `Drop`.
+pub trait Notifier: Send + Sync {
+    fn notify(&self, method: &str, params: &Value);
 }
 
 struct Entry {
     info: ConnectedClient,
-    outbox: Outbox,
+    notifier: Arc<dyn Notifier>,
 }
 
 #[derive(Default)]
@@ -78,17 +53,17 @@ pub struct ClientHandle {
 
 impl Clients {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
-    pub fn register(self: &Arc<Self>, outbox: Outbox) -> ClientHandle {
+    pub fn register(self: &Arc<Self>, notifier: Arc<dyn Notifier>) -> ClientHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
             info: ConnectedClient {
                 name: None,
                 version: None,
             },
-            outbox,
+            notifier,
         };
         self.lock().entries.insert(id, entry);
         ClientHandle {
@@ -112,8 +87,9 @@ impl Clients {
         }
         inner.state = Some(state);
         let change = StatusChange { state, message };
+        let change_json = serde_json::to_value(&change).unwrap_or(Value::Null);
         for entry in inner.entries.values() {
-            entry.outbox.try_notify(DID_CHANGE_STATUS, &change);
+            entry.notifier.notify(DID_CHANGE_STATUS, &change_json);
         }
     }
 
@@ -134,24 +110,38 @@ impl Clients {
             return;
         }
         let (state, message) = match failure {
-            Some((ErrorKind::Unauthorized | ErrorKind::MissingCredentials, message)) => {
-                (State::Unauthorized, Some(message))
-            }
-            Some((
-                ErrorKind::Upstream
-                | ErrorKind::RateLimited
-                | ErrorKind::Unavailable
-                | ErrorKind::Network
-                | ErrorKind::Timeout
-                | ErrorKind::StreamCut
-                | ErrorKind::BadResponse
-                | ErrorKind::TooLarge
-                | ErrorKind::Internal,
-                message,
-            )) => (State::Error, Some(message)),
-            _ => (State::Ready, None),
+            Some((kind, message)) => match state_after(kind) {
+                State::Ready => (State::Ready, None),
+                state => (state, Some(message)),
+            },
+            None => (State::Ready, None),
         };
         Self::set_state(&mut inner, state, message);
+    }
+}
+
+/// The state a request that failed with `kind` leaves, when it was the last in flight:
+/// `unauthorized` for credentials, `error` for what the user must act on or wait out
+/// (docs/protocol.md, `cfgate/didChangeStatus`), `ready` where the request itself was at
+/// fault and the daemon is fine. Exhaustive, so a new kind must be placed here.
+pub fn state_after(kind: ErrorKind) -> State {
+    match kind {
+        ErrorKind::Unauthorized | ErrorKind::MissingCredentials => State::Unauthorized,
+        ErrorKind::InvalidSetting
+        | ErrorKind::Upstream
+        | ErrorKind::RateLimited
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::Blocked
+        | ErrorKind::Unavailable
+        | ErrorKind::Network
+        | ErrorKind::Timeout
+        | ErrorKind::StreamCut
+        | ErrorKind::BadResponse
+        | ErrorKind::TooLarge
+        | ErrorKind::Internal => State::Error,
+        ErrorKind::InvalidParams | ErrorKind::InvalidModel | ErrorKind::NotJson => State::Ready,
+        // The connection ends with it; nothing is wrong with the settings or the upstream.
+        ErrorKind::DaemonStopped => State::Ready,
     }
 }
 

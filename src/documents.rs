@@ -134,7 +134,7 @@ impl Documents {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Snapshot>> {
         // Every critical section is a plain map or rope operation that cannot leave the map
         // half-changed, so a poisoned lock still holds sound data.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.open)
     }
 }
 

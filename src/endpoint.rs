@@ -110,7 +110,12 @@ pub async fn start(
         Ok(())
     };
     let middleware = tower::ServiceBuilder::new().layer(ValidateRequestHeaderLayer::custom(guard));
+    // One call per request, as on stdio: a batch would bypass the per-call limits.
+    let config = jsonrpsee::server::ServerConfig::builder()
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Disabled)
+        .build();
     let server = Server::builder()
+        .set_config(config)
         .set_http_middleware(middleware)
         .build(addr)
         .await

@@ -6,9 +6,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, SettingsError};
-use crate::route::RouteError;
-
 /// Stable names a plugin can match on; each has its own JSON-RPC error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,6 +53,36 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for the tests that keep `docs/protocol.md` and the status mapping whole.
+    pub const ALL: &[ErrorKind] = &[
+        ErrorKind::InvalidParams,
+        ErrorKind::MissingCredentials,
+        ErrorKind::InvalidSetting,
+        ErrorKind::InvalidModel,
+        ErrorKind::Upstream,
+        ErrorKind::Unauthorized,
+        ErrorKind::RateLimited,
+        ErrorKind::QuotaExceeded,
+        ErrorKind::Blocked,
+        ErrorKind::Unavailable,
+        ErrorKind::Network,
+        ErrorKind::Timeout,
+        ErrorKind::StreamCut,
+        ErrorKind::BadResponse,
+        ErrorKind::NotJson,
+        ErrorKind::TooLarge,
+        ErrorKind::DaemonStopped,
+        ErrorKind::Internal,
+    ];
+
+    /// The name plugins match on (`data.kind`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// Codes outside JSON-RPC's (-32768..-32000) and LSP's (-32899..-32800) reserved ranges.
     pub fn code(self) -> i64 {
         match self {
@@ -201,28 +228,3 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<SettingsError> for Error {
-    fn from(err: SettingsError) -> Self {
-        match &err {
-            SettingsError::Missing(names) => Error::new(ErrorKind::MissingCredentials, err.to_string())
-                .with_hint(format!(
-                    "export {}=... in the environment that starts cfgate; `cfgate status` shows what is set",
-                    names.join("=... and export ")
-                )),
-            SettingsError::Invalid { .. } => Error::new(ErrorKind::InvalidSetting, err.to_string()),
-        }
-    }
-}
-
-impl From<&ConfigError> for Error {
-    fn from(err: &ConfigError) -> Self {
-        Error::new(ErrorKind::InvalidSetting, err.to_string()).with_hint(err.hint())
-    }
-}
-
-impl From<RouteError> for Error {
-    fn from(err: RouteError) -> Self {
-        Error::new(ErrorKind::InvalidModel, err.to_string()).with_hint(crate::route::ACCEPTED_FORMS)
-    }
-}

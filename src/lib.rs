@@ -1,15 +1,27 @@
 //! cfgate: one daemon between editors (or scripts) and Cloudflare AI Gateway.
 //!
-//! Module map, in the direction data flows: [`server`] (LSP framing over stdio) →
-//! [`service`] (chat, complete, status) → [`gateway`] (the pooled HTTP client and the
-//! reader of answers). [`config`] resolves settings, [`auth`] decides which credential
-//! goes in which header, [`route`] turns model ids into what each endpoint routes, [`protocol`] holds the wire types documented in `docs/protocol.md`.
-//! For editors with no plugin, [`documents`], [`suggest`] and [`actions`] make the LSP
-//! front end a plain language server (inline completion, code actions).
-//! Around the service: [`sessions`] keeps conversations, [`clients`] knows who is
-//! connected, `shared` runs the one per-user daemon that every `serve --shared` joins,
-//! `endpoint` serves the same methods over loopback HTTP/WebSocket, and `shared_client`
-//! is the CLI's way into the shared daemon (the last three Unix only).
+//! Data flows one way: a front end ([`server`] on stdio, `endpoint` on loopback HTTP and
+//! WebSocket, `shared` for the per-user daemon, the CLI) → [`service`] (chat, complete,
+//! models, status; transport-free) → [`gateway`] (the pooled HTTP client and the reader of
+//! answers). Nothing below names anything above it. The modules stand on floors, bottom
+//! first; a module names only modules on its own floor or below, and the graph has no
+//! cycle (`tests/architecture.rs` reads this list and checks both):
+//!
+//! 0. `error`, `protocol`, `route`, `sync`, `memo`: the error every caller sees, the wire
+//!    types of `docs/protocol.md`, model id routing, the one lock helper, a tiny memo.
+//! 1. `config`, `client_layers`, `auth`, `complete`, `actions`, `documents`, `suggest`,
+//!    `hardening`, `shutdown`, `parent`, `logging`: settings (and the layers a shared-daemon
+//!    client sends) and which credential goes in which header, the
+//!    completion and code-action prompts, open documents and the context around a cursor,
+//!    process-wide plumbing.
+//! 2. `gateway`: the upstream client.
+//! 3. `sessions`, `clients`: stored conversations; who is connected (a client's
+//!    notifications go through the [`clients::Notifier`] its front end implements).
+//! 4. `service`: the work, shared by every front end.
+//! 5. `server`, `endpoint`: the stdio front end (LSP framing, plain-LSP features) and the
+//!    loopback HTTP/WebSocket one.
+//! 6. `shared`, `shared_client`: the per-user shared daemon and the CLI's way into it
+//!    (Unix only).
 
 // `Error` carries everything a plugin shows (hint, partial content); it is built once per
 // failed request, so its size is not worth boxing.
@@ -28,6 +40,8 @@ pub mod error;
 pub mod gateway;
 pub mod hardening;
 pub mod logging;
+pub mod memo;
+pub mod parent;
 pub mod protocol;
 pub mod route;
 pub mod server;
@@ -39,3 +53,4 @@ pub mod shared;
 pub mod shared_client;
 pub mod shutdown;
 pub mod suggest;
+pub mod sync;

@@ -10,8 +10,9 @@ use cfgate::logging::Stderr;
 use cfgate::server::{self, Ending, framing};
 use cfgate::service::Service;
 
+mod answer_out;
 mod chat_cli;
-mod models;
+mod models_table;
 mod shared_cli;
 
 #[derive(Parser)]
@@ -225,7 +226,7 @@ fn main() -> ExitCode {
             runtime.block_on(shared_cli::shared_status());
             code
         }
-        Command::Models { json } => runtime.block_on(models::print(&service, json)),
+        Command::Models { json } => runtime.block_on(models_table::print(&service, json)),
     };
     drop(guard);
     runtime.shutdown_background();
@@ -233,32 +234,19 @@ fn main() -> ExitCode {
 }
 
 async fn serve(service: Arc<Service>, limits: server::Limits) -> Ending {
+    // The watchers run as their own task: in the `select!` below every wake-up of the
+    // connection polls every branch, and polling the signal and parent watchers each time
+    // cost about 4k instructions per request (docs/performance.md); a join handle is cheap.
+    let mut ended_outside = tokio::spawn(async {
+        tokio::select! {
+            _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
+            _ = cfgate::parent::gone() => Ending::Eof,
+        }
+    });
     tokio::select! {
         ending = server::serve_stdio(service, limits) => ending,
-        _ = cfgate::shutdown::requested() => Ending::Exit { after_shutdown: true },
-        _ = parent_gone() => Ending::Eof,
+        outside = &mut ended_outside => outside.unwrap_or(Ending::Eof),
     }
-}
-
-/// A daemon must not outlive the editor that started it, even when the editor dies without
-/// our stdin closing (a grandchild may still hold the pipe open). When the parent goes, the
-/// process is re-parented: a changed parent id says the client is gone. (PR_SET_PDEATHSIG
-/// is not used: it fires when the spawning *thread* ends, which is not the client going.)
-async fn parent_gone() {
-    #[cfg(unix)]
-    {
-        let parent = std::os::unix::process::parent_id();
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            if std::os::unix::process::parent_id() != parent {
-                tracing::info!("parent process {parent} is gone; exiting");
-                return;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    std::future::pending::<()>().await
 }
 
 async fn list_sessions() -> ExitCode {
@@ -283,7 +271,8 @@ async fn list_sessions() -> ExitCode {
 fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode {
     let status = service.status(&Layer::default());
     let token_set = !status.missing.iter().any(|m| m == config::ENV_TOKEN);
-    let line = |k: &str, v: &str| println!("{k:<14}{v}");
+    let mut text = String::new();
+    let mut line = |k: &str, v: &str| text.push_str(&format!("{k:<14}{v}\n"));
     line("cfgate", &status.version);
     if let Some(path) = config_path {
         let found = if path.exists() { "" } else { " (not present)" };
@@ -316,6 +305,7 @@ fn status(service: &Service, config_path: Option<&std::path::Path>) -> ExitCode 
         // With the file unread, what it would have set is not missing.
         line("missing", &status.missing.join(", "));
     }
+    answer_out::print_text(&text);
     // Scripts and setup checks can rely on it: nothing could be sent with these settings.
     if status.credentials_complete && status.settings_error.is_none() {
         ExitCode::SUCCESS

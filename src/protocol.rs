@@ -171,6 +171,11 @@ pub struct StatusResult {
     #[serde(default)]
     pub auth_headers: Vec<AuthHeader>,
     pub model: String,
+    /// Chars of a document to send around the cursor for a completion (the
+    /// `completion_context_chars` setting): plugins that send `cfgate/complete` size their
+    /// context with it, so every editor sends the same amount.
+    #[serde(default)]
+    pub completion_context_chars: usize,
     pub uptime_secs: u64,
     pub requests: RequestCounts,
     /// Debug builds only: tasks alive on the runtime, for leak tests.
@@ -178,10 +183,10 @@ pub struct StatusResult {
     pub debug_tasks: Option<u64>,
     /// Every client connected to this daemon (one for a private daemon).
     #[serde(default)]
-    pub clients: Vec<crate::clients::ConnectedClient>,
+    pub clients: Vec<ConnectedClient>,
     /// Every stored session with its summed usage.
     #[serde(default)]
-    pub sessions: Vec<crate::sessions::SessionSummary>,
+    pub sessions: Vec<SessionSummary>,
     /// On the shared daemon: the daemon's own facts, beside this client's settings above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<DaemonFacts>,
@@ -225,9 +230,10 @@ pub struct RequestCounts {
     pub queued: u64,
 }
 
-/// Params of `cfgate/models`.
+/// Params of `cfgate/models`. Like every method's params but chat's (whose unknown keys are
+/// the OpenAI body's), keys it does not know are ignored, so a newer plugin works with an
+/// older daemon.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelsParams {
     /// Fetch again even if a cached list is fresh.
     #[serde(default)]
@@ -237,7 +243,7 @@ pub struct ModelsParams {
 /// Result of `cfgate/models`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelsResult {
-    pub models: Vec<crate::gateway::models::ModelInfo>,
+    pub models: Vec<ModelInfo>,
     /// `compat` (the gateway's `/models` list) or `catalog` (Cloudflare's model search).
     pub source: String,
     /// Served from the cache rather than fetched for this request.
@@ -256,3 +262,90 @@ pub const METHODS: &[&str] = &[
     "cfgate/session",
     "cfgate/sessionDelete",
 ];
+
+/// One model, as far as the source knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The id to send as `model`, in the endpoint's spelling (`workers-ai/@cf/...` on
+    /// compat, `@cf/...` on REST; `openai/...`).
+    pub id: String,
+    pub owned_by: Option<String>,
+    /// Tokens of context, from the catalog.
+    pub context_window: Option<u64>,
+    pub function_calling: Option<bool>,
+    /// Price per million input tokens in USD (catalog), or the gateway's `cost_in`.
+    pub cost_in: Option<f64>,
+    /// Price per million output tokens in USD (catalog), or the gateway's `cost_out`.
+    pub cost_out: Option<f64>,
+    pub description: Option<String>,
+}
+
+/// A line of `cfgate/sessions`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionSummary {
+    pub name: String,
+    pub turns: usize,
+    /// Unix seconds of the last stored turn.
+    pub updated: u64,
+    /// Tokens summed over every stored turn.
+    pub usage: Usage,
+}
+
+/// Params of `cfgate/session` and `cfgate/sessionDelete`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SessionParams {
+    pub name: String,
+}
+
+/// Result of `cfgate/sessions`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionsResult {
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// Result of `cfgate/session`: the summary and every message in order, each turn's
+/// messages followed by its answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionResult {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    pub messages: Vec<Map<String, Value>>,
+}
+
+/// Result of `cfgate/sessionDelete`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionDeleteResult {
+    pub deleted: bool,
+}
+
+pub const DID_CHANGE_STATUS: &str = "cfgate/didChangeStatus";
+
+/// A connected client as `cfgate/status` lists it (from its `clientInfo`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConnectedClient {
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+/// The daemon's state as the status icon shows it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// At least one request is in flight.
+    Busy,
+    /// Nothing in flight; the last request went well (or failed on its own params).
+    Ready,
+    /// The last request was refused for its credentials.
+    Unauthorized,
+    /// The last request failed upstream (network, gateway, timeout).
+    Error,
+}
+
+/// Params of `cfgate/didChangeStatus`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub state: State,
+    /// Why, for `unauthorized` and `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -13,6 +13,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind};
+
 /// Which of the gateway's OpenAI-compatible endpoints chat goes to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +54,12 @@ impl fmt::Display for RouteError {
 }
 
 impl std::error::Error for RouteError {}
+
+impl From<RouteError> for Error {
+    fn from(err: RouteError) -> Self {
+        Error::new(ErrorKind::InvalidModel, err.to_string()).with_hint(ACCEPTED_FORMS)
+    }
+}
 
 /// Shown with every refused id, so the user sees at once what would have worked.
 pub const ACCEPTED_FORMS: &str = "accepted forms: `@cf/<author>/<model>` (Workers AI, also \

@@ -27,6 +27,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Usage;
+pub use crate::protocol::{
+    SessionDeleteResult, SessionParams, SessionResult, SessionSummary, SessionsResult,
+};
 
 /// Overrides where sessions are kept (tests, portable setups).
 pub const ENV_DATA_DIR: &str = "CFGATE_DATA_DIR";
@@ -48,38 +51,6 @@ pub struct Turn {
     pub usage: Option<Usage>,
 }
 
-/// A line of `cfgate/sessions`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SessionSummary {
-    pub name: String,
-    pub turns: usize,
-    /// Unix seconds of the last stored turn.
-    pub updated: u64,
-    /// Tokens summed over every stored turn.
-    pub usage: Usage,
-}
-
-/// Params of `cfgate/session` and `cfgate/sessionDelete`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct SessionParams {
-    pub name: String,
-}
-
-/// Result of `cfgate/sessions`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionsResult {
-    pub sessions: Vec<SessionSummary>,
-}
-
-/// Result of `cfgate/session`: the summary and every message in order, each turn's
-/// messages followed by its answer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionResult {
-    #[serde(flatten)]
-    pub summary: SessionSummary,
-    pub messages: Vec<Map<String, Value>>,
-}
-
 impl SessionResult {
     pub fn new(name: &str, turns: Vec<Turn>) -> SessionResult {
         let summary = summarize(name, &turns);
@@ -90,12 +61,6 @@ impl SessionResult {
         }
         SessionResult { summary, messages }
     }
-}
-
-/// Result of `cfgate/sessionDelete`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionDeleteResult {
-    pub deleted: bool,
 }
 
 pub struct SessionStore {

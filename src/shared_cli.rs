@@ -9,12 +9,13 @@ pub use unix::*;
 
 #[cfg(unix)]
 mod unix {
-    use std::io::Write;
     use std::net::SocketAddr;
     use std::process::ExitCode;
     use std::sync::Arc;
 
     use serde_json::{Map, Value, json};
+
+    use crate::answer_out::{AnswerOut, OutError, stdout_closed};
 
     use cfgate::config::Layer;
     use cfgate::service::Service;
@@ -38,7 +39,7 @@ mod unix {
         let code = match stream {
             Ok(stream) => tokio::select! {
                 code = shared::relay::run(stream, asked.as_deref()) => code,
-                _ = crate::parent_gone() => Ok(0),
+                _ = cfgate::parent::gone() => Ok(0),
             },
             Err(e) => Err(e),
         };
@@ -145,53 +146,45 @@ mod unix {
         if !json_mode {
             params["workDoneToken"] = json!("cli");
         }
-        let mut printed = false;
+        let mut out = AnswerOut::default();
+        let mut reader_gone = false;
         let call = client.call("cfgate/chat", params, |n| {
             if n["method"] == "$/progress" {
                 if let Some(text) = n["params"]["value"]["content"].as_str() {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                    printed = true;
+                    reader_gone |= matches!(out.write(text), Err(OutError::ReaderGone));
                 }
             }
         });
         // A reader that went away ends the turn: the daemon drops it with the connection.
         let answer = tokio::select! {
             answer = call => answer,
-            () = crate::chat_cli::stdout_closed() => return ExitCode::SUCCESS,
+            () = stdout_closed() => return ExitCode::SUCCESS,
         };
-        let mut out = std::io::stdout().lock();
+        if reader_gone {
+            return ExitCode::SUCCESS;
+        }
         match answer {
             Ok(result) => {
-                if !printed {
-                    let _ =
-                        out.write_all(result["content"].as_str().unwrap_or_default().as_bytes());
+                let content = result["content"].as_str().unwrap_or_default();
+                match out.finish(content, Some(&result["tool_calls"])) {
+                    Err(OutError::Failed(e)) => {
+                        eprintln!("cfgate: cannot write the answer: {e}");
+                        ExitCode::FAILURE
+                    }
+                    _ => ExitCode::SUCCESS,
                 }
-                if !result["tool_calls"].is_null() {
-                    let _ = writeln!(out, "\n{}", json!({ "tool_calls": result["tool_calls"] }));
-                }
-                let _ = writeln!(out);
-                ExitCode::SUCCESS
             }
             // As without a session: the error, then its hint on a line of its own.
             Err(CallError::Rpc(error)) => {
-                let message = error["message"].as_str().unwrap_or("error");
-                let mut hint = error["data"]["hint"].as_str().map(str::to_string);
-                // JSON that does not parse: the text on stdout, the error beside it.
-                if let Some(raw) = error["data"]["raw_content"].as_str() {
-                    let _ = writeln!(out, "{raw}");
-                    hint = Some(crate::chat_cli::NOT_JSON_HINT.to_string());
-                }
-                let newline = if printed { "\n" } else { "" };
-                eprintln!("{newline}cfgate: error: {message}");
-                if let Some(hint) = hint {
-                    eprintln!("hint: {hint}");
-                }
+                out.fail(
+                    error["message"].as_str().unwrap_or("error"),
+                    error["data"]["hint"].as_str(),
+                    error["data"]["raw_content"].as_str(),
+                );
                 ExitCode::FAILURE
             }
             Err(e) => {
-                eprintln!("{}cfgate: error: {e}", if printed { "\n" } else { "" });
+                out.fail(&e.to_string(), None, None);
                 ExitCode::FAILURE
             }
         }

@@ -126,7 +126,7 @@ impl Shown {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Suggestion>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.last)
     }
 }
 

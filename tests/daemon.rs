@@ -367,7 +367,7 @@ async fn status_reports_settings_and_counts_but_never_the_token() {
         ("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef"),
     ])
     .await;
-    d.initialize(json!({"base_url": fake.compat_base("a", "g"), "model": "openai/gpt-5-mini"}))
+    d.initialize(json!({"base_url": fake.compat_base("a", "g"), "model": "openai/gpt-5-mini", "completion_context_chars": 1200}))
         .await;
     d.request("cfgate/chat", json!({"messages": user("hi")}))
         .await
@@ -385,6 +385,8 @@ async fn status_reports_settings_and_counts_but_never_the_token() {
     assert_eq!(status["account_id"], "0123…ef");
     assert_eq!(status["gateway_id"], "default");
     assert_eq!(status["model"], "openai/gpt-5-mini");
+    // The plugins size their completion context with it.
+    assert_eq!(status["completion_context_chars"], 1200);
     assert_eq!(status["base_url"], fake.compat_base("a", "g"));
     assert_eq!(status["requests"]["total"], 2);
     assert_eq!(status["requests"]["failed"], 1);

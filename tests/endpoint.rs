@@ -187,12 +187,27 @@ async fn curl_needs_the_token_and_an_allowed_origin() {
     // Errors are the LSP front end's, code and data alike.
     let (_, body) = curl(
         &e.addr,
-        &[auth],
+        std::slice::from_ref(&auth),
         &json!({"jsonrpc": "2.0", "id": 3, "method": "cfgate/chat", "params": {"messages": []}}),
     )
     .await;
     let err: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["error"]["code"], -32602, "{err}");
+
+    // One call per request, as on stdio: a batch is refused whole, nothing is sent.
+    fake.clear_requests();
+    let (_, body) = curl(
+        &e.addr,
+        std::slice::from_ref(&auth),
+        &json!([call, {"jsonrpc": "2.0", "id": 5, "method": "cfgate/status"}]),
+    )
+    .await;
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(err["error"]["code"].is_i64(), "a batch was served: {err}");
+    assert!(
+        chat_requests(&fake).is_empty(),
+        "a batched call reached the gateway"
+    );
 
     // Stopped (SIGTERM), the daemon removes its endpoint files, and its log, written at
     // `trace`, holds neither token.

@@ -17,7 +17,12 @@
 ;; built-in jsonrpc.el (LSP framing over stdio).  It offers:
 ;;
 ;; - `cfgate-chat': a chat buffer; answers stream in as they arrive and the
-;;   whole conversation (kept in the buffer) is sent on every turn.
+;;   whole conversation (kept in the buffer) is sent on every turn.  With a
+;;   session (C-u M-x cfgate-chat, `cfgate-sessions', `cfgate-chat-session'),
+;;   the daemon keeps the conversation: every editor and `cfgate chat
+;;   --session' continues it, and only the new message is sent.
+;; - `cfgate-explain-region', `cfgate-fix-region', `cfgate-document-region'
+;;   (cfgate-actions.el): the daemon's code actions, edits shown as a diff first.
 ;; - `cfgate-ask-region': ask about the region; the answer streams into a
 ;;   buffer.
 ;; - `cfgate-complete-at-point': a completion-at-point function offering the
@@ -25,7 +30,10 @@
 ;; - `cfgate-suggest' / `cfgate-accept-suggestion': an inline suggestion shown
 ;;   as an overlay after point; any other command removes it and cancels its
 ;;   request.  `cfgate-inline-mode' asks for one whenever typing pauses.
-;; - `cfgate-status', `cfgate-select-model', `cfgate-shutdown'.
+;; - `cfgate-select-model' (cfgate-models.el): the models the gateway offers.
+;; - `cfgate-status', `cfgate-restart', `cfgate-shutdown';
+;;   the daemon's state in the mode line (`cfgate-inline-mode',
+;;   `cfgate-mode-line-mode').
 ;;
 ;; Credentials come from the daemon's usual places (environment,
 ;; ~/.config/cfgate/config.toml) or from `cfgate-settings'.
@@ -42,6 +50,7 @@
 (require 'cl-lib)
 (require 'jsonrpc)
 (require 'subr-x)
+
 
 (defgroup cfgate nil
   "Cloudflare AI Gateway through the cfgate daemon."
@@ -77,19 +86,18 @@ refuses to start with an unknown key; `cfgate-start' then says which."
   "Extra environment for the daemon, as a list of \"NAME=VALUE\" strings."
   :type '(repeat string))
 
-(defcustom cfgate-models
-  '("@cf/meta/llama-3.3-70b-instruct-fp8-fast"
-    "@cf/qwen/qwen2.5-coder-32b-instruct"
-    "@cf/openai/gpt-oss-120b"
-    "openai/gpt-4o-mini"
-    "anthropic/claude-sonnet-4-5"
-    "google-ai-studio/gemini-2.5-flash")
-  "Models offered by `cfgate-select-model'."
-  :type '(repeat string))
-
 (defcustom cfgate-chat-system-prompt nil
   "A system message sent first with every chat request, or nil."
   :type '(choice (const :tag "None" nil) string))
+
+(defcustom cfgate-chat-session nil
+  "The session `cfgate-chat' continues by default.
+nil: a plain chat, kept only in the buffer; a string: that session's name;
+a function: called with the project's root directory (or
+`default-directory'), it returns a name or nil.  A session is a
+conversation the daemon keeps, which every editor and `cfgate chat
+--session' can continue."
+  :type '(choice (const :tag "None" nil) string function))
 
 (defcustom cfgate-chat-user-heading "## You"
   "The line that starts a message of yours in the chat buffer."
@@ -102,14 +110,6 @@ refuses to start with an unknown key; `cfgate-start' then says which."
 (defcustom cfgate-chat-params nil
   "Extra OpenAI fields for chat requests, as a plist (e.g. (:temperature 0.2))."
   :type '(plist :key-type keyword :value-type sexp))
-
-(defcustom cfgate-max-prefix-chars 8000
-  "How much text before point completion requests send."
-  :type 'integer)
-
-(defcustom cfgate-max-suffix-chars 2000
-  "How much text after point completion requests send."
-  :type 'integer)
 
 (defcustom cfgate-complete-max-tokens nil
   "The `max_tokens' of completion requests, or nil for the daemon's default."
@@ -153,6 +153,15 @@ Takes effect when the daemon starts."
 
 (defvar cfgate--requests nil
   "Requests in flight, failed when the daemon goes away.")
+
+(defvar cfgate--status nil
+  "The daemon's last `cfgate/didChangeStatus' params (:state :message), or nil.")
+
+(defvar cfgate--inline-error nil
+  "The inline-suggestion error line last shown.")
+
+(defvar cfgate--pending-edits (make-hash-table :test #'equal)
+  "Document URI -> the WorkspaceEdit the daemon sent for it, held for review.")
 
 (cl-defstruct (cfgate--req (:constructor cfgate--req-make) (:copier nil))
   "A request sent to the daemon."
@@ -199,16 +208,67 @@ Takes effect when the daemon starts."
          (funcall handler (plist-get params :value)))))
     ('window/showMessage
      (message "%s" (plist-get params :message)))
+    ('cfgate/didChangeStatus
+     (setq cfgate--status params)
+     (force-mode-line-update t))
     (_ nil)))
+
+
+(defun cfgate-mode-line ()
+  "The daemon's state for the mode line: \" cfgate:ready\", \" cfgate:busy\",
+\" cfgate:error\", \" cfgate:unauthorized\"; \" cfgate\" when no daemon runs."
+  (let ((state (and (cfgate-running-p) (plist-get cfgate--status :state))))
+    (if (stringp state)
+        (propertize (concat " cfgate:" state)
+                    'help-echo (or (plist-get cfgate--status :message) "cfgate's daemon")
+                    'face (and (member state '("error" "unauthorized")) 'error))
+      " cfgate")))
+
+(defun cfgate--stderr-reason (proc)
+  "The last line PROC (the daemon or its relay) wrote to stderr, or nil."
+  ;; jsonrpc.el keeps the stderr buffer, renamed, in this property.
+  (let* ((buffer (and proc (process-get proc 'jsonrpc-stderr)))
+         (pipe (and (buffer-live-p buffer) (get-buffer-process buffer)))
+         (deadline (+ (float-time) 2)))
+    ;; The stderr pipe ends soon after the process: read it to its end first.
+    (while (and pipe (process-live-p pipe) (< (float-time) deadline))
+      (accept-process-output pipe 0.05))
+    (when (buffer-live-p buffer)
+      (with-current-buffer buffer
+        (save-excursion
+          (goto-char (point-max))
+          (let (line)
+            (while (and (not line) (not (bobp)))
+              (forward-line -1)
+              (let ((text (string-trim (buffer-substring-no-properties
+                                        (line-beginning-position) (line-end-position)))))
+                (unless (or (string-empty-p text)
+                            (string-match-p "\\`Process .* \\(finished\\|exited\\)" text))
+                  (setq line text))))
+            line))))))
+
+(defun cfgate--ended-error (conn)
+  "The error of requests CONN's ending cut off.
+It names the exit status and the last line the process wrote to stderr:
+`serve --shared' says there why the shared daemon went away."
+  (let* ((proc (jsonrpc--process conn))
+         (status (and proc (process-exit-status proc)))
+         (reason (cfgate--stderr-reason proc)))
+    (list :code -1
+          :message (concat (format "the daemon connection ended (cfgate exited with code %s)"
+                                   status)
+                           (if reason (concat ": " reason) ""))
+          :data (list :hint "see cfgate's log in ~/.local/state/cfgate/ and M-x cfgate-status"))))
 
 (defun cfgate--on-shutdown (conn)
   "Forget CONN, whose process ended, and fail its requests."
   (when (eq conn cfgate--connection)
     (setq cfgate--connection nil))
-  (let ((requests cfgate--requests))
+  (let ((err (cfgate--ended-error conn))
+        (requests cfgate--requests))
     (setq cfgate--requests nil)
     (dolist (req requests)
-      (cfgate--finish req '(:code -1 :message "the cfgate daemon exited")))))
+      (cfgate--finish req err))))
 
 (defun cfgate--executable ()
   "The daemon's executable file, or signal a `user-error'."
@@ -236,6 +296,7 @@ Takes effect when the daemon starts."
                                 :process proc
                                 :events-buffer-scrollback-size cfgate-events-buffer-size
                                 :notification-dispatcher #'cfgate--handle-notification
+                                :request-dispatcher #'cfgate--handle-request
                                 :on-shutdown #'cfgate--on-shutdown)))
       (let ((stderr-proc (get-buffer-process stderr)))
         (when stderr-proc (set-process-query-on-exit-flag stderr-proc nil)))
@@ -248,13 +309,21 @@ Takes effect when the daemon starts."
                                    :capabilities (make-hash-table)
                                    :initializationOptions (cfgate--settings-object))
                              :timeout 15)
-            (jsonrpc-notify conn :initialized (make-hash-table)))
+            (jsonrpc-notify conn :initialized (make-hash-table))
+            ;; Only changes are sent: until the first one, it is ready.
+            (setq cfgate--status (list :state "ready")))
         (jsonrpc-error
-         (ignore-errors (jsonrpc-shutdown conn))
-         (user-error "cfgate: the daemon could not start: %s"
-                     (or (alist-get 'jsonrpc-error-message (cdr err)) (cadr err)))))
+         (let ((ended (and (not (process-live-p proc))
+                           (plist-get (cfgate--ended-error conn) :message))))
+           (ignore-errors (jsonrpc-shutdown conn))
+           (user-error "cfgate: the daemon could not start: %s"
+                       (or ended
+                           (alist-get 'jsonrpc-error-message (cdr err))
+                           (cadr err))))))
       (setq cfgate--process proc
-            cfgate--connection conn))))
+            cfgate--connection conn)
+      (cfgate--read-context-chars)
+      conn)))
 
 (defun cfgate--async-request (conn method params &rest args)
   "Send METHOD with PARAMS on CONN, like `jsonrpc-async-request' with ARGS.
@@ -299,7 +368,12 @@ ON-PROGRESS gets each `$/progress' value.  Return a request for
           (cfgate--async-request
            conn method params
            :success-fn (lambda (result) (cfgate--finish req nil result))
-           :error-fn (lambda (err) (cfgate--finish req err))
+           :error-fn (lambda (err)
+                       ;; jsonrpc.el fails what is in flight with "Server died"
+                       ;; when the process ends: say why instead.
+                       (cfgate--finish req (if (jsonrpc-running-p conn)
+                                               err
+                                             (cfgate--ended-error conn))))
            :timeout nil))
     req))
 
@@ -355,6 +429,19 @@ there is input."
     (setq cfgate--connection nil
           cfgate--process nil)))
 
+;;;###autoload
+(defun cfgate-restart ()
+  "Stop the daemon connection and start it again with the current settings.
+With the shared daemon (`serve --shared'), this restarts only this Emacs's
+relay: the shared daemon keeps running; `cfgate stop' in a shell ends it,
+and the next editor to connect starts a new one (needed after changing
+the environment or config file it started with)."
+  (interactive)
+  (cfgate-shutdown)
+  (cfgate-start)
+  (when (called-interactively-p 'any)
+    (message "cfgate: restarted")))
+
 (defun cfgate--kill-emacs ()
   "End the daemon when Emacs exits."
   (when (process-live-p cfgate--process)
@@ -382,6 +469,21 @@ there is input."
            (and (stringp settings-error) (format "settings error: %s" settings-error))
            (format "model: %s" (plist-get status :model))
            (format "base url: %s" (if (stringp base-url) base-url "(not set)"))
+           (let ((clients (append (plist-get status :clients) nil)))
+             (and clients
+                  (format "clients (%d): %s" (length clients)
+                          (mapconcat (lambda (c)
+                                       (string-trim (format "%s %s"
+                                                            (or (plist-get c :name) "?")
+                                                            (or (plist-get c :version) ""))))
+                                     clients ", "))))
+           (let ((sessions (append (plist-get status :sessions) nil)))
+             (format "sessions: %s"
+                     (if sessions
+                         (mapconcat (lambda (x) (format "%s (%s turns)" (plist-get x :name)
+                                                        (plist-get x :turns)))
+                                    sessions ", ")
+                       "none")))
            (format "requests: %s total, %s in flight, %s failed"
                    (plist-get requests :total)
                    (plist-get requests :in_flight)
@@ -412,16 +514,7 @@ there is input."
   (message "cfgate: model %s" model)
   model)
 
-;;;###autoload
-(defun cfgate-select-model ()
-  "Choose the model among `cfgate-models' and the current one."
-  (interactive)
-  (let* ((current (plist-get (cfgate-status) :model))
-         (choices (delete-dups (cons current (copy-sequence cfgate-models))))
-         (model (completing-read (format "cfgate model (current %s): " current)
-                                 choices nil nil nil nil current)))
-    (unless (equal model current)
-      (cfgate-set-model model))))
+(autoload 'cfgate-select-model "cfgate-models" nil t)
 
 
 ;;;; Chat
@@ -437,6 +530,8 @@ there is input."
   "Start of the answer's section (removed if the request fails).")
 (defvar-local cfgate--chat-streamed nil
   "Non-nil once content streamed into the current answer.")
+(defvar-local cfgate--chat-session nil
+  "The session this chat buffer continues, or nil for a plain chat.")
 
 (defvar cfgate-chat-mode-map
   (let ((map (make-sparse-keymap)))
@@ -449,8 +544,10 @@ there is input."
 (define-derived-mode cfgate-chat-mode text-mode "cfgate-chat"
   "Chat with the model through cfgate.
 Write under the last heading `cfgate-chat-user-heading' and send with
-\\[cfgate-chat-send]; \\[cfgate-chat-cancel] stops an answer.  The whole
-conversation is sent each time, as the buffer holds it.
+\\[cfgate-chat-send]; \\[cfgate-chat-cancel] stops an answer.  A plain chat
+sends the whole conversation each time, as the buffer holds it; a chat on a
+session (`cfgate-chat-session', \\[universal-argument] \\[cfgate-chat]) sends only
+the new message, and the daemon adds the stored history.
 
 \\{cfgate-chat-mode-map}"
   (setq-local font-lock-defaults
@@ -487,14 +584,55 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
             (setq messages (append messages (list (list :role (car section) :content text)))))))
       (list messages last-role last-text))))
 
-(defun cfgate--chat-buffer ()
-  "The chat buffer, created if needed."
-  (or (get-buffer cfgate-chat-buffer-name)
-      (with-current-buffer (get-buffer-create cfgate-chat-buffer-name)
-        (cfgate-chat-mode)
-        (insert cfgate-chat-user-heading "\n\n")
-        (add-hook 'kill-buffer-hook #'cfgate-chat-cancel nil t)
-        (current-buffer))))
+(defun cfgate--session-name (text)
+  "A session name the daemon accepts made from TEXT, or nil.
+Characters other than letters, digits, `.', `_' and `-' become `-'."
+  (when (stringp text)
+    (let ((name (replace-regexp-in-string "\\`\\.+" ""
+                                          (replace-regexp-in-string "[^A-Za-z0-9._-]" "-" text))))
+      (unless (string-empty-p name)
+        (substring name 0 (min 64 (length name)))))))
+
+(defun cfgate--default-session ()
+  "The session named by `cfgate-chat-session', or nil."
+  (cfgate--session-name
+   (if (functionp cfgate-chat-session)
+       (funcall cfgate-chat-session
+                (or (and (fboundp 'project-current)
+                         (let ((project (project-current)))
+                           (and project (fboundp 'project-root) (project-root project))))
+                    default-directory))
+     cfgate-chat-session)))
+
+(defun cfgate--chat-buffer (&optional session)
+  "The chat buffer of SESSION (nil: the plain chat), created if needed."
+  (let ((name (if session (format "*cfgate-chat: %s*" session) cfgate-chat-buffer-name)))
+    (or (get-buffer name)
+        (with-current-buffer (get-buffer-create name)
+          (cfgate-chat-mode)
+          (setq cfgate--chat-session session)
+          (insert cfgate-chat-user-heading "\n\n")
+          (add-hook 'kill-buffer-hook #'cfgate-chat-cancel nil t)
+          (current-buffer)))))
+
+(defun cfgate--current-chat-buffer ()
+  "The chat buffer that is current, else the plain chat buffer."
+  (if (derived-mode-p 'cfgate-chat-mode) (current-buffer) (cfgate--chat-buffer)))
+
+(defun cfgate--chat-show-error (pos err)
+  "Show ERR in the chat buffer after POS (an overlay, so a resend leaves it out)."
+  (remove-overlays (point-min) (point-max) 'cfgate-error t)
+  (let ((ov (make-overlay pos pos nil t nil)))
+    (overlay-put ov 'cfgate-error t)
+    (overlay-put ov 'after-string
+                 (propertize (concat "\n" (cfgate--format-error err)) 'face 'error))))
+
+(defun cfgate-chat-error-text (&optional buffer)
+  "The error shown in chat BUFFER (default: the current one), or nil."
+  (with-current-buffer (or buffer (current-buffer))
+    (let ((ov (cl-find-if (lambda (o) (overlay-get o 'cfgate-error))
+                          (overlays-in (point-min) (point-max)))))
+      (and ov (string-trim (substring-no-properties (overlay-get ov 'after-string)))))))
 
 (defun cfgate--insert-following (marker text)
   "Insert TEXT at MARKER; windows whose point was at the end follow it."
@@ -510,8 +648,11 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
         (when follow (goto-char (point-max)))
         (dolist (w windows) (set-window-point w (point-max)))))))
 
-(defun cfgate--chat-finish-turn ()
-  "End the current turn: a new heading for the next message."
+(defun cfgate--chat-finish-turn (&optional err)
+  "End the current turn: a new heading for the next message.
+With ERR (an answer cut short), show why under what arrived."
+  (when (and err cfgate--chat-answer-marker)
+    (cfgate--chat-show-error (marker-position cfgate--chat-answer-marker) err))
   (when cfgate--chat-answer-marker
     (cfgate--insert-following cfgate--chat-answer-marker
                               (concat "\n\n" cfgate-chat-user-heading "\n\n")))
@@ -519,30 +660,54 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
         cfgate--chat-answer-marker nil
         cfgate--chat-heading-marker nil))
 
-(defun cfgate--chat-drop-turn ()
-  "Remove the failed answer's section; the message stays, to send again."
+(defun cfgate--chat-drop-turn (&optional err)
+  "Remove the failed answer's section; the message stays, to send again.
+With ERR, show it under the message."
   (when cfgate--chat-heading-marker
     (save-excursion
       (delete-region cfgate--chat-heading-marker (point-max))
       (goto-char (point-max))
       (unless (bolp) (insert "\n"))))
+  (when err
+    (save-excursion
+      (goto-char (point-max))
+      (skip-chars-backward " \t\n")
+      (cfgate--chat-show-error (point) err)))
   (setq cfgate--chat-request nil
         cfgate--chat-answer-marker nil
         cfgate--chat-heading-marker nil))
 
 (defun cfgate-chat-busy-p (&optional buffer)
-  "Non-nil while an answer streams into BUFFER (default: the chat buffer)."
-  (let ((buffer (or buffer (get-buffer cfgate-chat-buffer-name))))
+  "Non-nil while an answer streams into BUFFER.
+BUFFER defaults to the current chat buffer, else the plain chat buffer."
+  (let ((buffer (or buffer
+                    (and (derived-mode-p 'cfgate-chat-mode) (current-buffer))
+                    (get-buffer cfgate-chat-buffer-name))))
     (and (buffer-live-p buffer)
          (buffer-local-value 'cfgate--chat-request buffer)
          t)))
 
+(defun cfgate--turn-messages (messages session)
+  "What a turn sends of MESSAGES: all of them for a plain chat; with SESSION
+the system message and those after the last answer (the daemon adds the
+stored history, so sending it again would store every turn twice)."
+  (if (not session)
+      messages
+    (let ((last-answer (cl-position "assistant" messages :from-end t :test #'equal
+                                    :key (lambda (m) (plist-get m :role)))))
+      (cl-loop for m in messages
+               for i from 0
+               when (or (equal (plist-get m :role) "system")
+                        (null last-answer) (> i last-answer))
+               collect m))))
+
 (defun cfgate-chat-send ()
   "Send the conversation in the chat buffer; the answer streams in below."
   (interactive)
-  (with-current-buffer (cfgate--chat-buffer)
+  (with-current-buffer (cfgate--current-chat-buffer)
     (when cfgate--chat-request
       (user-error "cfgate: an answer is still streaming (C-c C-k stops it)"))
+    (remove-overlays (point-min) (point-max) 'cfgate-error t)
     (pcase-let ((`(,messages ,last-role ,last-text) (cfgate-chat-messages))
                 (buffer (current-buffer)))
       (unless (and (equal last-role "user") (not (string-empty-p last-text)))
@@ -562,7 +727,11 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
       (let (req)
         (setq req
               (cfgate--request
-               :cfgate/chat (append (list :messages (vconcat messages)) cfgate-chat-params)
+               :cfgate/chat (append (list :messages (vconcat (cfgate--turn-messages
+                                                             messages cfgate--chat-session)))
+                                    (and cfgate--chat-session
+                                         (list :session cfgate--chat-session))
+                                    cfgate-chat-params)
                :on-progress
                (lambda (value)
                  (when (and (buffer-live-p buffer) (equal (plist-get value :kind) "report"))
@@ -586,9 +755,11 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
                  (when (buffer-live-p buffer)
                    (with-current-buffer buffer
                      (when (eq cfgate--chat-request req)
-                       (if (cfgate--cancelled-p err)
-                           (cfgate--chat-finish-turn)
-                         (cfgate--chat-drop-turn)))))
+                       (cond
+                        ((cfgate--cancelled-p err) (cfgate--chat-finish-turn))
+                        ;; Part of the answer is shown: it stays, the reason under it.
+                        (cfgate--chat-streamed (cfgate--chat-finish-turn err))
+                        (t (cfgate--chat-drop-turn err))))))
                  (cfgate--report-error err))))
         (unless (cfgate--req-done req)
           (setq cfgate--chat-request req))))))
@@ -596,7 +767,9 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
 (defun cfgate-chat-cancel ()
   "Stop the answer streaming into the chat buffer; what arrived stays."
   (interactive)
-  (let ((buffer (get-buffer cfgate-chat-buffer-name)))
+  (let ((buffer (if (derived-mode-p 'cfgate-chat-mode)
+                    (current-buffer)
+                  (get-buffer cfgate-chat-buffer-name))))
     (when (buffer-live-p buffer)
       (with-current-buffer buffer
         (when cfgate--chat-request
@@ -604,30 +777,98 @@ the last section: (MESSAGES LAST-ROLE LAST-TEXT)."
           (cfgate--chat-finish-turn))))))
 
 (defun cfgate-chat-new ()
-  "Start a new conversation in the chat buffer."
+  "Start a new plain conversation in the plain chat buffer; return it.
+A session's stored history stays with the daemon."
   (interactive)
   (with-current-buffer (cfgate--chat-buffer)
+    (when (called-interactively-p 'any)
+      (pop-to-buffer (current-buffer)))
     (cfgate-chat-cancel)
     (let ((inhibit-read-only t))
       (erase-buffer)
-      (insert cfgate-chat-user-heading "\n\n"))))
+      (insert cfgate-chat-user-heading "\n\n"))
+    (current-buffer)))
 
 ;;;###autoload
-(defun cfgate-chat (&optional prompt new)
-  "Open the chat buffer; with PROMPT, add it as your message and send.
+(defun cfgate-sessions ()
+  "Pick a stored session with `completing-read' and open the chat on it.
+The same as \\[universal-argument] \\[cfgate-chat]."
+  (interactive)
+  (pop-to-buffer (cfgate-chat nil nil (cfgate-read-session))))
+
+(defun cfgate-read-session ()
+  "Read a session name with `completing-read' over `cfgate/sessions'.
+A name not in the list starts a new session."
+  (let* ((result (cfgate--request-sync :cfgate/sessions (make-hash-table)))
+         (names (mapcar (lambda (s) (plist-get s :name))
+                        (append (plist-get result :sessions) nil)))
+         (default (cfgate--default-session))
+         (name (completing-read (format-prompt "cfgate session" default)
+                                names nil nil nil nil default)))
+    (or (cfgate--session-name (string-trim name))
+        (user-error "cfgate: no session name given"))))
+
+(defun cfgate--history-text (messages)
+  "The chat buffer's text for stored MESSAGES (system messages left out)."
+  (concat
+   (mapconcat (lambda (m)
+                (let ((role (plist-get m :role)) (content (plist-get m :content)))
+                  (if (and (stringp content) (not (string-empty-p content))
+                           (member role '("user" "assistant")))
+                      (concat (if (equal role "user")
+                                  cfgate-chat-user-heading
+                                cfgate-chat-assistant-heading)
+                              "\n\n" content "\n\n")
+                    "")))
+              (append messages nil) "")
+   cfgate-chat-user-heading "\n\n"))
+
+(defun cfgate--chat-load-session ()
+  "Fill the current chat buffer with its session's stored turns.
+Every client's turns are there; a message being written under the last
+heading is kept."
+  (pcase-let* ((`(,_ ,last-role ,draft) (cfgate-chat-messages))
+               (result (cfgate--request-sync :cfgate/session
+                                             (list :name cfgate--chat-session)))
+               (inhibit-read-only t))
+    (erase-buffer)
+    (insert (cfgate--history-text (plist-get result :messages)))
+    (when (and (equal last-role "user") (not (string-empty-p draft)))
+      (insert draft))
+    (dolist (w (get-buffer-window-list (current-buffer) nil t))
+      (set-window-point w (point-max)))
+    (goto-char (point-max))))
+
+;;;###autoload
+(defun cfgate-chat (&optional prompt new session)
+  "Open a chat buffer; with PROMPT, add it as your message and send.
 Interactively, in the chat buffer this sends what you wrote; elsewhere it
-asks for PROMPT (empty: just show the chat).  With NEW (prefix argument),
-start a new conversation first.  Return the chat buffer."
+asks for PROMPT (empty: just show the chat).  With NEW (\\[universal-argument]
+\\[universal-argument]), start a new plain conversation first.  With SESSION
+\(\\[universal-argument], read with `completing-read'), continue that session:
+its stored turns, whichever client made them, are loaded into the buffer and
+only the new message is sent.  Without either, the chat buffer's own session,
+else `cfgate-chat-session'.  Return the chat buffer."
   (interactive
-   (list (unless (derived-mode-p 'cfgate-chat-mode)
-           (read-string "cfgate chat: "))
-         current-prefix-arg))
-  (let ((from-chat (derived-mode-p 'cfgate-chat-mode))
-        (buffer (cfgate--chat-buffer)))
-    (when new (cfgate-chat-new))
+   (let* ((session (and (equal current-prefix-arg '(4)) (cfgate-read-session)))
+          (new (equal current-prefix-arg '(16))))
+     (list (unless (or (derived-mode-p 'cfgate-chat-mode) session)
+             (read-string "cfgate chat: "))
+           new session)))
+  (when (and session (not (equal (cfgate--session-name session) session)))
+    (user-error "cfgate: invalid session name %S (1 to 64 letters, digits, `.', `_' or `-')"
+                session))
+  (let* ((from-chat (derived-mode-p 'cfgate-chat-mode))
+         (session (or session
+                      (and (not new)
+                           (if from-chat cfgate--chat-session (cfgate--default-session)))))
+         (from-chat (and from-chat (equal cfgate--chat-session session)))
+         (buffer (if new (cfgate-chat-new) (cfgate--chat-buffer session))))
     (when (called-interactively-p 'any)
       (pop-to-buffer buffer))
     (with-current-buffer buffer
+      (when (and session (not cfgate--chat-request))
+        (cfgate--chat-load-session))
       (cond
        ((and prompt (not (string-empty-p (string-trim prompt))))
         (when cfgate--chat-request
@@ -735,14 +976,53 @@ returned."
 
 ;;;; Completion
 
+(defvar cfgate--context-chars nil
+  "The daemon's `completion_context_chars', read from `cfgate/status'.")
+
+(defun cfgate--read-context-chars ()
+  "Read the daemon's `completion_context_chars' (after a start or a change)."
+  (when (cfgate-running-p)
+    (cfgate--request :cfgate/status (make-hash-table)
+                     :on-result (lambda (status)
+                                  (let ((n (plist-get status :completion_context_chars)))
+                                    (when (and (integerp n) (> n 0))
+                                      (setq cfgate--context-chars n))))
+                     :on-error #'ignore)))
+
+(defun cfgate-context-around (pos &optional total)
+  "The text around POS sent with a completion: (PREFIX . SUFFIX).
+TOTAL chars (default: the daemon's `completion_context_chars') are split as
+the daemon splits them: about three quarters before POS, the rest after; a
+short side leaves its share to the other; a cut side is cut at a line break."
+  (let* ((total (or total cfgate--context-chars 8000))
+         (before (buffer-substring-no-properties (max (point-min) (- pos total)) pos))
+         (after (buffer-substring-no-properties pos (min (point-max) (+ pos total))))
+         (before-share (/ (* total 3) 4))
+         (before-budget (max before-share (- total (min (length after) (- total before-share)))))
+         (after-budget (- total (min (length before) before-budget))))
+    (when (> (length before) before-budget)
+      (setq before (substring before (- (length before) before-budget)))
+      (when (string-match "\n" before)
+        (setq before (substring before (match-end 0)))))
+    (when (> (length after) after-budget)
+      (setq after (substring after 0 after-budget))
+      (let ((nl (cl-position ?\n after :from-end t)))
+        (when nl (setq after (substring after 0 (1+ nl))))))
+    (cons before after)))
+
+(defun cfgate--project-root ()
+  "The current project's root directory, or nil."
+  (let ((project (and (fboundp 'project-current) (project-current))))
+    (and project (fboundp 'project-root) (project-root project))))
+
 (defun cfgate--complete-params ()
   "Params of a `cfgate/complete' request for point."
-  (let* ((pos (point))
-         (prefix (buffer-substring-no-properties (max (point-min) (- pos cfgate-max-prefix-chars)) pos))
-         (suffix (buffer-substring-no-properties pos (min (point-max) (+ pos cfgate-max-suffix-chars)))))
-    (append (list :prefix prefix :suffix suffix :language (cfgate--language))
+  (let* ((context (cfgate-context-around (point))))
+    (append (list :prefix (car context) :suffix (cdr context) :language (cfgate--language))
             (when buffer-file-name
-              (list :path (file-relative-name buffer-file-name)))
+              ;; Relative to the project's root, as the other editors send it.
+              (list :path (file-relative-name buffer-file-name
+                                              (or (cfgate--project-root) default-directory))))
             (when cfgate-complete-max-tokens
               (list :max_tokens cfgate-complete-max-tokens)))))
 
@@ -767,6 +1047,29 @@ text.  It waits for the answer (input cancels it), so add it to
             :annotation-function (lambda (_) " cfgate")))))
 
 
+;;;; Requests from the daemon
+
+(defun cfgate--handle-request (_conn method params)
+  "Answer the daemon's request METHOD with PARAMS.
+`workspace/applyEdit' is held for review: the edit is shown as a diff when
+the command ends, and applied only if the user agrees."
+  (pcase method
+    ('workspace/applyEdit
+     (let* ((edit (plist-get params :edit))
+            (changes (plist-get edit :changes)))
+       (cl-loop for (key edits) on changes by #'cddr
+                do (puthash (substring (symbol-name key) 1) edits cfgate--pending-edits))
+       (list :applied :json-false
+             :failureReason "held for review: the user sees the diff first")))
+    (_ (signal 'jsonrpc-error
+               (list (cons 'jsonrpc-error-code -32601)
+                     (cons 'jsonrpc-error-message (format "unknown method %s" method)))))))
+
+(autoload 'cfgate-explain-region "cfgate-actions" nil t)
+(autoload 'cfgate-fix-region "cfgate-actions" nil t)
+(autoload 'cfgate-document-region "cfgate-actions" nil t)
+
+
 ;;;; Inline suggestion
 
 (defvar-local cfgate--suggestion nil
@@ -777,6 +1080,8 @@ text.  It waits for the answer (input cancels it), so add it to
     (define-key map (kbd "TAB") #'cfgate-accept-suggestion)
     (define-key map (kbd "<tab>") #'cfgate-accept-suggestion)
     (define-key map (kbd "C-g") #'cfgate-dismiss-suggestion)
+    (define-key map (kbd "M-<right>") #'cfgate-accept-suggestion-word)
+    (define-key map (kbd "C-M-<right>") #'cfgate-accept-suggestion-line)
     map)
   "Keys active while an inline suggestion is shown.")
 
@@ -818,7 +1123,8 @@ text.  It waits for the answer (input cancels it), so add it to
 
 (defun cfgate--suggestion-pre-command ()
   "Remove the suggestion before any command but accepting it."
-  (unless (memq this-command '(cfgate-accept-suggestion cfgate-suggest))
+  (unless (memq this-command '(cfgate-accept-suggestion cfgate-suggest
+                               cfgate-accept-suggestion-word cfgate-accept-suggestion-line))
     (cfgate-dismiss-suggestion)))
 
 ;;;###autoload
@@ -831,7 +1137,7 @@ other command removes it and cancels its request."
   (cfgate-start)
   (let* ((buffer (current-buffer))
          (ov (make-overlay (point) (point) nil nil t))
-         (suggestion (list :overlay ov :text "" :request nil :done nil)))
+         (suggestion (list :overlay ov :text "" :request nil :done nil :taken 0)))
     (overlay-put ov 'priority 1000)
     (overlay-put ov 'cfgate t)
     (setq cfgate--suggestion suggestion)
@@ -854,7 +1160,12 @@ other command removes it and cancels its request."
                 (with-current-buffer buffer
                   (when (eq cfgate--suggestion suggestion)
                     (let ((text (plist-get result :text)))
-                      (when (stringp text) (plist-put suggestion :text text)))
+                      (when (stringp text)
+                        ;; Without what was accepted word by word or line by line.
+                        (plist-put suggestion :text
+                                   (substring text (min (length text)
+                                                        (plist-get suggestion :taken))))))
+                    (setq cfgate--inline-error nil)
                     (plist-put suggestion :done t)
                     (if (string-empty-p (plist-get suggestion :text))
                         (cfgate-dismiss-suggestion)
@@ -865,7 +1176,7 @@ other command removes it and cancels its request."
                 (with-current-buffer buffer
                   (when (eq cfgate--suggestion suggestion)
                     (cfgate-dismiss-suggestion))))
-              (cfgate--report-error err)))))
+              (cfgate--report-inline-error err)))))
       (when (eq cfgate--suggestion suggestion)
         (plist-put suggestion :request req)))))
 
@@ -882,6 +1193,58 @@ other command removes it and cancels its request."
       (cfgate-dismiss-suggestion)
       (goto-char pos)
       (insert text))))
+
+(defun cfgate-suggestion-part (text kind)
+  "The part of TEXT that accepting KIND inserts.
+KIND `word': the next word with the white space before it (or a run of
+punctuation); `line': the rest of the first line (or, when TEXT starts a
+new line, that line break and the next line); else all of TEXT."
+  (pcase kind
+    ('word (if (string-match "\\`[ \t\n]*\\(?:\\(?:\\sw\\|\\s_\\)+\\|[^ \t\n[:alnum:]_]+\\)" text)
+               (match-string 0 text)
+             text))
+    ('line (if (string-prefix-p "\n" text)
+               (concat "\n" (car (split-string (substring text 1) "\n")))
+             (car (split-string text "\n"))))
+    (_ text)))
+
+(defun cfgate--accept-part (kind)
+  "Insert the KIND part of the suggestion (see `cfgate-suggestion-part').
+The rest stays shown after point."
+  (let* ((suggestion cfgate--suggestion)
+         (text (and suggestion (plist-get suggestion :text)))
+         (ov (and suggestion (plist-get suggestion :overlay))))
+    (unless (and text (not (string-empty-p text)) (overlay-buffer ov))
+      (user-error "cfgate: no suggestion to accept"))
+    (let ((part (cfgate-suggestion-part text kind)))
+      (if (equal part text)
+          (cfgate-accept-suggestion)
+        (goto-char (overlay-start ov))
+        (insert part)
+        (move-overlay ov (point) (point))
+        (plist-put suggestion :taken (+ (plist-get suggestion :taken) (length part)))
+        (plist-put suggestion :text (substring text (length part)))
+        (cfgate--render-suggestion)))))
+
+(defun cfgate-accept-suggestion-word ()
+  "Insert the suggestion's next word; the rest stays shown."
+  (interactive)
+  (cfgate--accept-part 'word))
+
+(defun cfgate-accept-suggestion-line ()
+  "Insert the rest of the suggestion's line; the rest stays shown."
+  (interactive)
+  (cfgate--accept-part 'line))
+
+(defun cfgate--report-inline-error (err)
+  "Show ERR of an inline suggestion as one line, once until it changes.
+Typing goes on undisturbed; chat and ask show the whole error and hint."
+  (unless (cfgate--cancelled-p err)
+    (let ((line (car (split-string (cfgate--format-error err) "\n"))))
+      (unless (equal line cfgate--inline-error)
+        (setq cfgate--inline-error line)
+        (let ((message-truncate-lines t))
+          (message "%s" line))))))
 
 (defvar-local cfgate--idle-timer nil
   "Timer of `cfgate-inline-mode'.")
@@ -909,11 +1272,20 @@ other command removes it and cancels its request."
                                (current-buffer) (buffer-chars-modified-tick) (point)))))
 
 ;;;###autoload
+(define-minor-mode cfgate-mode-line-mode
+  "Show the cfgate daemon's state in every mode line.
+The same text as `cfgate-inline-mode''s lighter (` cfgate:ready',
+` cfgate:busy', ...), from the daemon's `cfgate/didChangeStatus', for
+buffers without `cfgate-inline-mode'."
+  :global t
+  :lighter (:eval (unless cfgate-inline-mode (cfgate-mode-line))))
+
+;;;###autoload
 (define-minor-mode cfgate-inline-mode
   "Ask cfgate for an inline suggestion whenever typing pauses.
 The suggestion shows after point; TAB accepts it, any other command
 removes it."
-  :lighter " cfgate"
+  :lighter (:eval (cfgate-mode-line))
   (if cfgate-inline-mode
       (add-hook 'post-command-hook #'cfgate--inline-post-command nil t)
     (remove-hook 'post-command-hook #'cfgate--inline-post-command t)

@@ -231,6 +231,13 @@ fn check_private(_path: &Path) -> Option<String> {
     None
 }
 
+impl From<&ConfigError> for crate::error::Error {
+    fn from(err: &ConfigError) -> Self {
+        crate::error::Error::new(crate::error::ErrorKind::InvalidSetting, err.to_string())
+            .with_hint(err.hint())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

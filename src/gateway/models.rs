@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderValue};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Gateway, bearer, read_limited, transport_error, upstream_error};
+use super::http::{auth_headers, read_limited, transport_error};
+use super::{Gateway, upstream_error};
 use crate::error::{Error, ErrorKind};
+pub use crate::protocol::ModelInfo;
 use crate::route::{Endpoint, route_model};
 
 /// A catalog answer larger than this is refused rather than buffered.
@@ -21,23 +22,6 @@ const MAX_CATALOG_BODY: usize = 8 * 1024 * 1024;
 /// The catalog search is paged; this bounds how many pages one listing reads.
 const MAX_PAGES: u32 = 20;
 const PER_PAGE: u32 = 100;
-
-/// One model, as far as the source knows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    /// The id to send as `model`, in the endpoint's spelling (`workers-ai/@cf/...` on
-    /// compat, `@cf/...` on REST; `openai/...`).
-    pub id: String,
-    pub owned_by: Option<String>,
-    /// Tokens of context, from the catalog.
-    pub context_window: Option<u64>,
-    pub function_calling: Option<bool>,
-    /// Price per million input tokens in USD (catalog), or the gateway's `cost_in`.
-    pub cost_in: Option<f64>,
-    /// Price per million output tokens in USD (catalog), or the gateway's `cost_out`.
-    pub cost_out: Option<f64>,
-    pub description: Option<String>,
-}
 
 /// Where the list comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,13 +77,7 @@ impl Gateway {
     }
 
     async fn get_json(&self, req: &ModelsRequest, query: &[(&str, &str)]) -> Result<Value, Error> {
-        let mut headers = HeaderMap::new();
-        if let Some(token) = &req.token {
-            headers.insert(AUTHORIZATION, bearer(token)?);
-        }
-        if let Some(token) = &req.gateway_token {
-            headers.insert("cf-aig-authorization", bearer(token)?);
-        }
+        let mut headers = auth_headers(req.token.as_ref(), req.gateway_token.as_ref())?;
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let mut url = reqwest::Url::parse(&req.url)
             .map_err(|e| Error::internal(format!("bad model list URL: {e}")))?;

@@ -279,18 +279,59 @@ fn find_content_length(buf: &[u8]) -> Option<usize> {
         .find(|&i| buf[i..i + CONTENT_LENGTH.len()].eq_ignore_ascii_case(CONTENT_LENGTH))
 }
 
+/// Room for the longest header: "Content-Length: " + 20 digits + "\r\n\r\n".
+const HEADER_ROOM: usize = 40;
+
+/// Writes the header of a `len`-byte body into `out`; returns how many bytes it took.
+fn header(len: usize, out: &mut [u8; HEADER_ROOM]) -> usize {
+    use std::io::Write;
+    let mut rest = &mut out[..];
+    // Cannot fail: the room fits the longest header.
+    let _ = write!(rest, "Content-Length: {len}\r\n\r\n");
+    HEADER_ROOM - rest.len()
+}
+
 /// One frame, header and body, ready to write.
 pub fn encode(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(body.len() + 32);
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    let mut head = [0u8; HEADER_ROOM];
+    let n = header(body.len(), &mut head);
+    let mut out = BytesMut::with_capacity(n + body.len());
+    out.extend_from_slice(&head[..n]);
     out.extend_from_slice(body);
     out.freeze()
+}
+
+/// One message serialized straight into its frame: no `serde_json::Value` on the way and
+/// no copy of the body; the header is written into room left in front of it.
+pub fn encode_message(message: &impl serde::Serialize) -> serde_json::Result<Bytes> {
+    let mut buf = Vec::with_capacity(HEADER_ROOM + 256);
+    buf.resize(HEADER_ROOM, 0);
+    serde_json::to_writer(&mut buf, message)?;
+    let mut head = [0u8; HEADER_ROOM];
+    let n = header(buf.len() - HEADER_ROOM, &mut head);
+    let start = HEADER_ROOM - n;
+    buf[start..HEADER_ROOM].copy_from_slice(&head[..n]);
+    Ok(Bytes::from(buf).slice(start..))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[tokio::test]
+    async fn a_message_encoded_in_place_reads_back_whole() {
+        for text in ["", "x", &"é".repeat(5000)] {
+            let message = serde_json::json!({"jsonrpc": "2.0", "method": "m", "params": text});
+            let frame = encode_message(&message).unwrap();
+            let body = serde_json::to_vec(&message).unwrap();
+            assert_eq!(frame, encode(&body));
+            assert_eq!(
+                read_all(&frame, usize::MAX).await,
+                vec![Incoming::Frame(body.into())]
+            );
+        }
+    }
 
     async fn read_all(input: &[u8], max: usize) -> Vec<Incoming> {
         let mut reader = FrameReader::new(input, max);

@@ -1,5 +1,6 @@
-//! cfgate as a plain language server: document sync, inline completion, completion items
-//! and AI code actions, for editors that speak LSP and will never get a cfgate plugin.
+//! cfgate as a plain language server: document sync, inline completion and completion
+//! items, for editors that speak LSP and will never get a cfgate plugin (the AI code
+//! actions are in `code_actions.rs`).
 //!
 //! Two rules shape this file. A handler takes a snapshot of its document and lets the lock
 //! go before it awaits anything, so `didChange` never waits for a model. And sync
@@ -10,21 +11,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tower_lsp_server::jsonrpc::{self, ErrorCode};
 use tower_lsp_server::ls_types::{
-    ClientCapabilities, CodeAction, CodeActionKind, CodeActionOptions, CodeActionOrCommand,
-    CodeActionParams, CodeActionProviderCapability, CodeActionResponse, Command, CompletionItem,
-    CompletionItemKind, CompletionList, CompletionOptions, CompletionParams, CompletionResponse,
-    CompletionTextEdit, CompletionTriggerKind, DidChangeTextDocumentParams,
-    DidCloseTextDocumentParams, DidOpenTextDocumentParams, DocumentChanges, Documentation,
-    ExecuteCommandOptions, ExecuteCommandParams, InlineCompletionItem, InlineCompletionList,
-    InlineCompletionParams, InsertTextFormat, MarkupContent, MarkupKind, MessageType, OneOf,
-    OptionalVersionedTextDocumentIdentifier, Position, Range, ServerCapabilities, TextDocumentEdit,
-    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions, TextEdit, Uri,
-    WorkspaceEdit,
+    ClientCapabilities, CodeActionKind, CodeActionOptions, CodeActionProviderCapability,
+    CompletionItem, CompletionItemKind, CompletionList, CompletionOptions, CompletionParams,
+    CompletionResponse, CompletionTextEdit, CompletionTriggerKind, DidChangeTextDocumentParams,
+    DidCloseTextDocumentParams, DidOpenTextDocumentParams, Documentation, ExecuteCommandOptions,
+    InlineCompletionItem, InlineCompletionList, InlineCompletionParams, InsertTextFormat,
+    MarkupContent, MarkupKind, OneOf, Position, Range, ServerCapabilities,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions, TextEdit,
 };
 use tracing::{debug, warn};
 
@@ -32,7 +28,7 @@ use super::lsp::{Backend, to_rpc_error};
 use crate::actions::Action;
 use crate::documents::{Encoding, Snapshot};
 use crate::error::Error;
-use crate::protocol::{ChatParams, CompleteParams};
+use crate::protocol::CompleteParams;
 
 /// What the client said it can do, as far as these features care.
 #[derive(Clone, Copy, Debug, Default)]
@@ -126,7 +122,7 @@ impl InFlight {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, oneshot::Sender<()>)>> {
-        self.by_uri.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.by_uri)
     }
 }
 
@@ -135,13 +131,6 @@ struct Suggested {
     doc: Snapshot,
     cursor: usize,
     text: String,
-}
-
-/// Arguments of cfgate's commands: the selection they work on.
-#[derive(Deserialize)]
-struct Target {
-    uri: Uri,
-    range: Range,
 }
 
 impl Backend {
@@ -263,137 +252,6 @@ impl Backend {
         })))
     }
 
-    /// `textDocument/codeAction`: cfgate's actions on a non-empty selection.
-    pub(super) fn code_actions(&self, params: CodeActionParams) -> Option<CodeActionResponse> {
-        let doc = self.documents.snapshot(params.text_document.uri.as_str())?;
-        let range = doc.clamp(params.range);
-        if doc.text_in(range).trim().is_empty() {
-            return None;
-        }
-        let only: Option<Vec<String>> = params
-            .context
-            .only
-            .map(|kinds| kinds.iter().map(|k| k.as_str().to_string()).collect());
-        let target = json!({"uri": params.text_document.uri, "range": range});
-        let actions: Vec<CodeActionOrCommand> = Action::ALL
-            .into_iter()
-            .filter(|a| a.wanted_by(only.as_deref()))
-            .map(|a| {
-                CodeActionOrCommand::CodeAction(CodeAction {
-                    title: a.title().into(),
-                    kind: a.kind().map(|k| CodeActionKind::from(k.to_string())),
-                    command: Some(Command {
-                        title: a.title().into(),
-                        command: a.command().into(),
-                        arguments: Some(vec![target.clone()]),
-                    }),
-                    ..CodeAction::default()
-                })
-            })
-            .collect();
-        (!actions.is_empty()).then_some(actions)
-    }
-
-    /// `workspace/executeCommand` for cfgate's actions. Fix and docs end in a
-    /// `workspace/applyEdit` to the client; explain in a `window/showMessage`. The result
-    /// says what happened: `{"applied": bool, "failureReason"?}` or `{"explanation": text}`.
-    pub(super) async fn run_command(
-        &self,
-        params: ExecuteCommandParams,
-    ) -> jsonrpc::Result<Option<Value>> {
-        let action = Action::from_command(&params.command).ok_or_else(|| {
-            jsonrpc::Error::invalid_params(format!("unknown command {:?}", params.command))
-        })?;
-        let target: Target = params
-            .arguments
-            .into_iter()
-            .next()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| jsonrpc::Error::invalid_params(format!("{}: {e}", action.command())))?
-            .ok_or_else(|| {
-                jsonrpc::Error::invalid_params(format!(
-                    "{} takes one argument: {{\"uri\", \"range\"}}",
-                    action.command()
-                ))
-            })?;
-        let doc = self
-            .documents
-            .snapshot(target.uri.as_str())
-            .ok_or_else(|| not_open(target.uri.as_str()))?;
-        let range = doc.clamp(target.range);
-        let selected = doc.text_in(range);
-        if selected.trim().is_empty() {
-            return Err(jsonrpc::Error::invalid_params(
-                "the selection is empty: select the code first",
-            ));
-        }
-        let messages = action.prompt(&doc.language, &selected);
-        let settings = self.client_settings();
-        let answer = async {
-            let chat = self
-                .service
-                .chat(
-                    &settings,
-                    ChatParams {
-                        messages,
-                        ..ChatParams::default()
-                    },
-                    false,
-                )
-                .await?;
-            chat.finish().await
-        }
-        .await
-        .map_err(to_rpc_error)?;
-
-        if !action.edits() {
-            self.client
-                .show_message(MessageType::INFO, format!("cfgate: {}", answer.content))
-                .await;
-            return Ok(Some(json!({"explanation": answer.content})));
-        }
-        // The model took a while: if the document changed meanwhile, the selection may
-        // not hold the same text any more, and the edit would land on the wrong code.
-        let now = self.documents.snapshot(target.uri.as_str());
-        if now.map(|d| d.version) != Some(doc.version) {
-            return Err(jsonrpc::Error {
-                code: ErrorCode::ContentModified,
-                message: "the document changed while cfgate was working; run the action again"
-                    .into(),
-                data: None,
-            });
-        }
-        let edit = TextEdit {
-            range,
-            new_text: action.replacement(&selected, &answer.content),
-        };
-        let workspace_edit = if self.features().versioned_edits {
-            WorkspaceEdit {
-                document_changes: Some(DocumentChanges::Edits(vec![TextDocumentEdit {
-                    text_document: OptionalVersionedTextDocumentIdentifier {
-                        uri: target.uri,
-                        version: Some(doc.version),
-                    },
-                    edits: vec![OneOf::Left(edit)],
-                }])),
-                ..WorkspaceEdit::default()
-            }
-        } else {
-            WorkspaceEdit {
-                changes: Some(HashMap::from([(target.uri, vec![edit])])),
-                ..WorkspaceEdit::default()
-            }
-        };
-        let reply = self.client.apply_edit(workspace_edit).await?;
-        let mut result = Map::new();
-        result.insert("applied".into(), reply.applied.into());
-        if let Some(reason) = reply.failure_reason {
-            result.insert("failureReason".into(), reason.into());
-        }
-        Ok(Some(Value::Object(result)))
-    }
-
     /// The suggestion at `pos`: from the last one shown if the user is typing through it,
     /// else from the model, unless a newer request for the document comes first.
     async fn suggest(&self, uri: &str, pos: Position) -> jsonrpc::Result<Option<Suggested>> {
@@ -445,7 +303,7 @@ impl Backend {
     }
 }
 
-fn not_open(uri: &str) -> jsonrpc::Error {
+pub(super) fn not_open(uri: &str) -> jsonrpc::Error {
     jsonrpc::Error::invalid_params(format!(
         "{uri} is not open (send textDocument/didOpen first)"
     ))

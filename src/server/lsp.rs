@@ -52,7 +52,7 @@ impl Backend {
     pub fn service(service: Arc<Service>, outbox: Outbox) -> (LspService<Backend>, ClientSocket) {
         LspService::build(|client| Backend {
             client,
-            registration: service.register_client(outbox.clone()),
+            registration: service.register_client(Arc::new(outbox.clone())),
             service,
             outbox,
             settings: RwLock::new(ClientSettings::default()),
@@ -329,7 +329,7 @@ impl WorkDone {
             token: &self.token,
             value,
         };
-        self.outbox.notify("$/progress", params).await;
+        self.outbox.try_notify("$/progress", params);
     }
 }
 

@@ -2,6 +2,7 @@
 //! the server does (`lsp.rs`), which is itself kept apart from the work (`service.rs`).
 
 pub mod answer_on_stop;
+mod code_actions;
 pub mod connection;
 pub mod contain;
 pub mod framing;
@@ -30,7 +31,7 @@ pub async fn serve_stdio(service: Arc<Service>, limits: Limits) -> Ending {
 /// Stdin and stdout as non-blocking pipe ends, if both are pipes. `from_owned_fd` refuses
 /// anything that is not a FIFO (a terminal, a file, a socket), which then goes the slow way.
 #[cfg(unix)]
-fn stdio_pipes() -> Option<(
+pub fn stdio_pipes() -> Option<(
     tokio::net::unix::pipe::Receiver,
     tokio::net::unix::pipe::Sender,
 )> {

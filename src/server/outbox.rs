@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 
@@ -106,35 +106,56 @@ impl Outbox {
     }
 
     /// Queues a JSON-RPC message.
-    pub fn send_json(&self, message: &Value) -> bool {
-        match serde_json::to_vec(message) {
-            Ok(body) => self.send_frame(framing::encode(&body)),
+    pub fn send_json(&self, message: &impl serde::Serialize) -> bool {
+        match framing::encode_message(message) {
+            Ok(frame) => self.send_frame(frame),
             Err(_) => false,
         }
     }
 
-    /// Sends a notification. Never waits; see the module docs.
-    pub async fn notify(&self, method: &str, params: impl serde::Serialize) {
-        self.try_notify(method, params);
-    }
-
     /// Sends a notification from code that cannot await.
     pub fn try_notify(&self, method: &str, params: impl serde::Serialize) {
-        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        self.send_json(&message);
+        self.send_json(&Notification {
+            jsonrpc: "2.0",
+            method,
+            params,
+        });
     }
 
     /// Sends a JSON-RPC error response.
     pub fn error(&self, id: Value, code: i64, message: String) {
-        let reply =
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
-        self.send_json(&reply);
+        self.send_json(&ErrorReply {
+            jsonrpc: "2.0",
+            id,
+            error: ErrorObject { code, message },
+        });
     }
 
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
     }
+}
+
+/// The messages the outbox makes itself, serialized as they are (no `Value` between).
+#[derive(serde::Serialize)]
+struct Notification<'a, P> {
+    jsonrpc: &'static str,
+    method: &'a str,
+    params: P,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorReply {
+    jsonrpc: &'static str,
+    id: Value,
+    error: ErrorObject,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorObject {
+    code: i64,
+    message: String,
 }
 
 impl OutboxWriter {
@@ -193,6 +214,12 @@ impl OutboxWriter {
                 batch = BytesMut::with_capacity(64 * 1024);
             }
         }
+    }
+}
+
+impl crate::clients::Notifier for Outbox {
+    fn notify(&self, method: &str, params: &Value) {
+        self.try_notify(method, params);
     }
 }
 

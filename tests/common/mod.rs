@@ -184,12 +184,18 @@ impl Daemon {
         if let Some(i) = self.pending.iter().position(&matches) {
             return self.pending.remove(i);
         }
-        let deadline = tokio::time::Instant::now() + WAIT;
+        // WAIT bounds a silence, not the whole wait: a long stream of progress on a busy
+        // machine is not a hang. A stream that never ends still fails, at the cap.
+        let cap = tokio::time::Instant::now() + WAIT * 10;
+        let mut deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.frames.recv()).await;
+            let next = tokio::time::timeout_at(deadline.min(cap), self.frames.recv()).await;
             match next {
                 Ok(Some(msg)) if matches(&msg) => return msg,
-                Ok(Some(msg)) => self.pending.push(msg),
+                Ok(Some(msg)) => {
+                    self.pending.push(msg);
+                    deadline = tokio::time::Instant::now() + WAIT;
+                }
                 Ok(None) => panic!(
                     "cfgate closed stdout while waiting for {what}; stderr:\n{}\nlogs:\n{}",
                     self.stderr(),

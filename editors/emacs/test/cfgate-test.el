@@ -12,6 +12,7 @@
 (require 'cl-lib)
 (require 'subr-x)
 (require 'cfgate)
+(require 'cfgate-actions)
 
 (defvar cfgate-test-url (or (getenv "FAKE_GATEWAY_URL")
                             (error "FAKE_GATEWAY_URL is not set (use test/run.sh)"))
@@ -113,6 +114,16 @@
     (should-not (cfgate-running-p))
     (should-not (process-live-p cfgate--process))))
 
+(ert-deftest cfgate-test-01c-relay-says-why ()
+  "A relay that cannot reach the shared daemon says why, from its stderr."
+  (cfgate-shutdown)
+  (let ((process-environment (cons "CFGATE_RUNTIME_DIR=/dev/null/cfgate" process-environment))
+        (cfgate-server-args '("serve" "--shared")))
+    (let ((err (should-error (cfgate-start) :type 'user-error)))
+      (should (string-search "cfgate exited with code 1" (cadr err)))
+      (should (string-search "cannot create /dev/null/cfgate" (cadr err))))
+    (should-not (cfgate-running-p))))
+
 (ert-deftest cfgate-test-02-status ()
   "The daemon starts with `cfgate-settings' and answers cfgate/status."
   (let ((status (cfgate-status)))
@@ -175,6 +186,27 @@
       (should (equal (buffer-substring (nth 0 capf) (nth 1 capf)) "comp"))))
   (should (= (length (cfgate-test--chat-requests)) 2)))
 
+(ert-deftest cfgate-test-04b-context-budget ()
+  "The context follows the daemon's completion_context_chars, split as the daemon splits it."
+  (cfgate-shutdown)
+  (let ((cfgate-settings (append cfgate-settings '((completion_context_chars . 40)))))
+    (unwind-protect
+        (progn
+          (cfgate-start)
+          (cfgate-test--wait "the budget" (lambda () (eql cfgate--context-chars 40)))
+          (with-temp-buffer
+            (insert "first line here\nsecond line é\nthird x\nafter one\nafter two\nafter three")
+            (goto-char (point-min))
+            (search-forward "third ")
+            (should (equal (cfgate-context-around (point))
+                           '("second line é\nthird " . "x\n"))))
+          (with-temp-buffer
+            (insert (make-string 50 ?a) "zz")
+            (should (equal (cfgate-context-around 51 40)
+                           (cons (make-string 38 ?a) "zz")))))
+      (cfgate-shutdown)
+      (setq cfgate--context-chars nil))))
+
 (ert-deftest cfgate-test-05-suggestion-accept ()
   "`cfgate-suggest' streams an overlay that `cfgate-accept-suggestion' inserts."
   (cfgate-test--reset)
@@ -200,6 +232,47 @@
     (should-not (cl-some (lambda (o) (overlay-get o 'cfgate))
                          (overlays-in (point-min) (point-max))))
     (should-not cfgate--suggestion-mode)))
+
+(ert-deftest cfgate-test-05b-accept-word-and-line ()
+  "Accepting a word or a line inserts exactly that part; the rest stays shown."
+  (cfgate-test--reset)
+  (cfgate-test--script '(:content "foo(bar, baz)\nreturn x"))
+  (with-temp-buffer
+    (insert "local v = ")
+    (cfgate-suggest)
+    (cfgate-test--wait "the suggestion"
+                       (lambda () (and (cfgate-suggestion-done-p)
+                                       (equal (cfgate-suggestion-text) "foo(bar, baz)\nreturn x"))))
+    (should (eq (key-binding (kbd "M-<right>")) #'cfgate-accept-suggestion-word))
+    (cfgate-accept-suggestion-word)
+    (should (equal (buffer-string) "local v = foo"))
+    (should (equal (cfgate-suggestion-text) "(bar, baz)\nreturn x"))
+    (should (= (point) (point-max)))
+    (cfgate-accept-suggestion-line)
+    (should (equal (buffer-string) "local v = foo(bar, baz)"))
+    (cfgate-accept-suggestion-line)
+    (should (equal (buffer-string) "local v = foo(bar, baz)\nreturn x"))
+    (should-not (cfgate-suggestion-text))
+    (should (= (length (cfgate-test--chat-requests)) 1))))
+
+(ert-deftest cfgate-test-05c-inline-error-one-line ()
+  "An inline failure while typing is one line, shown once until it changes."
+  (let ((cfgate-settings '((base_url . "http://127.0.0.1:9/v1") (max_attempts . 1))))
+    (cfgate-shutdown)
+    (setq cfgate--inline-error nil)
+    (unwind-protect
+        (cfgate-test--capture-messages
+          (with-temp-buffer
+            (insert "local z = ")
+            (dotimes (_ 2)
+              (cfgate-suggest)
+              (cfgate-test--wait "the failure" (lambda () (not (cfgate-suggestion-text)))))
+            (let ((shown (cl-remove-if-not (lambda (m) (string-prefix-p "cfgate: " m))
+                                           cfgate-test--messages)))
+              (should (= (length shown) 1))
+              (should (string-prefix-p "cfgate: cannot connect" (car shown)))
+              (should-not (string-search "\n" (car shown))))))
+      (cfgate-shutdown))))
 
 (ert-deftest cfgate-test-06-other-command-cancels ()
   "Any other command removes the suggestion and cancels its request."
@@ -298,7 +371,229 @@
     (should-not (cfgate-running-p))
     (cfgate-test--wait "the process to end" (lambda () (not (process-live-p proc)))))
   (should (eq (plist-get (cfgate-status) :credentials_complete) t))
+  ;; `cfgate-restart' ends the process and starts another one.
+  (let ((proc cfgate--process))
+    (cfgate-restart)
+    (should (cfgate-running-p))
+    (should-not (eq proc cfgate--process))
+    (cfgate-test--wait "the old process to end" (lambda () (not (process-live-p proc)))))
   (cfgate-shutdown))
+
+(defun cfgate-test--run (&rest args)
+  "Run CFGATE_BIN with ARGS to its end; return (STATUS . OUTPUT)."
+  (with-temp-buffer
+    (let ((status (apply #'call-process cfgate-executable nil '(t nil) nil args)))
+      (cons status (buffer-string)))))
+
+(ert-deftest cfgate-test-11-sessions-shared ()
+  "A session continues across Emacs and `cfgate chat --session' on the shared
+daemon; only the new turn is sent; a daemon that ends mid-answer leaves the
+error in the chat buffer."
+  (cfgate-shutdown)
+  (cfgate-test--reset)
+  (let* ((dir (make-temp-file "cfgate-sessions" t))
+         (process-environment
+          (append (list (concat "CFGATE_RUNTIME_DIR=" dir "/run")
+                        (concat "CFGATE_DATA_DIR=" dir "/data")
+                        (concat "CFGATE_CONFIG=" dir "/config.toml"))
+                  process-environment))
+         (cfgate-server-args '("serve" "--shared"))
+         (cfgate-settings nil))
+    (with-temp-file (concat dir "/config.toml")
+      (insert (format "base_url = \"%s/v1/acc/gw/compat\"\n" cfgate-test-url)))
+    (unwind-protect
+        (let ((buffer (cfgate-chat "first question" nil "proj")))
+          (should (equal (buffer-name buffer) "*cfgate-chat: proj*"))
+          (cfgate-test--wait "the first answer"
+                             (lambda () (not (cfgate-chat-busy-p buffer))))
+          ;; The shell continues the session ...
+          (let ((run (cfgate-test--run "chat" "--session" "proj" "second question")))
+            (should (equal run '(0 . "echo: second question\n"))))
+          ;; ... and reopening it here shows that turn.
+          (cfgate-chat nil nil "proj")
+          (should (equal (with-current-buffer buffer (buffer-string))
+                         (concat "## You\n\nfirst question\n\n## cfgate\n\necho: first question\n\n"
+                                 "## You\n\nsecond question\n\n## cfgate\n\necho: second question\n\n"
+                                 "## You\n\n")))
+          (with-current-buffer buffer (cfgate-chat "third question"))
+          (cfgate-test--wait "the third answer"
+                             (lambda () (and (not (cfgate-chat-busy-p buffer))
+                                             (with-current-buffer buffer
+                                               (string-search "echo: third question"
+                                                              (buffer-string))))))
+          ;; Each turn went upstream once, with the whole history in front of it.
+          (let* ((requests (cfgate-test--chat-requests))
+                 (sent (mapcar (lambda (r)
+                                 (mapcar (lambda (m) (concat (plist-get m :role) ": "
+                                                             (plist-get m :content)))
+                                         (plist-get (plist-get r :body) :messages)))
+                               requests)))
+            (should (= (length requests) 3))
+            (should (equal (nth 0 sent) '("user: first question")))
+            (should (equal (nth 2 sent) '("user: first question"
+                                          "assistant: echo: first question"
+                                          "user: second question"
+                                          "assistant: echo: second question"
+                                          "user: third question"))))
+          ;; The shared daemon goes away mid-answer.
+          (cfgate-test--script '(:hold_open t :chunks ["half " "an answer"]))
+          (cfgate-test--capture-messages
+            (with-current-buffer buffer (cfgate-chat "tell me"))
+            (cfgate-test--wait "the first pieces"
+                               (lambda () (with-current-buffer buffer
+                                            (string-search "half an answer" (buffer-string)))))
+            (should (equal (car (cfgate-test--run "stop")) 0))
+            (cfgate-test--wait "the chat to end" (lambda () (not (cfgate-chat-busy-p buffer))))
+            (should (string-prefix-p "cfgate: the daemon connection ended"
+                                     (cfgate-chat-error-text buffer)))
+            (should (string-search "half an answer" (with-current-buffer buffer (buffer-string))))
+            (should (cfgate-test--find-message "the daemon connection ended")))
+          (kill-buffer buffer))
+      (cfgate-shutdown)
+      (cfgate-test--run "stop")
+      (delete-directory dir t))))
+
+(ert-deftest cfgate-test-12-mode-line-and-status ()
+  "The mode line follows the daemon's state; `cfgate-status' lists clients and sessions."
+  (cfgate-test--reset)
+  (cfgate-status)
+  (should (equal (cfgate-mode-line) " cfgate:ready"))
+  (cfgate-test--script '(:hold_open t :chunks ["wait"]))
+  (let ((buffer (cfgate-chat "hold on" t)))
+    (cfgate-test--wait "busy" (lambda () (equal (cfgate-mode-line) " cfgate:busy")))
+    (with-current-buffer buffer (cfgate-chat-cancel))
+    (cfgate-test--wait "ready" (lambda () (equal (cfgate-mode-line) " cfgate:ready"))))
+  (let ((lines (cfgate--status-lines (cfgate-status))))
+    (should (member (format "clients (1): Emacs %s" emacs-version) lines))
+    (should (cl-some (lambda (l) (string-prefix-p "sessions: " l)) lines)))
+  ;; The lighter is that text (batch Emacs has no frame to format a mode line in).
+  (should (equal (cadr (assq 'cfgate-inline-mode minor-mode-alist)) '(:eval (cfgate-mode-line))))
+  ;; Everywhere else, `cfgate-mode-line-mode' shows it (once per mode line).
+  (cfgate-mode-line-mode 1)
+  (unwind-protect
+      (with-temp-buffer
+        (should (equal (eval (cadr (cadr (assq 'cfgate-mode-line-mode minor-mode-alist))) t)
+                       " cfgate:ready"))
+        (cfgate-inline-mode 1)
+        (should-not (eval (cadr (cadr (assq 'cfgate-mode-line-mode minor-mode-alist))) t)))
+    (cfgate-mode-line-mode -1)))
+
+(ert-deftest cfgate-test-13-code-actions ()
+  "Fix and add docs show the daemon's edit for review and apply it; explain shows the answer."
+  (cfgate-test--reset)
+  (let (reviewed)
+    (let ((cfgate-review-function (lambda (old new) (push (cons old new) reviewed) t))
+          (done nil))
+      (add-hook 'cfgate-action-done-hook (lambda () (setq done t)))
+      (unwind-protect
+          (with-temp-buffer
+            (insert "before\nlet x = 1 +\nafter\n")
+            (cfgate-test--script '(:content "let x = 1 + 2\n"))
+            (cfgate-fix-region 8 20)
+            (cfgate-test--wait "the fix" (lambda () done))
+            (should (equal reviewed '(("let x = 1 +\n" . "let x = 1 + 2\n"))))
+            (should (equal (buffer-string) "before\nlet x = 1 + 2\nafter\n"))
+            ;; Add docs; then declining leaves the buffer as it was.
+            (setq done nil reviewed nil)
+            (cfgate-test--script '(:content "/// Two.\nlet x = 1 + 2\n"))
+            (let ((cfgate-review-function (lambda (old new) (push (cons old new) reviewed) nil)))
+              (cfgate-document-region 8 22)
+              (cfgate-test--wait "the docs" (lambda () done)))
+            (should (equal reviewed '(("let x = 1 + 2\n" . "/// Two.\nlet x = 1 + 2\n"))))
+            (should (equal (buffer-string) "before\nlet x = 1 + 2\nafter\n"))
+            (setq done nil)
+            (cfgate-test--script '(:content "/// Two.\nlet x = 1 + 2\n"))
+            (cfgate-document-region 8 22)
+            (cfgate-test--wait "the docs again" (lambda () done))
+            (should (equal (buffer-string) "before\n/// Two.\nlet x = 1 + 2\nafter\n"))
+            ;; The default review shows the diff and asks.
+            (setq done nil)
+            (cfgate-test--script '(:content "let x = 1 + 3\n"))
+            (let ((asked nil))
+              (cl-letf (((symbol-function 'y-or-n-p)
+                         (lambda (prompt)
+                           (setq asked (cons prompt (with-current-buffer "*cfgate-diff*"
+                                                      (buffer-string))))
+                           t)))
+                (let ((cfgate-review-function #'cfgate-review-edit))
+                  (cfgate-fix-region 17 31)
+                  (cfgate-test--wait "the reviewed fix" (lambda () done))))
+              (should (equal (car asked) "cfgate: apply this edit? "))
+              (should (string-search "-let x = 1 + 2\n+let x = 1 + 3\n" (cdr asked))))
+            (should (equal (buffer-string) "before\n/// Two.\nlet x = 1 + 3\nafter\n"))
+            ;; Explain.
+            (setq done nil)
+            (cfgate-test--script '(:content "It adds."))
+            (cfgate-explain-region 8 (point-max))
+            (cfgate-test--wait "the explanation" (lambda () done))
+            (should (equal (with-current-buffer cfgate-ask-buffer-name (buffer-string)) "It adds.")))
+        (setq cfgate-action-done-hook nil)))))
+
+;;;; Model choice
+
+(defun cfgate-test--model-requests ()
+  "The model-list requests the fake received."
+  (cl-remove-if-not (lambda (r) (and (equal (plist-get r :method) "GET")
+                                     (string-match-p "/compat/models\\'" (plist-get r :path))))
+                    (cfgate-test--json (cfgate-test--http "GET" "/__fake/requests"))))
+
+(ert-deftest cfgate-test-14-select-model-offers-the-gateways-list ()
+  "`cfgate-select-model' offers the daemon's `cfgate/models' list, the current model first."
+  (cfgate-test--reset)
+  (let (offered annotations prompt)
+    (unwind-protect
+        (progn
+          (cl-letf (((symbol-function 'completing-read)
+                     (lambda (p table &rest _)
+                       (setq prompt p
+                             offered (all-completions "" table))
+                       (let ((annotate (completion-metadata-get
+                                        (completion-metadata "" table nil) 'annotation-function)))
+                         (setq annotations (mapcar (lambda (id) (funcall annotate id)) offered)))
+                       "openai/gpt-5-mini")))
+            (should (equal (cfgate-select-model) "openai/gpt-5-mini")))
+          (should (= (length (cfgate-test--model-requests)) 1))
+          (should (equal prompt (format "cfgate model (current %s): " cfgate-test-default-model)))
+          (should (equal offered
+                         (list (concat "workers-ai/" cfgate-test-default-model)
+                               "workers-ai/@cf/google/gemma-4-26b-a4b-it"
+                               "openai/gpt-5-mini"
+                               "google-ai-studio/gemini-2.5-flash"
+                               "anthropic/claude-sonnet-4-5")))
+          (should (equal annotations
+                         '("  (current), workers-ai, $0.29 in / $2.25 out per M tokens"
+                           "  workers-ai, $0.1 in / $0.3 out per M tokens"
+                           "  openai, $0.25 in / $2 out per M tokens"
+                           "  google-ai-studio, $0.3 in / $2.5 out per M tokens"
+                           "  anthropic")))
+          (should (equal (plist-get (cfgate-status) :model) "openai/gpt-5-mini"))
+          ;; A model the gateway does not list still comes first while it is current.
+          (cfgate-set-model "dynamic/support")
+          (cl-letf (((symbol-function 'completing-read)
+                     (lambda (_p table &rest _)
+                       (setq offered (all-completions "" table))
+                       "")))
+            (cfgate-select-model))
+          (should (equal (car offered) "dynamic/support"))
+          (should (= (length offered) 6))
+          (should (equal (plist-get (cfgate-status) :model) "dynamic/support")))
+      (cfgate-set-model cfgate-test-default-model))))
+
+(ert-deftest cfgate-test-14b-select-model-error ()
+  "A list that cannot be had is a user error with its message and hint; nothing is offered."
+  (let ((cfgate-settings '((base_url . "http://127.0.0.1:9/v1") (max_attempts . 1)))
+        (offered nil))
+    (cfgate-shutdown)
+    (unwind-protect
+        (cl-letf (((symbol-function 'completing-read)
+                   (lambda (&rest _) (setq offered t) "openai/gpt-5-mini")))
+          (let ((err (should-error (cfgate-select-model) :type 'user-error)))
+            (should (string-prefix-p
+                     "cfgate: cannot connect to the gateway at http://127.0.0.1:9/v1/models"
+                     (cadr err)))
+            (should (string-search "\nhint: check the network and base_url" (cadr err))))
+          (should-not offered))
+      (cfgate-shutdown))))
 
 (provide 'cfgate-test)
 ;;; cfgate-test.el ends here

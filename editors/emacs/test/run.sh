@@ -22,13 +22,13 @@ failed=0
 
 # 1. Byte-compile a copy (the checkout stays free of .elc files), warnings as errors.
 mkdir -p "$TMP/build"
-cp "$PKG/cfgate.el" "$TMP/build/"
-if (cd "$TMP/build" && emacs --batch -Q --eval '(setq byte-compile-error-on-warn t)' \
-  -f batch-byte-compile cfgate.el) >"$TMP/compile.log" 2>&1; then
-  echo "ok - cfgate.el byte-compiles without warnings"
+cp "$PKG"/*.el "$TMP/build/"
+if (cd "$TMP/build" && emacs --batch -Q -L . --eval '(setq byte-compile-error-on-warn t)' \
+  -f batch-byte-compile *.el) >"$TMP/compile.log" 2>&1; then
+  echo "ok - cfgate.el, cfgate-actions.el and cfgate-models.el byte-compile without warnings"
   passed=$((passed + 1))
 else
-  echo "not ok - cfgate.el byte-compilation:"
+  echo "not ok - byte-compilation:"
   sed 's/^/  /' "$TMP/compile.log"
   failed=$((failed + 1))
 fi

@@ -23,7 +23,7 @@ command("CfgateStart", function()
 end, { desc = "cfgate: start the daemon" })
 
 command("CfgateStop", function()
-  require("cfgate.chat").cancel()
+  require("cfgate.chat").cancel_all()
   cfgate().stop()
 end, { desc = "cfgate: stop the daemon" })
 
@@ -32,8 +32,18 @@ command("CfgateRestart", function()
 end, { desc = "cfgate: restart the daemon" })
 
 command("CfgateChat", function(o)
-  cfgate().chat(o.args, { new = o.bang })
-end, { nargs = "*", bang = true, desc = "cfgate: chat (! starts a new conversation)" })
+  -- `session=NAME` first: continue that conversation kept by the daemon.
+  local session, rest = o.args:match("^%s*session=(%S+)%s*(.*)$")
+  cfgate().chat(session and rest or o.args, { new = o.bang, session = session })
+end, {
+  nargs = "*",
+  bang = true,
+  desc = "cfgate: chat (session=NAME continues a stored conversation; ! starts a new one)",
+})
+
+command("CfgateSessions", function()
+  require("cfgate.sessions").pick_session()
+end, { desc = "cfgate: open a stored conversation" })
 
 command("CfgateAsk", function(o)
   local line1, line2 = o.line1, o.line2
@@ -67,7 +77,7 @@ end, {
   complete = function(lead)
     return vim.tbl_filter(function(m)
       return m:find(lead, 1, true) == 1
-    end, require("cfgate.config").get().models or {})
+    end, require("cfgate.models").ids())
   end,
 })
 

@@ -13,6 +13,9 @@ export const SYSTEM_PROMPT =
 
 export interface ChatDeps {
     client: Pick<CfgateClient, 'chat'>;
+    /** The session `@cfgate` continues (`cfgate.chooseSession`, else `cfgate.chat.session`),
+     *  or undefined: history from this chat's earlier turns only. */
+    session?: () => string | undefined;
     /** Told about failures (not about cancellations). */
     onError?: (message: string, error: unknown) => void;
 }
@@ -39,9 +42,15 @@ export function responseText(turn: vscode.ChatResponseTurn): string {
 }
 
 /** OpenAI messages for the request: a system prompt, this participant's earlier turns
- *  from `context.history`, then the new prompt. */
-export function buildMessages(request: vscode.ChatRequest, context: vscode.ChatContext): ChatMessage[] {
+ *  from `context.history`, then the new prompt. With a session, only the system prompt
+ *  and the new prompt: the daemon puts the session's stored turns (every client's) in
+ *  front, and sending them again would store each turn twice. */
+export function buildMessages(request: vscode.ChatRequest, context: vscode.ChatContext, session?: string): ChatMessage[] {
     const messages: ChatMessage[] = [{ role: 'system', content: SYSTEM_PROMPT }];
+    if (session) {
+        messages.push({ role: 'user', content: request.prompt });
+        return messages;
+    }
     for (const turn of context.history ?? []) {
         if (turn.participant && turn.participant !== PARTICIPANT_ID) {
             continue;
@@ -70,9 +79,16 @@ export function createChatHandler(deps: ChatDeps): vscode.ChatRequestHandler {
         }
         let streamed = '';
         let thinking = false;
+        const session = deps.session?.() || undefined;
+        if (session && (context.history ?? []).length === 0) {
+            // A new chat: say whose history the answer follows (cfgate: Choose Session shows it).
+            stream.progress(`Continuing cfgate session ${session}`);
+        }
         try {
             const result: ChatResult = await deps.client.chat(
-                { messages: buildMessages(request, context) },
+                session
+                    ? { messages: buildMessages(request, context, session), session }
+                    : { messages: buildMessages(request, context) },
                 (piece) => {
                     if (token.isCancellationRequested) {
                         return;
@@ -91,7 +107,7 @@ export function createChatHandler(deps: ChatDeps): vscode.ChatRequestHandler {
                 stream.markdown(result.content);
             }
             return {
-                metadata: { model: result.model, finish_reason: result.finish_reason, usage: result.usage },
+                metadata: { model: result.model, finish_reason: result.finish_reason, usage: result.usage, session },
             };
         } catch (error) {
             if (isCancellation(error) || token.isCancellationRequested) {

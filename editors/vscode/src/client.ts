@@ -78,6 +78,19 @@ export interface CompleteResult {
     usage: Usage | null;
 }
 
+export interface SessionSummary {
+    name: string;
+    turns: number;
+    /** Unix seconds of the last stored turn. */
+    updated: number;
+    usage?: Usage;
+}
+
+export interface SessionResult extends SessionSummary {
+    /** Every stored message in order: each turn's messages, then its answer. */
+    messages: ChatMessage[];
+}
+
 export interface StatusResult {
     version: string;
     credentials_complete: boolean;
@@ -87,8 +100,33 @@ export interface StatusResult {
     gateway_id: string | null;
     base_url: string | null;
     model: string | null;
+    /** Chars of context a completion sends around the cursor (the daemon's setting). */
+    completion_context_chars?: number;
+    clients?: { name: string | null; version: string | null }[];
+    sessions?: SessionSummary[];
     uptime_secs: number;
     requests: { total: number; in_flight: number; failed: number };
+}
+
+/** One model of `cfgate/models`; a field the gateway does not give is null. */
+export interface ModelInfo {
+    id: string;
+    owned_by: string | null;
+    context_window: number | null;
+    function_calling: boolean | null;
+    /** USD per million input tokens (catalog), or the gateway's own `cost_in`. */
+    cost_in: number | null;
+    /** USD per million output tokens (catalog), or the gateway's own `cost_out`. */
+    cost_out: number | null;
+    description?: string | null;
+}
+
+export interface ModelsResult {
+    models: ModelInfo[];
+    /** `compat`, `compat+catalog` or `catalog`. */
+    source: string;
+    cached: boolean;
+    age_secs: number;
 }
 
 /** One `report` of a `$/progress` stream: exactly one field is set. */
@@ -157,6 +195,26 @@ export class CfgateClient {
     async status(token?: CancellationToken): Promise<StatusResult> {
         await this.options.ready?.();
         return this.send<StatusResult>('cfgate/status', {}, token);
+    }
+
+    /** `cfgate/models`: the models the gateway offers (the daemon caches the list for 10
+     *  minutes; `refresh` fetches it again). */
+    async models(refresh = false, token?: CancellationToken): Promise<ModelsResult> {
+        await this.options.ready?.();
+        return this.send<ModelsResult>('cfgate/models', refresh ? { refresh: true } : {}, token);
+    }
+
+    /** `cfgate/sessions`: the stored conversations, most recently updated first. */
+    async sessions(token?: CancellationToken): Promise<SessionSummary[]> {
+        await this.options.ready?.();
+        const result = await this.send<{ sessions: SessionSummary[] }>('cfgate/sessions', {}, token);
+        return result?.sessions ?? [];
+    }
+
+    /** `cfgate/session`: one conversation with every stored message. */
+    async session(name: string, token?: CancellationToken): Promise<SessionResult> {
+        await this.options.ready?.();
+        return this.send<SessionResult>('cfgate/session', { name }, token);
     }
 
     /** vscode-jsonrpc takes a trailing `undefined` for a second positional parameter and

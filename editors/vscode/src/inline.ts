@@ -6,9 +6,12 @@ import type { CfgateClient, CompleteParams } from './client';
 import { formatError, isCancellation } from './client';
 import type { CompletionSettings } from './settings';
 
-/** Characters of context sent before and after the cursor. */
-export const PREFIX_BUDGET = 6000;
-export const SUFFIX_BUDGET = 2000;
+/** The daemon's default `completion_context_chars`; the daemon's own value comes from
+ *  `cfgate/status` (InlineDeps.contextChars). */
+export const DEFAULT_CONTEXT_CHARS = 8000;
+/** Its default split: about three quarters before the cursor, the rest after. */
+export const PREFIX_BUDGET = (DEFAULT_CONTEXT_CHARS * 3) / 4;
+export const SUFFIX_BUDGET = DEFAULT_CONTEXT_CHARS - PREFIX_BUDGET;
 
 export interface InlineDeps {
     client: Pick<CfgateClient, 'complete'>;
@@ -19,25 +22,33 @@ export interface InlineDeps {
     };
     /** Told about failures (not about cancellations). */
     onError?: (message: string, error: unknown) => void;
+    /** The daemon's `completion_context_chars` (default DEFAULT_CONTEXT_CHARS). */
+    contextChars?: () => number;
+    /** The document's path as sent: relative to the workspace folder (default: none). */
+    relativePath?: (document: vscode.TextDocument) => string | undefined;
 }
 
-/** The text around `position`, bounded to the budgets. A cut side is trimmed to whole
- *  lines so the model never sees half a line at the edge. */
+/** The text around `position` within `total` chars, split as the daemon splits it for
+ *  plain-LSP completion: about three quarters before, the rest after, a short side
+ *  leaving its share to the other. A cut side is trimmed to whole lines so the model
+ *  never sees half a line at the edge. */
 export function contextAround(
     document: vscode.TextDocument,
     position: vscode.Position,
     Range: typeof vscode.Range,
-    prefixBudget = PREFIX_BUDGET,
-    suffixBudget = SUFFIX_BUDGET,
+    total = DEFAULT_CONTEXT_CHARS,
 ): { prefix: string; suffix: string } {
     const offset = document.offsetAt(position);
+    const length = document.offsetAt(document.positionAt(Number.MAX_SAFE_INTEGER));
+    const beforeShare = Math.floor((total * 3) / 4);
+    const prefixBudget = Math.max(beforeShare, total - Math.min(length - offset, total - beforeShare));
+    const suffixBudget = total - Math.min(offset, prefixBudget);
     const startOffset = Math.max(0, offset - prefixBudget);
     let prefix = document.getText(new Range(document.positionAt(startOffset), position));
     if (startOffset > 0) {
         const newline = prefix.indexOf('\n');
         prefix = newline >= 0 ? prefix.slice(newline + 1) : prefix;
     }
-    const length = document.offsetAt(document.positionAt(Number.MAX_SAFE_INTEGER));
     const endOffset = Math.min(length, offset + suffixBudget);
     let suffix = document.getText(new Range(position, document.positionAt(endOffset)));
     if (endOffset < length) {
@@ -85,13 +96,14 @@ export class CfgateInlineCompletionProvider implements vscode.InlineCompletionIt
         if (!(await pause(settings.debounceMs, token))) {
             return undefined;
         }
-        const { prefix, suffix } = contextAround(document, position, this.deps.vs.Range);
+        const { prefix, suffix } = contextAround(document, position, this.deps.vs.Range, this.deps.contextChars?.() ?? DEFAULT_CONTEXT_CHARS);
         if (prefix.trim() === '' && suffix.trim() === '') {
             return undefined;
         }
         const params: CompleteParams = { prefix, suffix, language: document.languageId };
         if (document.uri?.scheme === 'file') {
-            params.path = document.fileName;
+            // Relative to the workspace folder, as the other editors send it.
+            params.path = this.deps.relativePath?.(document) ?? document.fileName;
         }
         try {
             const result = await this.deps.client.complete(params, undefined, token);

@@ -16,12 +16,14 @@ export interface ExtensionSettings {
     /** What goes to the daemon as initializationOptions / didChangeConfiguration. */
     daemon: DaemonSettings;
     completion: CompletionSettings;
+    /** `cfgate.chat.session`: the session `@cfgate` continues by default ('' for none). */
+    chatSession: string;
 }
 
 /** Reads one setting below `cfgate.` (e.g. `completion.enabled`). */
 export type SettingGetter = (key: string) => unknown;
 
-export const DEFAULT_DEBOUNCE_MS = 300;
+export const DEFAULT_DEBOUNCE_MS = 150;
 
 /** `cfgate.*` setting → daemon key. Never the token: that stays in the environment. */
 export const DAEMON_KEYS: ReadonlyArray<[setting: string, key: keyof DaemonSettings]> = [
@@ -62,6 +64,7 @@ export function readSettings(get: SettingGetter): ExtensionSettings {
         // The manifest's default (true) is what VS Code returns when the user set nothing.
         shared: get('shared') === true,
         daemon,
+        chatSession: text(get('chat.session')) ?? '',
         completion: {
             enabled: get('completion.enabled') !== false,
             debounceMs:

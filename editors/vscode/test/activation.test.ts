@@ -86,7 +86,18 @@ describe('extension activation (vscode stubbed, real language client and daemon)
             recorded.participants.map((p) => p.id),
             ['cfgate.chat'],
         );
-        assert.deepEqual([...recorded.commands.keys()].sort(), ['cfgate.restart', 'cfgate.selectModel', 'cfgate.status']);
+        assert.deepEqual([...recorded.commands.keys()].sort(), [
+            'cfgate.addDocsSelection',
+            'cfgate.askSelection',
+            'cfgate.chooseSession',
+            'cfgate.explainSelection',
+            'cfgate.fixSelection',
+            'cfgate.restart',
+            'cfgate.selectModel',
+            'cfgate.setGatewayToken',
+            'cfgate.status',
+        ]);
+        assert.equal(recorded.codeActionProviders.length, 1);
         const s = await status();
         assert.ok(s, JSON.stringify(recorded.messages));
         assert.equal(s.credentials_complete, true);
@@ -113,6 +124,22 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         assert.equal(result.errorDetails, undefined, JSON.stringify(result));
         assert.ok(stream.markdown.length >= 2, JSON.stringify(stream.markdown));
         assert.equal(stream.markdown.join(''), 'echo: one two three four');
+    });
+
+    test('the status bar item follows cfgate/didChangeStatus: busy while a chat streams, then ready', async () => {
+        const item = recorded.statusItems.at(-1)!;
+        await waitFor('ready', () => item.text === '$(cloud) cfgate: ready');
+        assert.equal(item.shown, true);
+        assert.equal(item.command, 'cfgate.status');
+        await fake.script({ chunks: ['slow '], hold_open: true });
+        const source = tokenSource();
+        const handler = recorded.participants[0].handler as vscode.ChatRequestHandler;
+        const stream = { markdown: () => undefined, progress: () => undefined } as unknown as vscode.ChatResponseStream;
+        const answer = handler(chatRequest('wait'), { history: [] }, stream, source.vscodeToken);
+        await waitFor('busy', () => item.text === '$(sync~spin) cfgate: busy');
+        source.cancel();
+        await answer;
+        await waitFor('ready again', () => item.text === '$(cloud) cfgate: ready');
     });
 
     test('chat cancellation goes through LanguageClient as $/cancelRequest', async () => {
@@ -175,11 +202,11 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         assert.equal(cfgateChildren().length, 1);
     });
 
-    test('cfgate.selectModel updates the setting, which reaches the daemon', async () => {
-        recorded.quickPick = (items) => items.find((i: { label: string }) => i.label === '@cf/qwen/qwen2.5-coder-32b-instruct');
+    test('cfgate.selectModel offers the daemon\'s list, updates the setting, which reaches the daemon', async () => {
+        recorded.quickPick = (items) => items.find((i: { label: string }) => i.label === 'openai/gpt-5-mini');
         await recorded.commands.get('cfgate.selectModel')!();
-        assert.equal(settings.get('cfgate.model'), '@cf/qwen/qwen2.5-coder-32b-instruct');
-        await waitFor('the daemon to use the picked model', async () => (await status())?.model === '@cf/qwen/qwen2.5-coder-32b-instruct');
+        assert.equal(settings.get('cfgate.model'), 'openai/gpt-5-mini');
+        await waitFor('the daemon to use the picked model', async () => (await status())?.model === 'openai/gpt-5-mini');
     });
 
     test('a binary that cannot start is reported as "cfgate: message — hint"; fixing the path recovers', async () => {
@@ -198,6 +225,32 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         const s = await waitFor('the daemon to come back', status);
         assert.equal(s.credentials_complete, true);
         assert.equal(cfgateChildren().length, 1);
+    });
+
+    test('cfgate.setGatewayToken keeps the token in secret storage and the daemon sends it to the gateway', async () => {
+        let asked: any;
+        recorded.inputBox = (options) => {
+            asked = options;
+            return 'gw-secret-token';
+        };
+        try {
+            assert.equal(await recorded.commands.get('cfgate.setGatewayToken')!(), true);
+            assert.equal(asked.password, true);
+            assert.equal(await (context as any).secrets.get('cfgate.gatewayToken'), 'gw-secret-token');
+            const handler = recorded.participants[0].handler as vscode.ChatRequestHandler;
+            const result = (await handler(chatRequest('hi'), { history: [] }, new RecordingStream().asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
+            assert.equal(result.errorDetails, undefined, JSON.stringify(result));
+            const [request] = await chatRequests();
+            const header = request.headers.find(([name]: [string, string]) => name.toLowerCase() === 'cf-aig-authorization');
+            assert.deepEqual(header, ['cf-aig-authorization', 'Bearer gw-secret-token']);
+            assert.ok(!recorded.output.join('\n').includes('gw-secret-token'), 'the token is in the output channel');
+            // An empty answer removes it again.
+            recorded.inputBox = () => '';
+            assert.equal(await recorded.commands.get('cfgate.setGatewayToken')!(), false);
+            assert.equal(await (context as any).secrets.get('cfgate.gatewayToken'), undefined);
+        } finally {
+            recorded.inputBox = undefined;
+        }
     });
 
     test('a daemon that dies is reported; cfgate.restart brings it back', async () => {
@@ -219,6 +272,31 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         assert.equal(s.credentials_complete, true);
         assert.equal(cfgateChildren().length, 1);
         assert.notEqual(cfgateChildren()[0], pid);
+    });
+
+    test('inline completions send the context the daemon\'s completion_context_chars allows', async () => {
+        // The daemon's own value (its config file), read from cfgate/status after the restart.
+        const config = path.join(home, 'budget.toml');
+        fs.writeFileSync(config, 'completion_context_chars = 40\n');
+        process.env.CFGATE_CONFIG = config;
+        const provider = recorded.inlineProviders[0].provider as vscode.InlineCompletionItemProvider;
+        try {
+            await recorded.commands.get('cfgate.restart')!();
+            assert.equal((await status())?.completion_context_chars, 40);
+            await fake.reset();
+            await fake.script({ content: 'y' });
+            const { document, position } = splitAt('first line here\nsecond line é\nthird |x\nafter one\nafter two\nafter three');
+            const items = (await provider.provideInlineCompletionItems(document, position, inlineContext, tokenSource().vscodeToken)) as any[];
+            assert.equal(items?.length, 1, JSON.stringify(recorded.messages));
+            const [request] = await chatRequests();
+            const sent = JSON.stringify(request.body.messages);
+            assert.ok(sent.includes(JSON.stringify('second line é\nthird <CURSOR>x\n').slice(1, -1)), sent);
+            assert.ok(!sent.includes('first line here') && !sent.includes('after one'), sent);
+        } finally {
+            delete process.env.CFGATE_CONFIG;
+            await recorded.commands.get('cfgate.restart')!();
+        }
+        assert.equal((await status())?.completion_context_chars, 8000);
     });
 
     test('deactivate stops the daemon', async () => {

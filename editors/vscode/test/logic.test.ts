@@ -4,6 +4,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type * as vscode from 'vscode';
 import { ResponseError } from 'vscode-jsonrpc/node';
@@ -13,7 +14,6 @@ import {
     CUSTOM_LABEL,
     DEFAULT_LABEL,
     PickItem,
-    SUGGESTED_MODELS,
     SelectModelUi,
     selectModel,
     showStatus,
@@ -22,9 +22,13 @@ import {
 } from '../src/commands';
 import { CfgateInlineCompletionProvider, PREFIX_BUDGET, SUFFIX_BUDGET, contextAround } from '../src/inline';
 import { DAEMON_KEYS, readSettings, settingsChange } from '../src/settings';
+import { ACTIONS, CfgateCodeActionProvider, askAboutSelection, replacement, runAction } from '../src/actions';
+import { statusBarText } from '../src/status';
+import { NEW_SESSION_LABEL, NO_SESSION_LABEL, historyMarkdown, pickSession, validateSessionName } from '../src/sessions';
 import { Daemon, FakeGateway, reapDaemons, waitFor } from '../testlib/harness';
 import {
     Position,
+    Range as FakeRange,
     RecordingStream,
     chatRequest,
     fakeDocument,
@@ -162,6 +166,16 @@ describe('inline completion provider', () => {
         assert.equal(calls.length, 1);
         assert.equal(calls[0].token, source.vscodeToken);
         assert.deepEqual(calls[0].params, { prefix: 'a = ', suffix: '', language: 'python', path: '/work/project/example.py' });
+        // In the extension the path is relative to the workspace folder, and the budget the daemon's.
+        const relative = new CfgateInlineCompletionProvider({
+            client,
+            settings: () => ({ enabled: true, debounceMs: 0 }),
+            vs,
+            relativePath: (d) => d.fileName.replace('/work/project/', ''),
+            contextChars: () => 4,
+        });
+        await relative.provideInlineCompletionItems(splitAt('abc = |1').document, splitAt('abc = |1').position, inlineContext, source.vscodeToken);
+        assert.deepEqual(calls[1].params, { prefix: ' = ', suffix: '1', language: 'python', path: 'example.py' });
     });
 
     test('an empty document asks nothing', async () => {
@@ -189,6 +203,11 @@ describe('inline completion provider', () => {
         // Small documents are sent whole.
         const small = splitAt('one\ntw|o\nthree');
         assert.deepEqual(contextAround(small.document, small.position, vs.Range), { prefix: 'one\ntw', suffix: 'o\nthree' });
+        // The daemon's budget, split as the daemon splits it (the same cases as Neovim's and Emacs's tests).
+        const third = splitAt('first line here\nsecond line é\nthird |x\nafter one\nafter two\nafter three');
+        assert.deepEqual(contextAround(third.document, third.position, vs.Range, 40), { prefix: 'second line é\nthird ', suffix: 'x\n' });
+        const short = splitAt(`${'a'.repeat(50)}|zz`);
+        assert.deepEqual(contextAround(short.document, short.position, vs.Range, 40), { prefix: 'a'.repeat(38), suffix: 'zz' });
     });
 });
 
@@ -273,12 +292,174 @@ describe('chat participant', () => {
     });
 });
 
+describe('sessions', () => {
+    test('@cfgate on a session sends only the new turn; another daemon on the same store continues it', async () => {
+        const store = fs.mkdtempSync(path.join(os.tmpdir(), 'cfgate-vscode-sessions-'));
+        const first = await Daemon.start(fake, { env: { CFGATE_DATA_DIR: store } });
+        const second = await Daemon.start(fake, { env: { CFGATE_DATA_DIR: store } });
+        try {
+            const ask = async (client: CfgateClient, prompt: string, history: unknown[] = []) => {
+                const stream = new RecordingStream();
+                const handler = createChatHandler({ client, session: () => 'proj' });
+                const context = { history } as unknown as vscode.ChatContext;
+                const result = (await handler(chatRequest(prompt), context, stream.asStream(), tokenSource().vscodeToken)) as vscode.ChatResult;
+                assert.equal(result.errorDetails, undefined);
+                assert.deepEqual(stream.progress, history.length === 0 ? ['Continuing cfgate session proj'] : []);
+                return stream.markdown.join('');
+            };
+            assert.equal(await ask(first.client, 'first question'), 'echo: first question');
+            // A new chat in another window (another client): the chat view's own history
+            // is empty, the daemon supplies the session's.
+            assert.equal(await ask(second.client, 'second question'), 'echo: second question');
+            // Within one chat, the chat view's earlier turns are not sent again.
+            assert.equal(
+                await ask(first.client, 'third question', [requestTurn('second question'), responseTurn('echo: second question')]),
+                'echo: third question',
+            );
+            const sent = (await chatRequests()).map((r) => r.body.messages.map((m: any) => `${m.role}: ${m.content}`));
+            assert.equal(sent.length, 3);
+            assert.deepEqual(sent[0], [`system: ${SYSTEM_PROMPT}`, 'user: first question']);
+            assert.deepEqual(sent[2], [
+                `system: ${SYSTEM_PROMPT}`,
+                'user: first question',
+                'assistant: echo: first question',
+                'user: second question',
+                'assistant: echo: second question',
+                'user: third question',
+            ]);
+            // The picker lists it; the history document shows every client's turns.
+            let offered: string[] = [];
+            const name = await pickSession(
+                second.client,
+                {
+                    showQuickPick: async (items) => {
+                        offered = items.map((i) => i.label);
+                        return items[0];
+                    },
+                    showInputBox: async () => assert.fail('no input expected'),
+                },
+                undefined,
+            );
+            assert.equal(name, 'proj');
+            assert.deepEqual(offered, ['proj', NEW_SESSION_LABEL, NO_SESSION_LABEL]);
+            const session = await second.client.session('proj');
+            assert.equal(
+                historyMarkdown('proj', session.messages),
+                '# cfgate session proj\n\n## You\n\nfirst question\n\n## cfgate\n\necho: first question\n\n' +
+                    '## You\n\nsecond question\n\n## cfgate\n\necho: second question\n\n' +
+                    '## You\n\nthird question\n\n## cfgate\n\necho: third question\n',
+            );
+        } finally {
+            await first.close();
+            await second.close();
+            fs.rmSync(store, { recursive: true, force: true });
+        }
+    });
+
+    test('a new session name is asked for and validated; giving up changes nothing', async () => {
+        const client = { sessions: async () => [] } as unknown as Pick<CfgateClient, 'sessions'>;
+        const pick = (label: string, typed?: string) =>
+            pickSession(client, { showQuickPick: async (items) => items.find((i) => i.label === label), showInputBox: async () => typed }, 'old');
+        assert.equal(await pick(NEW_SESSION_LABEL, ' work-2 '), 'work-2');
+        assert.equal(await pick(NEW_SESSION_LABEL, '.hidden'), undefined);
+        assert.equal(await pick(NEW_SESSION_LABEL, undefined), undefined);
+        assert.equal(await pick(NO_SESSION_LABEL), '');
+        assert.equal(validateSessionName('a/b'), '1 to 64 letters, digits, ".", "_" or "-", not starting with "."');
+        assert.equal(validateSessionName('x'.repeat(65)) !== undefined, true);
+    });
+});
+
+describe('code actions and status', () => {
+    class CodeAction {
+        command: unknown;
+        constructor(readonly title: string, readonly kind: unknown) {}
+    }
+    const codeActionVs = { CodeAction, CodeActionKind: { Empty: '', QuickFix: 'quickfix', RefactorRewrite: 'refactor.rewrite' } } as any;
+
+    test('explain, fix and add docs are offered on a selection, not without one', () => {
+        const document = fakeDocument('x = 1 +\ny = 2\n');
+        const provider = new CfgateCodeActionProvider({ client: daemon.client, vs: codeActionVs });
+        const selection = new FakeRange(new Position(0, 0), new Position(1, 0));
+        const actions = provider.provideCodeActions(document, selection as unknown as vscode.Range) as any[];
+        assert.deepEqual(
+            actions.map((a) => [a.title, a.kind, a.command.command]),
+            [
+                ['cfgate: explain', '', 'cfgate.explainSelection'],
+                ['cfgate: fix', 'quickfix', 'cfgate.fixSelection'],
+                ['cfgate: add docs', 'refactor.rewrite', 'cfgate.addDocsSelection'],
+            ],
+        );
+        assert.deepEqual(actions[1].command.arguments, [document.uri, selection]);
+        const empty = new FakeRange(new Position(1, 0), new Position(1, 0));
+        assert.deepEqual(provider.provideCodeActions(document, empty as unknown as vscode.Range), []);
+        assert.equal(ACTIONS.length, 3);
+    });
+
+    test('fix replaces the selection with the model\'s code (fences dropped, line break kept); explain shows the answer', async () => {
+        const document = fakeDocument('x = 1 +\ny = 2\n');
+        const selection = new FakeRange(new Position(0, 0), new Position(1, 0)) as unknown as vscode.Range;
+        const replaced: string[] = [];
+        const shown: string[] = [];
+        const errors: string[] = [];
+        const ui = {
+            showExplanation: (text: string) => void shown.push(text),
+            replace: async (_d: unknown, range: vscode.Range, text: string) => {
+                assert.equal(range, selection);
+                replaced.push(text);
+                return true;
+            },
+            showErrorMessage: (m: string) => void errors.push(m),
+        };
+        await fake.script({ content: '```python\nx = 1 + 1\n```' });
+        assert.equal(await runAction('fix', daemon.client, document, selection, ui), 'x = 1 + 1\n');
+        assert.deepEqual(replaced, ['x = 1 + 1\n']);
+        const [request] = await chatRequests();
+        assert.equal(request.body.messages[1].content, 'Language: python\n```\nx = 1 +\n\n```');
+        await fake.script({ content: 'It adds one.' });
+        await runAction('explain', daemon.client, document, selection, ui);
+        assert.deepEqual(shown, ['It adds one.']);
+        // A document changed meanwhile: nothing replaced, and the user is told.
+        await fake.script({ content: 'x = 2' });
+        const stale = { ...ui, replace: async () => false };
+        assert.equal(await runAction('addDocs', daemon.client, document, selection, stale), undefined);
+        assert.match(errors[0], /changed while the model was working/);
+        assert.equal(replacement('a\r\n', 'b\n\n'), 'b\r\n');
+    });
+
+    test('ask about the selection sends the instruction and the selected code, and shows the answer', async () => {
+        const document = fakeDocument('x = 1\ny = 2\nz = 3\n');
+        const selection = new FakeRange(new Position(0, 0), new Position(2, 0)) as unknown as vscode.Range;
+        const shown: string[] = [];
+        const answer = await askAboutSelection(daemon.client, document, selection, 'what does it do?', {
+            showExplanation: (t) => void shown.push(t),
+            showErrorMessage: (m) => assert.fail(m),
+        });
+        assert.equal(answer, shown[0]);
+        assert.ok(answer?.startsWith('echo: what does it do?'), answer);
+        const [request] = await chatRequests();
+        assert.equal(request.body.messages.at(-1).content, 'what does it do?\n\n```python\nx = 1\ny = 2\n\n```');
+    });
+
+    test('the status bar text says the daemon\'s state in the words the other editors use', () => {
+        assert.equal(statusBarText({ state: 'busy' }).text, '$(sync~spin) cfgate: busy');
+        assert.equal(statusBarText({ state: 'ready' }).text, '$(cloud) cfgate: ready');
+        const error = statusBarText({ state: 'error', message: 'cannot reach the gateway' });
+        assert.deepEqual([error.text, error.tooltip, error.error], ['$(error) cfgate: error', 'cfgate: cannot reach the gateway', true]);
+        assert.equal(statusBarText(undefined).text, '$(circle-slash) cfgate');
+    });
+});
+
 describe('commands', () => {
     function ui(picks: (items: PickItem[]) => PickItem | undefined, typed?: string) {
         const updates: (string | undefined)[] = [];
         const messages: string[] = [];
+        const errors: string[] = [];
+        const offered: PickItem[][] = [];
         const api: SelectModelUi = {
-            showQuickPick: async (items) => picks(items),
+            showQuickPick: async (items) => {
+                offered.push(items);
+                return picks(items);
+            },
             showInputBox: async (options) => {
                 if (typed !== undefined) {
                     assert.equal(options.validateInput(typed), undefined);
@@ -289,33 +470,71 @@ describe('commands', () => {
                 updates.push(model);
             },
             showInformationMessage: (m) => messages.push(m),
+            showErrorMessage: (m) => errors.push(m),
         };
-        return { api, updates, messages };
+        return { api, updates, messages, errors, offered };
     }
 
-    test('select model: a suggested id is stored', async () => {
-        const { api, updates, messages } = ui((items) => items.find((i) => i.label === SUGGESTED_MODELS[1].id));
-        assert.equal(await selectModel(api, undefined), SUGGESTED_MODELS[1].id);
-        assert.deepEqual(updates, [SUGGESTED_MODELS[1].id]);
-        assert.match(messages[0], /^cfgate: model set to /);
+    test('select model: the quick pick offers the daemon\'s cfgate/models list, the current model first', async () => {
+        const { api, updates, messages, errors, offered } = ui((items) => items.find((i) => i.label === 'openai/gpt-5-mini'));
+        assert.equal(await selectModel(api, daemon.client, undefined), 'openai/gpt-5-mini');
+        assert.deepEqual(errors, []);
+        const listed = (await fake.requests()).filter((r) => r.method === 'GET' && r.path.endsWith('/compat/models'));
+        assert.equal(listed.length, 1, 'the daemon asked the gateway for its list');
+        assert.deepEqual(
+            offered[0].map((i) => [i.label, i.description, i.detail]),
+            [
+                ['workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast', '(current)', 'workers-ai, $0.29 in / $2.25 out per M tokens'],
+                ['workers-ai/@cf/google/gemma-4-26b-a4b-it', undefined, 'workers-ai, $0.1 in / $0.3 out per M tokens'],
+                ['openai/gpt-5-mini', undefined, 'openai, $0.25 in / $2 out per M tokens'],
+                ['google-ai-studio/gemini-2.5-flash', undefined, 'google-ai-studio, $0.3 in / $2.5 out per M tokens'],
+                ['anthropic/claude-sonnet-4-5', undefined, 'anthropic'],
+                [CUSTOM_LABEL, undefined, undefined],
+                [DEFAULT_LABEL, undefined, '@cf/meta/llama-3.3-70b-instruct-fp8-fast'],
+            ],
+        );
+        assert.deepEqual(updates, ['openai/gpt-5-mini']);
+        assert.match(messages[0], /^cfgate: model set to openai\/gpt-5-mini/);
+        // The configured model comes first, in the gateway's spelling when listed, else as is.
+        const listedCurrent = ui(() => undefined);
+        await selectModel(listedCurrent.api, daemon.client, 'openai/gpt-5-mini');
+        assert.deepEqual(
+            listedCurrent.offered[0].slice(0, 2).map((i) => [i.label, i.description]),
+            [
+                ['openai/gpt-5-mini', '(current)'],
+                ['workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast', undefined],
+            ],
+        );
+        const unlisted = ui(() => undefined);
+        await selectModel(unlisted.api, daemon.client, 'vendor/custom-model');
+        assert.deepEqual([unlisted.offered[0][0].label, unlisted.offered[0][0].description], ['vendor/custom-model', '(current)']);
+        assert.equal(unlisted.offered[0].length, 8);
+    });
+
+    test('select model: a list that cannot be had shows its message and hint, and no quick pick', async () => {
+        const unreachable = await Daemon.start(undefined, { settings: { base_url: 'http://127.0.0.1:9/v1', max_attempts: 1 } });
+        try {
+            const { api, updates, errors, offered } = ui((items) => items[0]);
+            assert.equal(await selectModel(api, unreachable.client, undefined), undefined);
+            assert.equal(errors.length, 1, JSON.stringify(errors));
+            assert.match(errors[0], /^cfgate: cannot connect to the gateway at http:\/\/127\.0\.0\.1:9\/v1\/models: .* — check the network and base_url/);
+            assert.deepEqual(offered, []);
+            assert.deepEqual(updates, []);
+        } finally {
+            await unreachable.close();
+        }
     });
 
     test('select model: a typed id, the default, or giving up', async () => {
         const typed = ui((items) => items.find((i) => i.label === CUSTOM_LABEL), 'dynamic/support');
-        assert.equal(await selectModel(typed.api, 'openai/gpt-4o'), 'dynamic/support');
+        assert.equal(await selectModel(typed.api, daemon.client, 'openai/gpt-4o'), 'dynamic/support');
         assert.deepEqual(typed.updates, ['dynamic/support']);
         const reset = ui((items) => items.find((i) => i.label === DEFAULT_LABEL));
-        assert.equal(await selectModel(reset.api, 'openai/gpt-4o'), '');
+        assert.equal(await selectModel(reset.api, daemon.client, 'openai/gpt-4o'), '');
         assert.deepEqual(reset.updates, [undefined]);
         const none = ui(() => undefined);
-        assert.equal(await selectModel(none.api, undefined), undefined);
+        assert.equal(await selectModel(none.api, daemon.client, undefined), undefined);
         assert.deepEqual(none.updates, []);
-        const current = ui((items) => {
-            assert.equal(items[0].label, 'vendor/custom-model');
-            assert.equal(items[0].description, '(current)');
-            return undefined;
-        });
-        await selectModel(current.api, 'vendor/custom-model');
     });
 
     test('model ids are validated as cfgate does', () => {
@@ -373,19 +592,22 @@ describe('settings', () => {
             maxTokens: null,
             'completion.enabled': false,
             'completion.debounceMs': 125,
+            'chat.session': ' my-project ',
             shared: true,
         };
         assert.deepEqual(readSettings((k) => values[k]), {
             path: '/opt/cfgate',
             shared: true,
             daemon: { model: '@cf/qwen/qwen2.5-coder-32b-instruct', gateway_id: 'my-gw', account_id: 'acc123' },
+            chatSession: 'my-project',
             completion: { enabled: false, debounceMs: 125 },
         });
         assert.deepEqual(readSettings(() => undefined), {
             path: 'cfgate',
             shared: false,
             daemon: {},
-            completion: { enabled: true, debounceMs: 300 },
+            chatSession: '',
+            completion: { enabled: true, debounceMs: 150 },
         });
     });
 
@@ -406,7 +628,7 @@ describe('settings', () => {
     test('package.json contributes exactly the settings, commands and participant the code uses', () => {
         const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
         const properties = Object.keys(manifest.contributes.configuration.properties).sort();
-        const expected = ['path', 'shared', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
+        const expected = ['path', 'shared', 'chat.session', 'completion.enabled', 'completion.debounceMs', ...DAEMON_KEYS.map(([s]) => s)].map((k) => `cfgate.${k}`).sort();
         assert.deepEqual(properties, expected);
         assert.ok(!properties.some((p) => /(api|gateway)_?token/i.test(p)), 'no token setting');
         assert.deepEqual(manifest.contributes.chatParticipants.map((p: { id: string }) => p.id), [PARTICIPANT_ID]);

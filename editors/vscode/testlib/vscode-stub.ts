@@ -85,6 +85,9 @@ export const recorded = {
     inlineProviders: [] as { selector: unknown; provider: any }[],
     participants: [] as { id: string; handler: (...args: any[]) => any; iconPath?: unknown }[],
     quickPick: undefined as undefined | ((items: any[]) => any),
+    inputBox: undefined as undefined | ((options: any) => any),
+    codeActionProviders: [] as { selector: unknown; provider: any; metadata: unknown }[],
+    statusItems: [] as { text: string; tooltip: string; command: unknown; shown: boolean }[],
 };
 
 /** `cfgate.*` settings as the user would have them. */
@@ -190,6 +193,7 @@ export const vscodeStub = {
         onWillSaveTextDocument: never,
         onDidChangeWorkspaceFolders: never,
         getWorkspaceFolder: () => undefined,
+        asRelativePath: (uri: { fsPath?: string } | string) => (typeof uri === 'string' ? uri : uri.fsPath ?? ''),
         createFileSystemWatcher: () => ({ onDidCreate: never, onDidChange: never, onDidDelete: never, dispose: () => undefined }),
     },
     window: {
@@ -198,16 +202,24 @@ export const vscodeStub = {
         showWarningMessage: message('warning'),
         showErrorMessage: message('error'),
         showQuickPick: async (items: any[]) => recorded.quickPick?.(items),
-        showInputBox: async () => undefined,
+        showInputBox: async (options: unknown) => recorded.inputBox?.(options),
         activeTextEditor: undefined,
         visibleTextEditors: [],
         onDidChangeActiveTextEditor: never,
         onDidChangeVisibleTextEditors: never,
-        createStatusBarItem: () => ({ show: () => undefined, hide: () => undefined, dispose: () => undefined }),
+        createStatusBarItem: () => {
+            const item = { text: '', tooltip: '', command: undefined as unknown, shown: false, show: () => void (item.shown = true), hide: () => void (item.shown = false), dispose: () => undefined };
+            recorded.statusItems.push(item);
+            return item;
+        },
     },
     languages: {
         registerInlineCompletionItemProvider: (selector: unknown, provider: unknown) => {
             recorded.inlineProviders.push({ selector, provider });
+            return new Disposable(() => undefined);
+        },
+        registerCodeActionsProvider: (selector: unknown, provider: unknown, metadata: unknown) => {
+            recorded.codeActionProviders.push({ selector, provider, metadata });
             return new Disposable(() => undefined);
         },
         createDiagnosticCollection: () => ({ set: () => undefined, delete: () => undefined, clear: () => undefined, dispose: () => undefined }),
@@ -249,6 +261,18 @@ export function fakeExtensionContext() {
         extensionPath: path.join(__dirname, '..', '..'),
         globalState: { get: () => undefined, update: async () => undefined },
         workspaceState: { get: () => undefined, update: async () => undefined },
+        secrets: {
+            values: new Map<string, string>(),
+            async get(key: string) {
+                return this.values.get(key);
+            },
+            async store(key: string, value: string) {
+                this.values.set(key, value);
+            },
+            async delete(key: string) {
+                this.values.delete(key);
+            },
+        },
         dispose: () => subscriptions.forEach((s) => s.dispose()),
     };
 }

@@ -1,6 +1,8 @@
 --- The chat buffer (markdown): the conversation lives in the buffer under "## You" /
---- "## cfgate" headings, is sent whole on every turn, and the answer streams in.
---- Also :CfgateAsk, which streams one answer about a selection into a float.
+--- "## cfgate" headings and the answer streams in. A plain chat sends the whole buffer
+--- on every turn; a chat on a named session ("cfgate://chat/NAME") loads the daemon's
+--- stored history into the buffer and sends only the new turn, since the daemon adds
+--- the history itself (sending it again would store every turn twice).
 local config = require("cfgate.config")
 local client = require("cfgate.client")
 
@@ -9,7 +11,8 @@ local M = {}
 local ns = vim.api.nvim_create_namespace("cfgate_chat")
 local BUF_NAME = "cfgate://chat"
 
-local chats = {} -- buf -> { req, answer_mark, heading_mark, streamed }
+local chats = {} -- buf -> { session, loading, req, answer_mark, heading_mark, streamed }
+local sessions = require("cfgate.sessions")
 
 local function copts()
   return config.get().chat
@@ -61,31 +64,40 @@ function M.messages(buf)
   return messages, last and last.role or nil, last and trim_lines(last.lines) or ""
 end
 
-local function chat_buffer(create)
-  for buf, _ in pairs(chats) do
-    if vim.api.nvim_buf_is_valid(buf) then
+local function buffer_name(session)
+  return session and (BUF_NAME .. "/" .. session) or BUF_NAME
+end
+
+--- The chat buffer of a session (nil: the plain chat), created if asked.
+local function chat_buffer(create, session)
+  for buf, chat in pairs(chats) do
+    if not vim.api.nvim_buf_is_valid(buf) then
+      chats[buf] = nil
+    elseif chat.session == session then
       return buf
     end
-    chats[buf] = nil
   end
-  local existing = vim.fn.bufnr(BUF_NAME)
-  if existing ~= -1 and vim.b[existing].cfgate_chat then
-    chats[existing] = {}
-    return existing
+  local name = buffer_name(session)
+  for _, existing in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.b[existing].cfgate_chat and vim.api.nvim_buf_get_name(existing) == name then
+      chats[existing] = { session = session }
+      return existing
+    end
   end
   if not create then
     return nil
   end
   local o = copts()
   local buf = vim.api.nvim_create_buf(true, true)
-  vim.api.nvim_buf_set_name(buf, BUF_NAME)
+  vim.api.nvim_buf_set_name(buf, buffer_name(session))
   vim.bo[buf].buftype = "nofile"
   vim.bo[buf].bufhidden = "hide"
   vim.bo[buf].swapfile = false
   vim.bo[buf].filetype = "markdown"
   vim.b[buf].cfgate_chat = true
+  vim.b[buf].cfgate_session = session
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, { o.user_heading, "", "" })
-  chats[buf] = {}
+  chats[buf] = { session = session }
   local keys = o.keymaps or {}
   local function bmap(mode, lhs, fn, desc)
     if lhs and lhs ~= "" then
@@ -182,9 +194,55 @@ local function insert_at(buf, mark, text)
   to_end(buf, wins)
 end
 
---- Ends a turn: a fresh "## You" section for the next message.
-local function finish_turn(buf, chat)
+local err_ns = vim.api.nvim_create_namespace("cfgate_chat_error")
+
+--- Shows why a turn failed as virtual lines under buffer row `row` (not text: a resend
+--- must not carry it to the model); the next send clears it.
+local function show_error(buf, row, err)
+  vim.api.nvim_buf_clear_namespace(buf, err_ns, 0, -1)
+  local virt_lines = { { { "", "" } } }
+  for _, line in ipairs(vim.split(client.format_error(err), "\n", { plain = true })) do
+    table.insert(virt_lines, { { line, "ErrorMsg" } })
+  end
+  row = math.max(0, math.min(row, vim.api.nvim_buf_line_count(buf) - 1))
+  vim.api.nvim_buf_set_extmark(buf, err_ns, row, 0, { virt_lines = virt_lines })
+end
+
+--- The error shown in a chat buffer (its lines joined by "\n"), or nil.
+function M.error_text(buf)
+  local marks = vim.api.nvim_buf_get_extmarks(buf, err_ns, 0, -1, { details = true })
+  if #marks == 0 then
+    return nil
+  end
+  local lines = {}
+  for _, vl in ipairs(marks[1][4].virt_lines or {}) do
+    if vl[1][1] ~= "" then
+      table.insert(lines, vl[1][1])
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+local function last_text_row(buf)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  for i = #lines, 1, -1 do
+    if vim.trim(lines[i]) ~= "" then
+      return i - 1
+    end
+  end
+  return 0
+end
+
+--- Ends a turn: a fresh "## You" section for the next message; with err (an answer
+--- cut short), the reason under what arrived.
+local function finish_turn(buf, chat, err)
   if chat.answer_mark then
+    if err then
+      local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.answer_mark, {})
+      if pos[1] then
+        show_error(buf, pos[1], err)
+      end
+    end
     insert_at(buf, chat.answer_mark, "\n\n" .. copts().user_heading .. "\n\n")
     vim.api.nvim_buf_del_extmark(buf, ns, chat.answer_mark)
   end
@@ -194,8 +252,9 @@ local function finish_turn(buf, chat)
   chat.req, chat.answer_mark, chat.heading_mark = nil, nil, nil
 end
 
---- Removes the failed answer's section, leaving the user's message to send again.
-local function drop_turn(buf, chat)
+--- Removes the failed answer's section, leaving the user's message to send again, with
+--- the error under it.
+local function drop_turn(buf, chat, err)
   if chat.heading_mark then
     local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.heading_mark, {})
     if pos[1] then
@@ -212,20 +271,60 @@ local function drop_turn(buf, chat)
   if chat.answer_mark then
     vim.api.nvim_buf_del_extmark(buf, ns, chat.answer_mark)
   end
+  if err then
+    show_error(buf, last_text_row(buf), err)
+  end
   chat.req, chat.answer_mark, chat.heading_mark = nil, nil, nil
 end
 
---- Whether an answer is streaming into the chat buffer.
+--- Whether an answer is streaming into (or the history loading into) a chat buffer;
+--- without buf, the plain chat's.
 function M.busy(buf)
   buf = buf or chat_buffer(false)
   local chat = buf and chats[buf]
-  return chat ~= nil and chat.req ~= nil
+  return chat ~= nil and (chat.req ~= nil or chat.loading == true)
+end
+
+--- The session a chat buffer continues, or nil.
+function M.session(buf)
+  local chat = chats[buf or vim.api.nvim_get_current_buf()]
+  return chat and chat.session or nil
+end
+
+--- What a turn sends: the whole conversation for a plain chat; for a session only the
+--- messages after the last answer (the daemon puts the stored history in front), with
+--- the system prompt, which the daemon keeps as the session's latest.
+local function turn_messages(messages, session)
+  if not session then
+    return messages
+  end
+  local last_answer = 0
+  for i, m in ipairs(messages) do
+    if m.role == "assistant" then
+      last_answer = i
+    end
+  end
+  local out = {}
+  for i, m in ipairs(messages) do
+    if m.role == "system" or i > last_answer then
+      table.insert(out, m)
+    end
+  end
+  return out
+end
+
+local function chat_done()
+  vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
 end
 
 --- Sends the conversation in the chat buffer; the answer streams in below.
 function M.send(buf)
   buf = buf or chat_buffer(true)
   local chat = chats[buf]
+  if chat.loading then
+    chat.send_after_load = true
+    return
+  end
   if chat.req then
     vim.notify("cfgate: an answer is still streaming (" .. (copts().keymaps.cancel or ":CfgateStop") .. " stops it)", vim.log.levels.WARN)
     return
@@ -236,6 +335,7 @@ function M.send(buf)
     vim.notify("cfgate: write a message under '" .. o.user_heading .. "' first", vim.log.levels.WARN)
     return
   end
+  vim.api.nvim_buf_clear_namespace(buf, err_ns, 0, -1)
   local wins = followers(buf)
   append(buf, { "", o.assistant_heading, "", "" })
   local heading_row = last_line(buf) - 2
@@ -243,7 +343,10 @@ function M.send(buf)
   chat.answer_mark = vim.api.nvim_buf_set_extmark(buf, ns, last_line(buf), 0, {})
   chat.streamed = false
   to_end(buf, wins)
-  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
+  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), {
+    messages = turn_messages(messages, chat.session),
+    session = chat.session,
+  })
   local req
   req = client.request("cfgate/chat", params, {
     on_progress = function(value)
@@ -263,7 +366,7 @@ function M.send(buf)
         insert_at(buf, chat.answer_mark, result.content)
       end
       finish_turn(buf, chat)
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
+      chat_done()
     end,
     on_error = function(err)
       if chat.req ~= req or not vim.api.nvim_buf_is_valid(buf) then
@@ -271,11 +374,15 @@ function M.send(buf)
       end
       if type(err) == "table" and err.code == client.CANCELLED then
         finish_turn(buf, chat)
+      elseif chat.streamed then
+        -- Part of the answer is shown: keep it, and say under it why it stopped.
+        finish_turn(buf, chat, err)
+        client.notify_error(err)
       else
-        drop_turn(buf, chat)
+        drop_turn(buf, chat, err)
         client.notify_error(err)
       end
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateChatDone", modeline = false })
+      chat_done()
     end,
   })
   if not req.done then
@@ -296,24 +403,97 @@ function M.cancel(buf)
   end
 end
 
+--- Stops the answers streaming into every chat buffer.
+function M.cancel_all()
+  for buf in pairs(chats) do
+    M.cancel(buf)
+  end
+end
+
+--- Reloads a session buffer from the daemon's `cfgate/session` (the turns any client
+--- stored); a message being written under the last "## You" is kept. The functions in
+--- chat.after_load (text given while it loads) run after.
+local function load_session(buf)
+  local chat = chats[buf]
+  chat.loading = true
+  chat.after_load = chat.after_load or {}
+  local _, last_role, draft = M.messages(buf)
+  client.request("cfgate/session", { name = chat.session }, {
+    on_result = function(result)
+      chat.loading = false
+      if not vim.api.nvim_buf_is_valid(buf) then
+        return
+      end
+      local wins = followers(buf)
+      local lines = sessions.history_lines(type(result) == "table" and result.messages or {})
+      if last_role == "user" and draft ~= "" then
+        lines[#lines] = nil
+        vim.list_extend(lines, vim.split(draft, "\n", { plain = true }))
+      end
+      vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+      to_end(buf, wins)
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateSessionLoaded", modeline = false })
+      local send = chat.send_after_load
+      local after = chat.after_load
+      chat.send_after_load, chat.after_load = nil, nil
+      for _, fn in ipairs(after or {}) do
+        fn()
+      end
+      if send then
+        M.send(buf)
+      end
+    end,
+    on_error = function(err)
+      chat.loading = false
+      chat.send_after_load, chat.after_load = nil, nil
+      client.notify_error(err)
+    end,
+  })
+end
+
 --- :CfgateChat [text]: opens the chat; with text, adds it as your message and sends.
 --- Without text in the chat buffer, sends what you wrote under the last "## You".
 ---@param text string|nil
----@param opts { new: boolean? }|nil  new: start a new conversation
+---@param opts { new: boolean?, session: string? }|nil  new: start a new plain conversation;
+---  session: continue that named conversation (default: the `chat.session` option)
 function M.open(text, opts)
   opts = opts or {}
-  local from_chat = vim.b.cfgate_chat == true
-  local buf = chat_buffer(true)
+  local session = opts.session
+  local current = vim.api.nvim_get_current_buf()
+  if session == nil and not opts.new then
+    -- From a chat buffer: that chat's session; elsewhere the default one.
+    if vim.b[current].cfgate_chat then
+      session = M.session(current)
+    else
+      session = sessions.default_session()
+    end
+  end
+  if session ~= nil and sessions.session_name(session) ~= session then
+    vim.notify(
+      ("cfgate: invalid session name %q\nhint: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"):format(session),
+      vim.log.levels.ERROR
+    )
+    return nil
+  end
+  local from_chat = vim.b[current].cfgate_chat == true and M.session(current) == session
+  local buf = chat_buffer(true, session)
   local o = copts()
   if opts.new then
     M.cancel(buf)
     vim.api.nvim_buf_set_lines(buf, 0, -1, false, { o.user_heading, "", "" })
   end
-  show(buf)
+  local win = show(buf)
+  -- The window shows the end, so it follows the answer from the first turn on.
+  to_end(buf, { win })
   if text and text ~= "" then
-    if M.busy(buf) then
+    if M.busy(buf) and not chats[buf].loading then
       vim.notify("cfgate: an answer is still streaming", vim.log.levels.WARN)
       return buf
+    end
+  end
+  local function add_text()
+    if not text or text == "" then
+      return
     end
     local _, last_role = M.messages(buf)
     if last_role == "user" then
@@ -322,134 +502,25 @@ function M.open(text, opts)
       append(buf, { "", o.user_heading, "", "" })
       append(buf, vim.split(text, "\n", { plain = true }))
     end
+  end
+  local chat = chats[buf]
+  if session and (chat.loading or not M.busy(buf)) then
+    -- Every open shows the turns other clients stored since (text given meanwhile
+    -- goes in after them).
+    if not chat.loading then
+      load_session(buf)
+    end
+    table.insert(chat.after_load, add_text)
+    if (text and text ~= "") or (from_chat and not opts.new) then
+      chat.send_after_load = true
+    end
+    return buf
+  end
+  add_text()
+  if (text and text ~= "") or (from_chat and not opts.new) then
     M.send(buf)
-  elseif from_chat and not opts.new then
-    M.send(buf)
-  else
-    to_end(buf, { vim.api.nvim_get_current_win() })
   end
   return buf
-end
-
--- :CfgateAsk ---------------------------------------------------------------------------
-
---- The text of lines line1..line2, or the exact visual selection when the command came
---- from a characterwise/blockwise visual selection of those lines.
-local function selection(buf, line1, line2)
-  local vmode = vim.fn.visualmode()
-  local vs, ve = vim.fn.getpos("'<"), vim.fn.getpos("'>")
-  if (vmode == "v" or vmode == "\22") and vs[2] == line1 and ve[2] == line2 and vim.fn.exists("*getregion") == 1 then
-    return table.concat(vim.fn.getregion(vs, ve, { type = vmode }), "\n")
-  end
-  return table.concat(vim.api.nvim_buf_get_lines(buf, line1 - 1, line2, false), "\n")
-end
-
-local function open_float(title)
-  local o = config.get().ask
-  local width = math.max(40, math.floor(vim.o.columns * o.width))
-  local height = math.max(8, math.floor(vim.o.lines * o.height))
-  width = math.min(width, vim.o.columns - 2)
-  height = math.min(height, vim.o.lines - 4)
-  local buf = vim.api.nvim_create_buf(false, true)
-  vim.bo[buf].bufhidden = "wipe"
-  vim.bo[buf].filetype = "markdown"
-  local win_opts = {
-    relative = "editor",
-    width = width,
-    height = height,
-    row = math.floor((vim.o.lines - height) / 2) - 1,
-    col = math.floor((vim.o.columns - width) / 2),
-    style = "minimal",
-    border = o.border,
-  }
-  if o.border and o.border ~= "none" then
-    win_opts.title = " " .. title .. " "
-    win_opts.title_pos = "center"
-  end
-  local win = vim.api.nvim_open_win(buf, true, win_opts)
-  vim.wo[win].wrap = true
-  vim.wo[win].linebreak = true
-  return buf, win
-end
-
---- :'<,'>CfgateAsk {instruction}: the selection and the instruction go to cfgate/chat;
---- the answer streams into a float (q closes it and stops the answer).
-function M.ask(line1, line2, instruction, opts)
-  opts = opts or {}
-  local src = vim.api.nvim_get_current_buf()
-  if not instruction or vim.trim(instruction) == "" then
-    vim.ui.input({ prompt = "cfgate ask: " }, function(input)
-      if input and vim.trim(input) ~= "" then
-        M.ask(line1, line2, input, opts)
-      end
-    end)
-    return
-  end
-  local text = selection(src, line1, line2)
-  local ft = vim.bo[src].filetype
-  local content = instruction .. "\n\n```" .. ft .. "\n" .. text .. "\n```"
-  local messages = {}
-  local o = copts()
-  if o.system_prompt and o.system_prompt ~= "" then
-    table.insert(messages, { role = "system", content = o.system_prompt })
-  end
-  table.insert(messages, { role = "user", content = content })
-  local short = instruction:gsub("\n.*", "")
-  if #short > 40 then
-    short = short:sub(1, 37) .. "..."
-  end
-  local buf, win = open_float("cfgate: " .. short)
-  local mark = vim.api.nvim_buf_set_extmark(buf, ns, 0, 0, {})
-  local streamed = false
-  local req
-  local function close()
-    if req then
-      req:cancel()
-    end
-    if vim.api.nvim_win_is_valid(win) then
-      vim.api.nvim_win_close(win, true)
-    end
-  end
-  vim.keymap.set("n", "q", close, { buffer = buf, silent = true, desc = "cfgate: close" })
-  vim.keymap.set("n", "<Esc>", close, { buffer = buf, silent = true, desc = "cfgate: close" })
-  vim.api.nvim_create_autocmd("BufWipeout", {
-    buffer = buf,
-    once = true,
-    callback = function()
-      if req then
-        req:cancel()
-      end
-    end,
-  })
-  local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
-  req = client.request("cfgate/chat", params, {
-    on_progress = function(value)
-      if vim.api.nvim_buf_is_valid(buf) and value.kind == "report" and type(value.content) == "string" then
-        streamed = true
-        insert_at(buf, mark, value.content)
-      end
-    end,
-    on_result = function(result)
-      if not vim.api.nvim_buf_is_valid(buf) then
-        return
-      end
-      if not streamed and type(result) == "table" and type(result.content) == "string" then
-        insert_at(buf, mark, result.content)
-      end
-      vim.b[buf].cfgate_done = true
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
-    end,
-    on_error = function(err)
-      if vim.api.nvim_buf_is_valid(buf) then
-        local lines = vim.split(client.format_error(err), "\n", { plain = true })
-        vim.api.nvim_buf_set_lines(buf, -1, -1, false, vim.list_extend({ "" }, lines))
-        vim.b[buf].cfgate_done = true
-      end
-      client.notify_error(err)
-      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
-    end,
-  })
-  return buf, win
 end
 
 return M

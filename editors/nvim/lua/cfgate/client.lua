@@ -17,6 +17,9 @@ local state = {
   inflight = {}, -- Request -> true
   seq = 0,
   init_timer = nil,
+  status = nil, -- the last cfgate/didChangeStatus params
+  context_chars = nil, -- completion_context_chars from cfgate/status
+  start_failed = false, -- the last start() could not start the daemon
 }
 
 --- Calls a client method on both the 0.10 (`client.f(...)`) and 0.11 (`client:f(...)`) APIs.
@@ -133,6 +136,48 @@ local function progress_handler(err, params, ctx, cfg)
   end
 end
 
+--- `cfgate/didChangeStatus`: the daemon's state (busy, ready, unauthorized, error) for
+--- the statusline; User CfgateStatus tells statusline plugins to redraw.
+local function status_handler(_, params)
+  if type(params) == "table" and type(params.state) == "string" then
+    state.status = params
+    vim.schedule(function()
+      vim.api.nvim_exec_autocmds("User", { pattern = "CfgateStatus", modeline = false })
+      vim.cmd("redrawstatus!")
+    end)
+  end
+end
+
+--- The daemon's last reported state ({ state, message? }), or nil when it is not running.
+function M.status()
+  if not M.get() then
+    return nil
+  end
+  return state.status
+end
+
+--- The `completion_context_chars` that applies: this Neovim's own setting (it overrides
+--- the daemon's environment and config file), else the daemon's from cfgate/status.
+function M.context_chars()
+  local own = config.get().settings.completion_context_chars
+  if type(own) == "number" and own > 0 then
+    return own
+  end
+  return state.context_chars or 8000
+end
+
+--- Reads the settings the plugin follows from cfgate/status (after a start or a change).
+function M.refresh_settings()
+  local client = M.get()
+  if client and client.initialized then
+    call(client, "request", "cfgate/status", vim.empty_dict(), function(_, result)
+      if type(result) == "table" and type(result.completion_context_chars) == "number" and result.completion_context_chars > 0 then
+        state.context_chars = result.completion_context_chars
+      end
+    end)
+  end
+end
+
 --- The running client, if any.
 function M.get()
   local client = state.client_id and vim.lsp.get_client_by_id(state.client_id) or nil
@@ -149,15 +194,16 @@ function M.start()
   if existing then
     return existing
   end
+  state.start_failed = true -- until it starts
   local opts = config.get()
   local cmd = opts.cmd
   if type(cmd) ~= "table" or type(cmd[1]) ~= "string" then
-    vim.notify("cfgate: setup({cmd = ...}) must be a list such as { 'cfgate', 'serve' }", vim.log.levels.ERROR)
+    vim.notify("cfgate: setup({cmd = ...}) must be a list such as { 'cfgate', 'serve', '--shared' }", vim.log.levels.ERROR)
     return nil
   end
   if vim.fn.executable(cmd[1]) ~= 1 then
     vim.notify(
-      ("cfgate: executable not found: %s\nhint: install cfgate (cargo install --path . in the cfgate checkout) or set setup({ cmd = { '/path/to/cfgate', 'serve' } })"):format(
+      ("cfgate: executable not found: %s\nhint: install cfgate (cargo install --path . in the cfgate checkout) or set setup({ cmd = { '/path/to/cfgate', 'serve', '--shared' } })"):format(
         cmd[1]
       ),
       vim.log.levels.ERROR
@@ -177,6 +223,7 @@ function M.start()
     return nil
   end
 
+  local started_at = os.date("%F %H:%M:%S")
   local init_options = nil
   if type(opts.settings) == "table" and next(opts.settings) ~= nil then
     init_options = vim.deepcopy(opts.settings)
@@ -187,9 +234,11 @@ function M.start()
     cmd_env = opts.cmd_env,
     root_dir = vim.fn.getcwd(),
     init_options = init_options,
-    handlers = { ["$/progress"] = progress_handler },
+    handlers = { ["$/progress"] = progress_handler, ["cfgate/didChangeStatus"] = status_handler },
     flags = { exit_timeout = 2000 },
     on_init = function(client)
+      -- Only changes are sent: until the first one, an initialized daemon is ready.
+      state.status = { state = "ready" }
       if state.init_timer then
         state.init_timer:stop()
         state.init_timer:close()
@@ -200,6 +249,7 @@ function M.start()
       for _, fn in ipairs(queue) do
         fn(client)
       end
+      vim.schedule(M.refresh_settings)
     end,
     on_error = function(code, err)
       local name = vim.lsp.rpc.client_errors[code] or tostring(code)
@@ -219,19 +269,24 @@ function M.start()
         if state.client_id ~= client_id then
           return
         end
-        -- Neovim stops every client when it exits: code 0 is a normal end too.
-        local expected = state.stopping or (code == 0 and (signal or 0) == 0)
+        -- Expected only when we stopped it or Neovim is exiting: `serve --shared` ends
+        -- with code 0 when the shared daemon goes away, which is a failure to report.
+        local expected = state.stopping or vim.v.exiting ~= vim.NIL
         state.client_id = nil
         state.stopping = false
+        state.context_chars = nil
+        local reason = not expected and require("cfgate.stderr").last_line(cmd[1], started_at) or nil
         local err = expected and { code = M.CANCELLED, message = "cfgate stopped" }
           or {
-            message = ("the daemon exited (code %s%s)"):format(
+            message = ("the daemon connection ended (cfgate exited with code %s%s)%s"):format(
               tostring(code),
-              (signal and signal ~= 0) and (", signal " .. tostring(signal)) or ""
+              (signal and signal ~= 0) and (", signal " .. tostring(signal)) or "",
+              reason and (": " .. reason) or ""
             ),
             data = { hint = "see cfgate's log in ~/.local/state/cfgate/ and :checkhealth cfgate" },
           }
         if not expected then
+          state.start_failed = true
           M.notify_error(err)
           err = vim.tbl_extend("force", err, { reported = true })
         end
@@ -255,6 +310,7 @@ function M.start()
   end
   state.client_id = client_id
   state.stopping = false
+  state.start_failed = false
   local timer = vim.uv.new_timer()
   state.init_timer = timer
   timer:start(
@@ -333,6 +389,22 @@ function M.request(method, params, opts)
     req.id = id
   end)
   return req
+end
+
+--- Attaches the daemon's LSP client to a buffer, so Neovim offers its code actions
+--- (explain, fix, add docs on a selection: `gra` in visual mode) there. Neovim then
+--- keeps the daemon's copy of the buffer in step (didOpen/didChange).
+function M.attach(buf)
+  -- A daemon that could not start is not tried again on every buffer entered (its
+  -- error was shown once); the next command or setup() tries again.
+  if not M.get() and state.start_failed then
+    return
+  end
+  M.with_client(function(client)
+    if client and vim.api.nvim_buf_is_valid(buf) and not vim.lsp.buf_is_attached(buf, client.id) then
+      vim.lsp.buf_attach_client(buf, client.id)
+    end
+  end)
 end
 
 --- Sends a notification once the daemon is up.

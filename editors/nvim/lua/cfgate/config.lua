@@ -39,18 +39,16 @@ M.defaults = {
   -- Daemon settings, sent as initializationOptions: the same flat keys as the config
   -- file (base_url, account_id, gateway_id, model, max_tokens, ...).
   settings = {},
-  -- Offered by :CfgateModels (the current model is always listed first).
-  models = {
-    "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
-    "@cf/qwen/qwen2.5-coder-32b-instruct",
-    "@cf/openai/gpt-oss-120b",
-    "openai/gpt-4o-mini",
-    "anthropic/claude-sonnet-4-5",
-    "google-ai-studio/gemini-2.5-flash",
-  },
+  -- Attach the daemon to file buffers so Neovim offers its code actions (cfgate: explain,
+  -- fix, add docs) on a selection: `gra` in visual mode. Starts the daemon with the
+  -- first file buffer entered.
+  code_actions = true,
   chat = {
     -- Optional system message sent first with every chat request.
     system_prompt = nil,
+    -- Default session for :CfgateChat: a name, or a function(cwd) returning one (e.g.
+    -- the project's directory name); nil: a plain chat kept only in the buffer.
+    session = nil,
     user_heading = "## You",
     assistant_heading = "## cfgate",
     -- Where :CfgateChat opens the chat buffer: "vsplit", "split", "tab" or "current".
@@ -73,11 +71,8 @@ M.defaults = {
     -- Ask for a suggestion after typing pauses; false: only :CfgateComplete / trigger key.
     auto_trigger = true,
     debounce_ms = 150,
-    -- Context sent around the cursor (whole lines, then capped in bytes).
-    max_prefix_lines = 200,
-    max_suffix_lines = 50,
-    max_prefix_bytes = 8000,
-    max_suffix_bytes = 2000,
+    -- The context sent around the cursor is the daemon's `completion_context_chars`
+    -- (settings; 8000 by default): about three quarters before the cursor.
     -- cfgate/complete options (nil: the daemon's defaults).
     max_tokens = nil,
     temperature = nil,
@@ -86,6 +81,8 @@ M.defaults = {
     filetypes = { help = false, gitcommit = false, gitrebase = false },
     keymaps = {
       accept = "<M-l>", -- insert mode; falls back to the key's own meaning when no suggestion
+      accept_word = "<M-Right>",
+      accept_line = "<M-C-Right>",
       dismiss = "<M-h>",
       trigger = "<M-\\>",
     },
@@ -101,9 +98,6 @@ function M.set(opts)
   -- Lists are replaced, not merged.
   if opts.cmd ~= nil then
     merged.cmd = opts.cmd
-  end
-  if opts.models ~= nil then
-    merged.models = opts.models
   end
   if type(merged.cmd) == "string" then
     merged.cmd = { merged.cmd, "serve", "--shared" }

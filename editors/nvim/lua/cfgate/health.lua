@@ -24,7 +24,7 @@ function M.check()
   if path == "" then
     health.error(("executable not found: %s"):format(tostring(exe)), {
       "install cfgate (`cargo install --path .` in the cfgate checkout) so it is on $PATH",
-      "or set require('cfgate').setup({ cmd = { '/path/to/cfgate', 'serve' } })",
+      "or set require('cfgate').setup({ cmd = { '/path/to/cfgate', 'serve', '--shared' } })",
     })
     return
   end

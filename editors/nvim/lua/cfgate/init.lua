@@ -14,14 +14,42 @@ function M.setup(opts)
   config.set(opts)
   M.configured = true
   require("cfgate.inline").setup()
+  M.setup_code_actions()
   local after = config.get()
   if client.get() then
     if not vim.deep_equal(before.cmd, after.cmd) or not vim.deep_equal(before.cmd_env, after.cmd_env) then
       client.restart()
     elseif not vim.deep_equal(before.settings, after.settings) and next(after.settings) ~= nil then
       client.notify("workspace/didChangeConfiguration", { settings = { cfgate = after.settings } })
+      vim.schedule(client.refresh_settings)
     end
   end
+end
+
+local function wants_code_actions(buf)
+  local o = config.get()
+  return o.code_actions
+    and vim.api.nvim_buf_is_valid(buf)
+    and vim.bo[buf].buftype == ""
+    and vim.bo[buf].buflisted
+    and o.inline.filetypes[vim.bo[buf].filetype] ~= false
+end
+
+--- With `code_actions`, file buffers are attached to the daemon's LSP client as they
+--- are entered (and those open now), so `gra` offers cfgate's actions.
+function M.setup_code_actions()
+  local group = vim.api.nvim_create_augroup("cfgate_code_actions", { clear = true })
+  if not config.get().code_actions then
+    return
+  end
+  vim.api.nvim_create_autocmd("BufEnter", {
+    group = group,
+    callback = function(ev)
+      if wants_code_actions(ev.buf) then
+        client.attach(ev.buf)
+      end
+    end,
+  })
 end
 
 --- Starts the daemon (otherwise it starts with the first request).
@@ -46,7 +74,7 @@ end
 
 --- :'<,'>CfgateAsk {instruction}
 function M.ask(line1, line2, instruction)
-  return require("cfgate.chat").ask(line1, line2, instruction)
+  return require("cfgate.ask").ask(line1, line2, instruction)
 end
 
 --- :CfgateComplete: a suggestion at the cursor now.
@@ -73,36 +101,14 @@ function M.set_model(model)
   client.info("model " .. model)
 end
 
---- :CfgateModels [model]: pick from the configured list and the current model.
+--- :CfgateModels [model]: pick among the models the gateway offers (cfgate/models), the
+--- current one first; or set [model] directly.
 function M.models(model)
   if model and vim.trim(model) ~= "" then
     M.set_model(model)
     return
   end
-  client.request("cfgate/status", vim.empty_dict(), {
-    on_result = function(status)
-      local current = type(status) == "table" and status.model or config.get().settings.model
-      local items = {}
-      if current then
-        table.insert(items, current)
-      end
-      for _, m in ipairs(config.get().models or {}) do
-        if m ~= current then
-          table.insert(items, m)
-        end
-      end
-      vim.ui.select(items, {
-        prompt = "cfgate model",
-        format_item = function(item)
-          return item == current and (item .. "  (current)") or item
-        end,
-      }, function(choice)
-        if choice and choice ~= current then
-          M.set_model(choice)
-        end
-      end)
-    end,
-  })
+  require("cfgate.models").pick(M.set_model)
 end
 
 --- Readable lines for a cfgate/status result.
@@ -119,6 +125,18 @@ function M.format_status(st)
   if type(st.account_id) == "string" then
     table.insert(lines, ("account: %s, gateway: %s"):format(st.account_id, tostring(st.gateway_id)))
   end
+  local clients = {}
+  for _, c in ipairs(type(st.clients) == "table" and st.clients or {}) do
+    table.insert(clients, (type(c.name) == "string" and c.name or "?") .. (type(c.version) == "string" and (" " .. c.version) or ""))
+  end
+  if #clients > 0 then
+    table.insert(lines, ("clients (%d): %s"):format(#clients, table.concat(clients, ", ")))
+  end
+  local sessions = {}
+  for _, sess in ipairs(type(st.sessions) == "table" and st.sessions or {}) do
+    table.insert(sessions, ("%s (%d turn%s)"):format(tostring(sess.name), sess.turns or 0, sess.turns == 1 and "" or "s"))
+  end
+  table.insert(lines, "sessions: " .. (#sessions > 0 and table.concat(sessions, ", ") or "none"))
   local r = st.requests or {}
   table.insert(
     lines,
@@ -129,6 +147,18 @@ function M.format_status(st)
     )
   )
   return lines
+end
+
+--- For 'statusline' / 'winbar' (and statusline plugins): "cfgate: ready", "cfgate: busy",
+--- "cfgate: error", "cfgate: unauthorized", from the daemon's `cfgate/didChangeStatus`;
+--- "" while no daemon runs. Redraw on the `User CfgateStatus` autocommand.
+---   vim.o.statusline = "%f %= %{v:lua.require'cfgate'.statusline()}"
+function M.statusline()
+  local st = client.status()
+  if not st then
+    return ""
+  end
+  return "cfgate: " .. st.state
 end
 
 --- :CfgateStatus. With a callback, gets the status table instead of showing it.

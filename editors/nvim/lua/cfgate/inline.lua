@@ -16,7 +16,8 @@ local s = {
   sug = nil, -- { buf, row, col, text, done }
   skip = nil, -- { buf, tick }: the change our own accept made
   disabled = false, -- toggled off with :CfgateInlineToggle
-  last_error = nil, -- { text, time } to avoid repeating one error on every keystroke
+  last_error = nil, -- the error line shown, so one error is not repeated on every keystroke
+  error_buf = nil, -- the buffer showing that error as virtual text
 }
 
 local function opts()
@@ -46,6 +47,10 @@ function M.cancel()
     clear_marks(s.sug.buf)
     s.sug = nil
   end
+  if s.error_buf then
+    clear_marks(s.error_buf)
+    s.error_buf = nil
+  end
 end
 
 --- Whether inline suggestions are on for a buffer.
@@ -60,41 +65,14 @@ function M.enabled_for(buf)
   return o.filetypes[vim.bo[buf].filetype] ~= false
 end
 
-local function utf8_start(str, i)
-  while i <= #str do
-    local b = str:byte(i)
-    if b < 0x80 or b >= 0xC0 then
-      break
-    end
-    i = i + 1
-  end
-  return i
+--- prefix/suffix around (row, col), within the daemon's `completion_context_chars`.
+function M.context(buf, row, col)
+  return require("cfgate.context").around(buf, row, col, client.context_chars())
 end
 
---- prefix/suffix around (row, col): whole lines, capped in bytes.
-function M.context(buf, row, col)
-  local o = opts()
-  local first = math.max(0, row - o.max_prefix_lines)
-  local before = vim.api.nvim_buf_get_lines(buf, first, row + 1, false)
-  before[#before] = (before[#before] or ""):sub(1, col)
-  local prefix = table.concat(before, "\n")
-  if #prefix > o.max_prefix_bytes then
-    local cut = #prefix - o.max_prefix_bytes + 1
-    local nl = prefix:find("\n", cut, true)
-    prefix = nl and prefix:sub(nl + 1) or prefix:sub(utf8_start(prefix, cut))
-  end
-  local last = math.min(vim.api.nvim_buf_line_count(buf), row + 1 + o.max_suffix_lines)
-  local after = vim.api.nvim_buf_get_lines(buf, row, last, false)
-  after[1] = (after[1] or ""):sub(col + 1)
-  local suffix = table.concat(after, "\n")
-  if #suffix > o.max_suffix_bytes then
-    suffix = suffix:sub(1, o.max_suffix_bytes)
-    local nl = suffix:match(".*()\n")
-    if nl then
-      suffix = suffix:sub(1, nl - 1)
-    end
-  end
-  return prefix, suffix
+--- The daemon's split of a context budget (see cfgate.context).
+function M.split_context(before, after, total)
+  return require("cfgate.context").split(before, after, total)
 end
 
 local function display(text, buf)
@@ -116,7 +94,10 @@ local function render()
     return
   end
   local lines = vim.split(sug.text, "\n", { plain = true })
-  local mark = { hl_mode = "combine", right_gravity = false }
+  -- right_gravity: the cursor is drawn before inline virtual text only when the mark
+  -- sits to the right of it (with false it is drawn after the whole suggestion). Typing
+  -- at the mark removes the suggestion anyway, so where the mark would move is moot.
+  local mark = { hl_mode = "combine", right_gravity = true }
   if lines[1] ~= "" then
     mark.virt_text = { { display(lines[1], sug.buf), "CfgateSuggestion" } }
     mark.virt_text_pos = "inline"
@@ -130,17 +111,35 @@ local function render()
   vim.api.nvim_buf_set_extmark(sug.buf, ns, sug.row, math.min(sug.col, #line), mark)
 end
 
-local function report_error(err)
+--- An inline-suggestion failure, while the user types: one short line, once per
+--- distinct error until it changes or a suggestion succeeds, never a prompt that takes
+--- the next key. It is shown where the suggestion would have been (end-of-line virtual
+--- text, gone with the next key; the message area is taken by "-- INSERT --" in insert
+--- mode) and kept in :messages. Chat and ask show the whole error with its hint.
+local function report_error(err, sug)
   if type(err) == "table" and err.code == client.CANCELLED then
     return
   end
-  local text = client.format_error(err)
-  local now = vim.uv.now()
-  if s.last_error and s.last_error.text == text and now - s.last_error.time < 60000 then
+  local text = client.format_error(err):gsub("\n.*", "")
+  if s.last_error == text then
     return
   end
-  s.last_error = { text = text, time = now }
-  client.notify_error(err)
+  s.last_error = text
+  -- Shorter than the screen: a longer line would ask to press ENTER.
+  local room = math.max(20, vim.o.columns - 15)
+  if vim.fn.strdisplaywidth(text) > room then
+    text = vim.fn.strcharpart(text, 0, room - 1) .. "…"
+  end
+  vim.api.nvim_echo({ { text, "WarningMsg" } }, true, {})
+  if sug and vim.api.nvim_buf_is_valid(sug.buf) and sug.row < vim.api.nvim_buf_line_count(sug.buf) then
+    s.error_buf = sug.buf
+    vim.api.nvim_buf_set_extmark(sug.buf, ns, sug.row, 0, { virt_text = { { "  " .. text, "WarningMsg" } }, virt_text_pos = "eol" })
+  end
+end
+
+--- The last inline-suggestion error shown (one line), or nil.
+function M.last_error()
+  return s.last_error
 end
 
 --- Asks for a suggestion at the cursor now (what the debounce timer and :CfgateComplete call).
@@ -164,7 +163,8 @@ function M.trigger()
     max_tokens = o.max_tokens,
     temperature = o.temperature,
   }
-  local sug = { buf = buf, row = row, col = col, text = "", done = false }
+  -- taken: bytes of the suggestion already accepted (word by word, line by line).
+  local sug = { buf = buf, row = row, col = col, text = "", done = false, taken = 0 }
   s.sug = sug
   local req
   req = client.request("cfgate/complete", params, {
@@ -185,8 +185,9 @@ function M.trigger()
         return
       end
       sug.done = true
+      s.last_error = nil
       if type(result) == "table" and type(result.text) == "string" then
-        sug.text = result.text
+        sug.text = result.text:sub(sug.taken + 1)
       end
       render()
       vim.api.nvim_exec_autocmds("User", { pattern = "CfgateSuggestion", modeline = false })
@@ -195,11 +196,12 @@ function M.trigger()
       if s.req == req then
         s.req = nil
       end
-      if s.sug == sug then
+      local shown = s.sug == sug
+      if shown then
         clear_marks(buf)
         s.sug = nil
       end
-      report_error(err)
+      report_error(err, shown and sug or nil)
     end,
   })
   if not req.done then
@@ -245,21 +247,41 @@ function M.busy()
   return s.req ~= nil
 end
 
---- Inserts the suggestion at its position; false if there is none here.
-function M.accept()
+--- The part of `text` accept(kind) inserts: "word" the next word (with the white space
+--- before it, or a run of punctuation), "line" the rest of the first line (or, when
+--- the suggestion starts a new line, that line break and the next line), else all.
+function M.part(text, kind)
+  if kind == "word" then
+    -- Bytes >= 0x80 count as letters, so a word of any script stays whole.
+    return text:match("^%s*[%w_\128-\255]+") or text:match("^%s*[^%w_%s\128-\255]+") or text:match("^%s+") or text
+  elseif kind == "line" then
+    if text:sub(1, 1) == "\n" then
+      return "\n" .. (text:sub(2):match("^[^\n]*") or "")
+    end
+    return text:match("^[^\n]*")
+  end
+  return text
+end
+
+--- Inserts the suggestion (kind nil), or its next word ("word") or line ("line"), at its
+--- position; the rest stays shown after the cursor. False if there is none here.
+function M.accept(kind)
   local sug = s.sug
   local buf = vim.api.nvim_get_current_buf()
   if not sug or sug.text == "" or sug.buf ~= buf or not vim.api.nvim_buf_is_valid(buf) then
     return false
   end
-  local text = sug.text
-  -- Accepting while it still streams takes what is shown and stops the rest.
-  if s.req then
-    s.req:cancel()
-    s.req = nil
+  local text = M.part(sug.text, kind)
+  local whole = text == sug.text
+  if whole then
+    -- Accepting while it still streams takes what is shown and stops the rest.
+    if s.req then
+      s.req:cancel()
+      s.req = nil
+    end
+    s.sug = nil
   end
   clear_marks(buf)
-  s.sug = nil
   local lines = vim.split(text, "\n", { plain = true })
   local line = vim.api.nvim_buf_get_lines(buf, sug.row, sug.row + 1, false)[1] or ""
   local col = math.min(sug.col, #line)
@@ -267,8 +289,24 @@ function M.accept()
   local end_row = sug.row + #lines - 1
   local end_col = #lines == 1 and (col + #lines[1]) or #lines[#lines]
   s.skip = { buf = buf, tick = vim.api.nvim_buf_get_changedtick(buf) }
+  if not whole then
+    sug.taken = sug.taken + #text
+    sug.text = sug.text:sub(#text + 1)
+    sug.row, sug.col = end_row, end_col
+  end
   vim.api.nvim_win_set_cursor(0, { end_row + 1, end_col })
+  if not whole then
+    render()
+  end
   return true
+end
+
+function M.accept_word()
+  return M.accept("word")
+end
+
+function M.accept_line()
+  return M.accept("line")
 end
 
 --- Removes the suggestion; false if there was none.
@@ -292,12 +330,13 @@ function M.toggle(on)
 end
 
 local function on_text_changed_i(ev)
-  M.cancel()
   local skip = s.skip
   s.skip = nil
   if skip and skip.buf == ev.buf and skip.tick == vim.api.nvim_buf_get_changedtick(ev.buf) then
+    -- Our own accept: a partly accepted suggestion stays shown.
     return
   end
+  M.cancel()
   if opts().auto_trigger and M.enabled_for(ev.buf) then
     M.schedule()
   end
@@ -327,7 +366,9 @@ local function map(lhs, fn, desc)
 end
 
 function M.setup()
-  vim.api.nvim_set_hl(0, "CfgateSuggestion", { link = "Comment", default = true })
+  -- Its own colours, not a link to Comment: in a terminal without true colour a theme's
+  -- Comment may have only a GUI colour, and the suggestion would look like typed code.
+  vim.api.nvim_set_hl(0, "CfgateSuggestion", { fg = "#808080", ctermfg = 244, italic = true, default = true })
   local group = vim.api.nvim_create_augroup(augroup, { clear = true })
   local o = opts()
   if not o.enabled then
@@ -343,7 +384,11 @@ function M.setup()
   })
   vim.api.nvim_create_autocmd({ "CursorMovedI", "CursorMoved" }, { group = group, callback = on_cursor_moved })
   local keys = o.keymaps or {}
-  map(keys.accept, M.accept, "cfgate: accept the suggestion")
+  map(keys.accept, function()
+    return M.accept()
+  end, "cfgate: accept the suggestion")
+  map(keys.accept_word, M.accept_word, "cfgate: accept the suggestion's next word")
+  map(keys.accept_line, M.accept_line, "cfgate: accept the suggestion's next line")
   map(keys.dismiss, M.dismiss, "cfgate: dismiss the suggestion")
   map(keys.trigger, function()
     M.trigger()

@@ -7,6 +7,8 @@ use cfgate::gateway::models::ModelInfo;
 use cfgate::protocol::ModelsParams;
 use cfgate::service::Service;
 
+use crate::answer_out::print_text;
+
 pub async fn print(service: &Service, json: bool) -> ExitCode {
     let result = match service
         .models(&Layer::default(), ModelsParams { refresh: true })
@@ -19,13 +21,11 @@ pub async fn print(service: &Service, json: bool) -> ExitCode {
         }
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&result).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+        print_text(&format!("{text}\n"));
         return ExitCode::SUCCESS;
     }
-    print!("{}", table(&result.models));
+    print_text(&table(&result.models));
     ExitCode::SUCCESS
 }
 
