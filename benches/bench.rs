@@ -31,6 +31,8 @@ use fake_gateway::{Config, FakeGateway};
 mod callgrind;
 #[path = "bench/idle.rs"]
 mod idle;
+#[path = "bench/shared_path.rs"]
+mod shared_path;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -111,6 +113,7 @@ struct Args {
 
 /// The figures, by the names `--only` takes.
 const FIGURES: &[&str] = &[
+    "shared",
     "warm",
     "stream",
     "paced",
@@ -524,8 +527,17 @@ impl Daemon {
         };
         cmd.env("CFGATE_CONFIG", &config)
             .env("CFGATE_RUNTIME_DIR", home.path().join("run"));
-        cmd.args(args)
-            .stdin(Stdio::piped())
+        cmd.args(args);
+        Daemon::spawn_command(cmd, bin, home)
+    }
+
+    /// Starts `cmd` (a server: `serve`, `serve --shared`) with its stdio piped to this client.
+    fn spawn_command(
+        mut cmd: Command,
+        bin: &Path,
+        home: tempfile::TempDir,
+    ) -> Res<(Daemon, Instant)> {
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let spawned = Instant::now();
@@ -1455,6 +1467,9 @@ async fn run(args: &Args, bin: &Path, report: &mut Report) -> Res<()> {
     }
     if args.wants("callgrind") {
         callgrind::instructions(report, &plan, bin, &plain_base).await?;
+    }
+    if args.wants("shared") {
+        shared_path::shared(report, &plan, bin, &plain_base).await?;
     }
     Ok(())
 }

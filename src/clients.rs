@@ -156,6 +156,8 @@ pub fn state_after(kind: ErrorKind) -> State {
         | ErrorKind::TooLarge
         | ErrorKind::Internal => State::Error,
         ErrorKind::InvalidParams | ErrorKind::InvalidModel | ErrorKind::NotJson => State::Ready,
+        // The connection ends with it; nothing is wrong with the settings or the upstream.
+        ErrorKind::DaemonStopped => State::Ready,
     }
 }
 

@@ -45,6 +45,9 @@ pub enum ErrorKind {
     NotJson,
     /// The answer passed a bound on its size; what arrived before the cut is kept.
     TooLarge,
+    /// The shared daemon was stopped (`cfgate stop`) while the request was in flight; the
+    /// request was dropped, and so was its upstream request.
+    DaemonStopped,
     /// A bug in cfgate.
     Internal,
 }
@@ -68,6 +71,7 @@ impl ErrorKind {
         ErrorKind::BadResponse,
         ErrorKind::NotJson,
         ErrorKind::TooLarge,
+        ErrorKind::DaemonStopped,
         ErrorKind::Internal,
     ];
 
@@ -98,6 +102,7 @@ impl ErrorKind {
             ErrorKind::BadResponse => 1023,
             ErrorKind::NotJson => 1024,
             ErrorKind::TooLarge => 1025,
+            ErrorKind::DaemonStopped => 1030,
             ErrorKind::Internal => -32603,
         }
     }
@@ -162,6 +167,15 @@ impl Error {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, message)
+    }
+
+    /// What every request in flight is answered with when the shared daemon is stopped.
+    pub fn daemon_stopped() -> Self {
+        Error::new(
+            ErrorKind::DaemonStopped,
+            "the shared daemon was stopped (`cfgate stop`) before this request was answered",
+        )
+        .with_hint("restart cfgate in the editor; it starts a new shared daemon")
     }
 
     /// The `data` member of the JSON-RPC error.

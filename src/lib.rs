@@ -9,8 +9,9 @@
 //!
 //! 0. `error`, `protocol`, `route`, `sync`, `memo`: the error every caller sees, the wire
 //!    types of `docs/protocol.md`, model id routing, the one lock helper, a tiny memo.
-//! 1. `config`, `auth`, `complete`, `actions`, `documents`, `suggest`, `hardening`,
-//!    `shutdown`, `parent`, `logging`: settings and which credential goes in which header, the
+//! 1. `config`, `client_layers`, `auth`, `complete`, `actions`, `documents`, `suggest`,
+//!    `hardening`, `shutdown`, `parent`, `logging`: settings (and the layers a shared-daemon
+//!    client sends) and which credential goes in which header, the
 //!    completion and code-action prompts, open documents and the context around a cursor,
 //!    process-wide plumbing.
 //! 2. `gateway`: the upstream client.
@@ -28,6 +29,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod client_layers;
 pub mod clients;
 pub mod complete;
 pub mod config;

@@ -95,8 +95,9 @@ fn main() -> ExitCode {
         ..
     } = cli.command
     {
-        // Only relays bytes: one thread, no HTTP client, so each editor's process is light.
-        // Its own failure is printed plainly; the log file has the rest.
+        // Only hands its stdio to the daemon (or copies bytes): one thread, no HTTP client,
+        // so each editor's process is light. Its own failure is printed plainly; the log
+        // file has the rest.
         let guard = cfgate::logging::init("info", Stderr::Quiet);
         let code = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -104,7 +105,7 @@ fn main() -> ExitCode {
         {
             Ok(rt) => {
                 let code = rt.block_on(shared_cli::serve_shared(listen));
-                // Not waiting for the blocking stdin read, which may never end.
+                // Not waiting for a terminal's stdin read (its own thread), which may never end.
                 rt.shutdown_background();
                 code
             }
@@ -114,15 +115,18 @@ fn main() -> ExitCode {
             }
         };
         drop(guard);
-        // Exit now: waiting for the runtime would wait for the blocking stdin read.
+        // Exit now, whatever still reads a terminal's stdin.
         std::process::exit(code);
     }
     // One editor connection is a sequence of small messages: on one thread the reader,
     // the handlers, hyper's connection tasks and the writer wake each other without a
-    // futex or a context switch (docs/performance.md). The shared daemon serves many
-    // clients, and the one-shot commands gain nothing from it: they keep the pool.
+    // futex or a context switch (docs/performance.md). The shared daemon too: its
+    // clients' messages are as small, and on the pool a stream's first piece came 0.18 ms
+    // later than from a private daemon. The one-shot commands gain nothing: they keep the pool.
     let mut builder = match cli.command {
-        Command::Serve { .. } => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve { .. } | Command::Daemon { .. } => {
+            tokio::runtime::Builder::new_current_thread()
+        }
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {

@@ -190,6 +190,9 @@ pub struct StatusResult {
     /// The daemon's rate budget of each gateway it sent to.
     #[serde(default)]
     pub budgets: Vec<BudgetStatus>,
+    /// On the shared daemon: the daemon's own facts, beside this client's settings above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonFacts>,
 }
 
 /// One gateway's rate budget, shared by every client of the daemon.
@@ -204,6 +207,21 @@ pub struct BudgetStatus {
     pub used_last_minute: u32,
     /// How long the cool-down after a 429 still runs, if it does.
     pub cool_down_ms: Option<u64>,
+}
+
+/// What the shared daemon says of itself to each client.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaemonFacts {
+    pub pid: u32,
+    /// When it started, in seconds since the Unix epoch.
+    pub started: u64,
+    /// The loopback endpoint's address, when it serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// What this client asked for and did not get (e.g. `--listen` to a daemon already
+    /// running without the endpoint).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One authorization header and the setting whose value it carries.

@@ -22,9 +22,15 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::server::connection;
 use crate::service::Service;
 use crate::sessions::create_private_dir;
+
+pub mod end;
+pub mod fd_stream;
+pub mod hello;
+pub mod relay;
+mod serve_client;
+mod socket_io;
 
 /// Overrides the folder of the socket, lock and token (tests, unusual setups).
 pub const ENV_RUNTIME_DIR: &str = "CFGATE_RUNTIME_DIR";
@@ -38,6 +44,8 @@ const START_WAIT: Duration = Duration::from_secs(20);
 /// How long a new daemon waits for an exiting one to let go of the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(25);
+/// How long a stopped daemon waits for its connections to answer and end.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where the shared daemon's files are.
 #[derive(Clone, Debug)]
@@ -132,6 +140,8 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
     let deadline = Instant::now() + START_WAIT;
     let mut started = 0;
     let mut daemon: Option<tokio::process::Child> = None;
+    // What the daemon started wrote on its stdout: `ready` once it listens, else why not.
+    let mut said = String::new();
     loop {
         if let Ok(stream) = UnixStream::connect(&paths.socket).await {
             return Ok(stream);
@@ -146,7 +156,7 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
             // One that lost the race exits 0; one that failed says why, and would fail the
             // same way again (a port in use, a folder it cannot write).
             if !status.success() {
-                let reason = start_failure(child).await;
+                let reason = start_failure(child, &said).await;
                 return Err(format!(
                     "the shared daemon did not start: {reason} (the log in {} has more)",
                     log_hint()
@@ -161,6 +171,7 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
                 ));
             }
             daemon = Some(spawn_daemon(daemon_args)?);
+            said.clear();
             started += 1;
         }
         if Instant::now() > deadline {
@@ -170,20 +181,38 @@ pub async fn connect_or_start(paths: &Paths, daemon_args: &[String]) -> Result<U
                 START_WAIT.as_secs()
             ));
         }
-        tokio::time::sleep(POLL).await;
+        // Until the daemon says it listens (or ends): connecting at once then, not at the
+        // next poll, is most of a first start's time.
+        match daemon.as_mut().and_then(|child| child.stdout.as_mut()) {
+            Some(stdout) => {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 512];
+                match tokio::time::timeout(POLL, stdout.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        if said.len() < 4096 {
+                            said.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        }
+                    }
+                    // Its stdout is closed: it has ended, or is about to.
+                    Ok(_) => tokio::time::sleep(POLL).await,
+                    Err(_elapsed) => {}
+                }
+            }
+            None => tokio::time::sleep(POLL).await,
+        }
     }
 }
 
-fn log_hint() -> String {
+pub(crate) fn log_hint() -> String {
     crate::logging::log_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_else(|| "the state folder".into())
 }
 
 /// What a daemon that failed to start wrote on its stdout: why (see [`report_start_failure`]).
-async fn start_failure(child: &mut tokio::process::Child) -> String {
+async fn start_failure(child: &mut tokio::process::Child, said: &str) -> String {
     use tokio::io::AsyncReadExt;
-    let mut reason = String::new();
+    let mut reason = said.replace(READY, "");
     if let Some(stdout) = child.stdout.as_mut() {
         // It has exited, so this ends at once; bounded all the same.
         let mut limited = stdout.take(4096);
@@ -194,6 +223,18 @@ async fn start_failure(child: &mut tokio::process::Child) -> String {
         "" => "it gave no reason".to_string(),
         reason => reason.to_string(),
     }
+}
+
+/// What a daemon writes on its stdout once it listens.
+const READY: &str = "ready\n";
+
+/// A daemon that listens says so on its stdout, so the client that started it connects at
+/// once.
+fn report_ready() {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(READY.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// A daemon that cannot start says why on its stdout, which only the client that started it
@@ -218,41 +259,6 @@ fn spawn_daemon(args: &[String]) -> Result<tokio::process::Child, String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the shared daemon: {e}"))
-}
-
-/// Joins stdin/stdout to the daemon until either side ends.
-///
-/// When both are pipes they are copied through the reactor, like `serve`'s (no thread
-/// hop per read and write, and no blocking-pool thread waking to retire when idle).
-pub async fn proxy_stdio(stream: UnixStream) {
-    match crate::server::stdio_pipes() {
-        Some((stdin, stdout)) => proxy(stream, stdin, stdout).await,
-        None => proxy(stream, tokio::io::stdin(), tokio::io::stdout()).await,
-    }
-}
-
-async fn proxy<R, W>(stream: UnixStream, mut input: R, mut output: W)
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::AsyncWriteExt;
-    let (mut from_daemon, mut to_daemon) = stream.into_split();
-    let to = async {
-        let _ = tokio::io::copy(&mut input, &mut to_daemon).await;
-        let _ = to_daemon.shutdown().await;
-        // The daemon's answers may still be coming: only their end ends the relay.
-        std::future::pending::<()>().await
-    };
-    let from = async {
-        let copied = tokio::io::copy(&mut from_daemon, &mut output).await;
-        let _ = output.flush().await;
-        tracing::debug!(?copied, "the shared daemon's side of the connection ended");
-    };
-    tokio::select! {
-        _ = to => {}
-        _ = from => {}
-    }
 }
 
 /// The lock that makes this process the one shared daemon: `None` when another daemon
@@ -352,7 +358,7 @@ async fn serve_as_daemon(
                 Ok((bound, handle)) => {
                     let _ = std::fs::write(&addr_file, format!("{bound}\n"));
                     info!(%bound, "loopback endpoint listening");
-                    Some(handle)
+                    Some((bound, handle))
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&token_file);
@@ -377,21 +383,40 @@ async fn serve_as_daemon(
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot make {} private: {e}", paths.socket.display()))?;
     info!(socket = %paths.socket.display(), idle_exit_secs = idle_exit.as_secs(), "shared daemon listening");
+    report_ready();
 
     let (clients_tx, clients_rx) = watch::channel(0usize);
     let clients_tx = Arc::new(clients_tx);
+    let mut clients_left = clients_rx.clone();
     // A daemon asked to serve the endpoint stays for its callers, which hold no connection
     // to count; `cfgate stop` ends it.
     let serves_endpoint = endpoint.is_some();
+    let facts = Arc::new(crate::protocol::DaemonFacts {
+        pid: std::process::id(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        listen: endpoint.as_ref().map(|(bound, _)| bound.to_string()),
+        warnings: Vec::new(),
+    });
     let stop = tokio::select! {
-        _ = accept_loop(listener, service, clients_tx, max_frame) => Stop::Signal,
+        _ = accept_loop(listener, service.clone(), facts, clients_tx, max_frame) => Stop::Signal,
         _ = idle(clients_rx, idle_exit), if !serves_endpoint => Stop::Idle,
         _ = crate::shutdown::requested() => Stop::Signal,
     };
     info!(?stop, "shared daemon stopping");
+    if stop == Stop::Signal {
+        // Every request in flight is answered `daemon_stopped` and every connection told
+        // why it ends, before the process goes.
+        service.stop();
+        let left = tokio::time::timeout(STOP_GRACE, clients_left.wait_for(|n| *n == 0)).await;
+        if left.is_err() {
+            warn!("stopping with clients whose connection did not end in time");
+        }
+    }
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.pid);
-    if let Some(handle) = endpoint {
+    if let Some((_, handle)) = endpoint {
         let _ = handle.stop();
         let _ = std::fs::remove_file(&addr_file);
         let _ = std::fs::remove_file(&token_file);
@@ -402,6 +427,7 @@ async fn serve_as_daemon(
 async fn accept_loop(
     listener: UnixListener,
     service: Arc<Service>,
+    facts: Arc<crate::protocol::DaemonFacts>,
     clients: Arc<watch::Sender<usize>>,
     max_frame: usize,
 ) {
@@ -427,20 +453,10 @@ async fn accept_loop(
         }
         clients.send_modify(|n| *n += 1);
         let service = service.clone();
+        let facts = facts.clone();
         let clients = clients.clone();
         tokio::spawn(async move {
-            let (input, output) = stream.into_split();
-            let ending = connection::serve(
-                input,
-                output,
-                service,
-                connection::Limits {
-                    max_frame,
-                    ..connection::Limits::default()
-                },
-            )
-            .await;
-            info!(?ending, "client disconnected");
+            serve_client::serve_client(stream, service, facts, max_frame).await;
             clients.send_modify(|n| *n = n.saturating_sub(1));
         });
     }

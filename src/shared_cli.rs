@@ -35,14 +35,16 @@ mod unix {
             Ok(paths) => shared::connect_or_start(&paths, &daemon_args).await,
             Err(e) => Err(e),
         };
-        match stream {
-            Ok(stream) => {
-                tokio::select! {
-                    _ = shared::proxy_stdio(stream) => {}
-                    _ = cfgate::parent::gone() => {}
-                }
-                0
-            }
+        let asked = listen.map(|addr| addr.to_string());
+        let code = match stream {
+            Ok(stream) => tokio::select! {
+                code = shared::relay::run(stream, asked.as_deref()) => code,
+                _ = cfgate::parent::gone() => Ok(0),
+            },
+            Err(e) => Err(e),
+        };
+        match code {
+            Ok(code) => code,
             Err(e) => {
                 tracing::error!("{e}");
                 eprintln!("cfgate: {e}");
@@ -200,7 +202,10 @@ mod unix {
             Ok(status) => {
                 line(
                     "shared daemon",
-                    &format!("running, up {}s", status["uptime_secs"]),
+                    &format!(
+                        "running, up {}s, pid {}",
+                        status["uptime_secs"], status["daemon"]["pid"]
+                    ),
                 );
                 // This command is itself a client; the others are the tools.
                 for c in status["clients"].as_array().into_iter().flatten() {

@@ -44,7 +44,7 @@ impl DaemonClient {
     /// `Ok(None)`: no daemon runs and `start` was false.
     pub async fn connect(start: bool) -> Result<Option<DaemonClient>, String> {
         let paths = Paths::from_env()?;
-        let stream = if start {
+        let mut stream = if start {
             shared::connect_or_start(&paths, &[]).await?
         } else {
             match UnixStream::connect(&paths.socket).await {
@@ -52,6 +52,13 @@ impl DaemonClient {
                 Err(_) => return Ok(None),
             }
         };
+        // This command's own settings, which the daemon resolves its requests from.
+        let layers = crate::client_layers::ClientLayers::gather();
+        shared::hello::send(&mut stream, &layers, None, None)
+            .await
+            .map_err(|e| format!("the shared daemon did not answer: {e}"))?
+            .ok();
+        drop(layers);
         let (read, writer) = stream.into_split();
         let mut client = DaemonClient {
             reader: FrameReader::new(read, framing::DEFAULT_MAX_FRAME),

@@ -29,8 +29,9 @@ pub struct ConfigFile {
     pub warnings: Vec<String>,
 }
 
-/// A config file that cannot be used, and where in it the problem is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A config file that cannot be used, and where in it the problem is. A shared daemon's
+/// client sends it as it is (see `client_layers.rs`), so it is serializable.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigError {
     pub path: PathBuf,
     /// 1-based.
@@ -39,6 +40,7 @@ pub struct ConfigError {
     pub key: Option<String>,
     pub reason: String,
     /// `CFGATE_CONFIG` names a file that is not there.
+    #[serde(default)]
     missing: bool,
 }
 

@@ -39,6 +39,8 @@ pub const ENV_ACCOUNT: &str = "CLOUDFLARE_ACCOUNT_ID";
 pub const ENV_GATEWAY: &str = "CLOUDFLARE_AI_GATEWAY_ID";
 pub const ENV_GATEWAY_TOKEN: &str = "CLOUDFLARE_AI_GATEWAY_TOKEN";
 pub const ENV_CONFIG: &str = "CFGATE_CONFIG";
+/// The variables whose values are settings (see [`Layer::from_vars`]).
+pub const ENV_NAMES: &[&str] = &[ENV_TOKEN, ENV_ACCOUNT, ENV_GATEWAY, ENV_GATEWAY_TOKEN];
 
 /// The names every source uses for the same settings.
 pub const SETTING_NAMES: &[&str] = &[
@@ -162,7 +164,13 @@ impl Layer {
 
     /// The environment's layer. Empty variables count as unset, as a shell's `FOO=` means.
     pub fn from_env() -> Layer {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Layer::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The environment's layer from the variables `var` gives: this process's, or those a
+    /// client of the shared daemon sent. Names: [`ENV_NAMES`].
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Layer {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         Layer {
             api_token: var(ENV_TOKEN).map(SecretString::from),
             account_id: var(ENV_ACCOUNT),

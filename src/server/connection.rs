@@ -33,6 +33,7 @@ use tower::Service as _;
 use tower_lsp_server::jsonrpc::{self, ErrorCode, Response};
 use tracing::{debug, warn};
 
+use super::answer_on_stop::AnswerOnStop;
 use super::contain::ContainPanics;
 use super::framing::{self, FrameReader, Incoming};
 use super::lsp::Backend;
@@ -88,10 +89,11 @@ where
     let writer = writer.run(output);
     tokio::pin!(writer);
 
+    let stopping = service.stopping();
     let (lsp, socket) = Backend::service(service, outbox.clone());
     #[cfg(debug_assertions)]
     let lsp = super::contain::PanicOnAsk(lsp);
-    let mut lsp = ContainPanics::new(lsp);
+    let mut lsp = ContainPanics::new(AnswerOnStop::new(lsp, stopping));
     // The server's own requests and notifications to the client, and the client's answers
     // to them.
     let (mut to_client, mut client_answers) = socket.split();

@@ -1,6 +1,7 @@
 //! Front ends that speak JSON-RPC in LSP framing: the transport, kept apart from what
 //! the server does (`lsp.rs`), which is itself kept apart from the work (`service.rs`).
 
+pub mod answer_on_stop;
 mod code_actions;
 pub mod connection;
 pub mod contain;

@@ -10,6 +10,7 @@
 //! [`completion`], [`models`] (and their cache), [`status`] (and the counters behind it).
 
 mod chat;
+mod client_view;
 mod completion;
 mod counters;
 mod models;
@@ -44,12 +45,19 @@ pub struct Service {
     started: Instant,
     counters: Arc<Counters>,
     /// Model lists by URL: fetched at, list. Locked only to read or replace an entry.
-    models: Mutex<ModelCache>,
+    /// Shared with the views made by [`Service::for_client`].
+    models: Arc<Mutex<ModelCache>>,
     sessions: Arc<SessionStore>,
     /// The config file could not be used: every request fails with this, naming it.
     config_error: Option<Error>,
-    /// Started with the first client (on the runtime), see `tell_clients_of_cool_downs`.
-    watching_cool_downs: std::sync::Once,
+    /// Started with the first client (on the runtime), see `tell_clients_of_cool_downs`;
+    /// shared with every client's view, so one task watches for the whole daemon.
+    watching_cool_downs: Arc<std::sync::Once>,
+    /// Set once when the shared daemon is stopped: every request in flight is answered
+    /// `daemon_stopped` (see `server/answer_on_stop.rs`). Shared with [`Service::for_client`].
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// On the shared daemon, what `cfgate/status` tells this client of the daemon.
+    daemon: Option<crate::protocol::DaemonFacts>,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -62,10 +70,12 @@ impl Service {
             base,
             started: Instant::now(),
             counters: Arc::default(),
-            models: Mutex::default(),
+            models: Arc::default(),
             sessions: Arc::new(SessionStore::from_env()),
             config_error: None,
-            watching_cool_downs: std::sync::Once::new(),
+            watching_cool_downs: Arc::new(std::sync::Once::new()),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            daemon: None,
         };
         Ok(service)
     }

@@ -81,6 +81,7 @@ impl Service {
                 })
                 .collect(),
             sessions: Vec::new(),
+            daemon: self.daemon.clone(),
         }
     }
 }

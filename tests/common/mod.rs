@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 
 pub use fake_gateway::{Config, FakeGateway, Fault, Hostile, RateLimit, RecordedRequest, Script};
 
+#[cfg(unix)]
+pub mod world;
+
 /// Long enough for a loaded 2-core CI machine; short enough that a hang fails the test.
 pub const WAIT: Duration = Duration::from_secs(20);
 pub const TOKEN: &str = "cf-test-token-7f3a9c1e5b";
