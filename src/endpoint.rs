@@ -93,8 +93,11 @@ pub async fn start(
             .headers()
             .get(http::header::AUTHORIZATION)
             .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.expose_secret().as_bytes()));
+        // OpenAI clients turn a 401 into their "check your API key" error from its JSON.
+        let openai = crate::openai::is_openai_path(request.uri().path());
         if !authorized {
             return Err(refusal(
+                openai,
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (see endpoint.token in the runtime folder)",
             ));
@@ -102,6 +105,7 @@ pub async fn start(
         if let Some(origin) = request.headers().get(http::header::ORIGIN) {
             if !origin_allowed(origin, &allowed_origins) {
                 return Err(refusal(
+                    openai,
                     StatusCode::FORBIDDEN,
                     "this Origin is not in the listen_origins setting",
                 ));
@@ -109,7 +113,10 @@ pub async fn start(
         }
         Ok(())
     };
-    let middleware = tower::ServiceBuilder::new().layer(ValidateRequestHeaderLayer::custom(guard));
+    // The guard first, for every route; then `/v1/...` is the OpenAI API's, the rest JSON-RPC.
+    let middleware = tower::ServiceBuilder::new()
+        .layer(ValidateRequestHeaderLayer::custom(guard))
+        .layer(crate::openai::OpenAiLayer::new(Arc::clone(&service)));
     // One call per request, as on stdio: a batch would bypass the per-call limits.
     let config = jsonrpsee::server::ServerConfig::builder()
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Disabled)
@@ -127,7 +134,15 @@ pub async fn start(
     Ok((bound, handle))
 }
 
-fn refusal(status: StatusCode, message: &'static str) -> HttpResponse {
+fn refusal(openai: bool, status: StatusCode, message: &'static str) -> HttpResponse {
+    if openai {
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "invalid_api_key"
+        } else {
+            "origin_not_allowed"
+        };
+        return crate::openai::errors::refusal(status, "invalid_request_error", code, message);
+    }
     let mut response = HttpResponse::new(HttpBody::from(message));
     *response.status_mut() = status;
     if status == StatusCode::UNAUTHORIZED {

@@ -43,6 +43,11 @@ struct PendingTurn {
 }
 
 impl Chat {
+    /// The routed model id that was sent (`workers-ai/@cf/...`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
     pub async fn next_piece(&mut self) -> Result<Option<Piece>, Error> {
         let result = self.reply.next_piece().await;
         self.in_flight.fail(result)

@@ -16,6 +16,11 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The routed model id that was sent.
+    pub fn model(&self) -> &str {
+        self.chat.model()
+    }
+
     /// The next certain part of the insertion; `None` at the end.
     pub async fn next_text(&mut self) -> Result<Option<String>, Error> {
         while let Some(piece) = self.chat.next_piece().await? {
