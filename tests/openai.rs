@@ -73,7 +73,10 @@ async fn start(fake: &FakeGateway) -> Endpoint {
     }
 }
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/openai_client.py");
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/scripts/openai_client.py"
+);
 
 /// Runs one scenario of the SDK script; returns what it printed.
 async fn sdk(e: &Endpoint, key: &str, scenario: &str) -> Value {
@@ -114,16 +117,25 @@ async fn the_openai_sdk_lists_models_and_chats_whole_and_streamed() {
     assert!(ids.contains(&MODEL), "{models}");
     assert_eq!(models["first"]["object"], "model", "{models}");
     assert!(models["first"]["owned_by"].is_string(), "{models}");
-    assert!(models["first"]["cost_in"].is_number(), "cfgate's details kept: {models}");
+    assert!(
+        models["first"]["cost_in"].is_number(),
+        "cfgate's details kept: {models}"
+    );
 
     let chat = sdk(&e, &e.token, "chat").await;
     assert_eq!(chat["content"], "echo: hello there", "{chat}");
     assert_eq!(chat["object"], "chat.completion");
     assert_eq!(chat["finish"], "stop");
-    assert!(chat["usage"]["total_tokens"].as_u64().unwrap() > 0, "{chat}");
+    assert!(
+        chat["usage"]["total_tokens"].as_u64().unwrap() > 0,
+        "{chat}"
+    );
     let sent = chat_requests(&fake);
     assert_eq!(sent[0].body["model"], MODEL);
-    assert_eq!(sent[0].body["messages"], json!([{"role": "user", "content": "hello there"}]));
+    assert_eq!(
+        sent[0].body["messages"],
+        json!([{"role": "user", "content": "hello there"}])
+    );
 
     let streamed = sdk(&e, &e.token, "stream").await;
     assert_eq!(streamed["joined"], "echo: stream me", "{streamed}");
@@ -186,7 +198,11 @@ async fn the_openai_sdk_gets_tool_calls_json_and_fim_completions() {
         ..Script::default()
     });
     let json_answer = sdk(&e, &e.token, "json").await;
-    assert_eq!(json_answer["parsed"], json!({"answer": 42}), "{json_answer}");
+    assert_eq!(
+        json_answer["parsed"],
+        json!({"answer": 42}),
+        "{json_answer}"
+    );
     assert_eq!(
         chat_requests(&fake)[2].body["response_format"],
         json!({"type": "json_object"})
@@ -204,7 +220,10 @@ async fn the_openai_sdk_gets_tool_calls_json_and_fim_completions() {
     let sent = chat_requests(&fake);
     let prompt = sent[3].body["messages"].to_string();
     assert!(prompt.contains("return "), "prefix not sent: {prompt}");
-    assert!(prompt.contains("print(add(1, 2))"), "suffix not sent: {prompt}");
+    assert!(
+        prompt.contains("print(add(1, 2))"),
+        "suffix not sent: {prompt}"
+    );
 
     fake.push_script(Script {
         chunks: Some(vec!["4".into(), "2".into()]),
@@ -243,12 +262,18 @@ async fn the_openai_sdk_raises_its_own_exceptions() {
     assert_eq!(limited["exception"], "RateLimitError", "{limited}");
     assert_eq!(limited["status"], 429);
     assert_eq!(limited["retry_after"], "7", "{limited}");
-    assert_eq!(limited["body"]["code"], 2003, "Cloudflare's code kept: {limited}");
+    assert_eq!(
+        limited["body"]["code"], 2003,
+        "Cloudflare's code kept: {limited}"
+    );
     assert!(
         limited["message"].as_str().unwrap().contains("hint:"),
         "{limited}"
     );
-    assert!(chat_requests(&fake).len() == 1, "a refused call reached the gateway");
+    assert!(
+        chat_requests(&fake).len() == 1,
+        "a refused call reached the gateway"
+    );
 }
 
 #[tokio::test]
@@ -284,4 +309,150 @@ async fn a_client_closing_mid_stream_drops_the_upstream_request() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// `curl` against the endpoint: (status, lower-cased headers, body).
+async fn curl(
+    e: &Endpoint,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&Value>,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-i", "-X", method]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-H", "content-type: application/json"])
+            .args(["--data-binary", &body.to_string()]);
+    }
+    cmd.arg(format!("{}{path}", e.base_url.trim_end_matches("/v1")));
+    let out = tokio::time::timeout(WAIT, cmd.kill_on_drop(true).output())
+        .await
+        .expect("curl finished")
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn cf_aig_headers_are_the_requests_gateway_options_and_a_session_header_continues_a_conversation()
+ {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    let chat =
+        |text: &str| json!({"model": MODEL, "messages": [{"role": "user", "content": text}]});
+
+    let (status, headers, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            auth.clone(),
+            "cf-aig-event-id: ev-7".into(),
+            "cf-aig-metadata: {\"user\":\"u1\"}".into(),
+            "x-cfgate-session: web".into(),
+        ],
+        Some(&chat("first turn")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = chat_requests(&fake);
+    assert_eq!(sent[0].header("cf-aig-event-id"), Some("ev-7"));
+    assert_eq!(sent[0].header("cf-aig-metadata"), Some("{\"user\":\"u1\"}"));
+    // The gateway's response headers come back as a direct call would get them.
+    assert_eq!(
+        header(&headers, "cf-aig-event-id"),
+        Some("ev-7"),
+        "{headers:?}"
+    );
+    assert!(header(&headers, "cf-aig-log-id").is_some(), "{headers:?}");
+
+    // A bad option is refused with the key named, and nothing is sent.
+    let (status, _, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), "cf-aig-cache-ttl: soon".into()],
+        Some(&chat("x")),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cache_ttl"),
+        "{err}"
+    );
+    assert_eq!(chat_requests(&fake).len(), 1);
+
+    // The session goes on over HTTP, streamed, and is the one JSON-RPC clients see.
+    let mut streamed = chat("second turn");
+    streamed["stream"] = json!(true);
+    let (status, headers, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), "x-cfgate-session: web".into()],
+        Some(&streamed),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "content-type"), Some("text/event-stream"));
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert_eq!(
+        chat_requests(&fake)[1].body["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "history not sent"
+    );
+    let rpc = tokio::process::Command::new("curl")
+        .args(["-sS", "-H", &auth, "-H", "content-type: application/json"])
+        .args([
+            "--data-binary",
+            r#"{"jsonrpc":"2.0","id":1,"method":"cfgate/session","params":{"name":"web"}}"#,
+            e.base_url.trim_end_matches("/v1"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let session: Value = serde_json::from_slice(&rpc.stdout).unwrap();
+    assert_eq!(session["result"]["turns"], 2, "{session}");
+
+    // Refusals are OpenAI-shaped too: no key, an unknown route.
+    let (status, headers, body) = curl(&e, "GET", "/v1/models", &[], None).await;
+    assert_eq!(status, 401);
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"]["code"], "invalid_api_key", "{err}");
+    let (status, _, body) = curl(&e, "GET", "/v1/nowhere", &[auth.clone()], None).await;
+    assert_eq!(status, 404, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(err["error"]["message"].is_string(), "{err}");
+    assert_eq!(chat_requests(&fake).len(), 2);
 }

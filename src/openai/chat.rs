@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{bad_request, error_body, error_response, json_response};
 use super::{
-    add_gateway_headers, answer_id, gateway_options, include_usage, now_secs, session_header,
-    sse, wants_stream,
+    add_gateway_headers, answer_id, gateway_options, include_usage, now_secs, session_header, sse,
+    wants_stream,
 };
 use crate::config::Layer;
 use crate::protocol::{ChatParams, ChatResult, Piece};
@@ -77,11 +77,17 @@ pub async fn chat_completions(
         created: now_secs(),
         model: chat.model().to_string(),
     };
-    if stream {
+    let gateway = chat.gateway().clone();
+    let mut response = if stream {
         streamed(chat, stamp, usage_chunk)
     } else {
         whole(chat, stamp).await
+    };
+    // The gateway's own headers (log id, cache status ...), as a direct call would get them.
+    if response.status().is_success() {
+        add_gateway_headers(&mut response, &gateway);
     }
+    response
 }
 
 async fn whole(mut chat: Chat, stamp: Stamp) -> HttpResponse {
@@ -91,11 +97,7 @@ async fn whole(mut chat: Chat, stamp: Stamp) -> HttpResponse {
     }
     .await;
     match result {
-        Ok(result) => {
-            let mut response = json_response(StatusCode::OK, &completion_object(&stamp, &result));
-            add_gateway_headers(&mut response, &result.gateway);
-            response
-        }
+        Ok(result) => json_response(StatusCode::OK, &completion_object(&stamp, &result)),
         Err(err) => error_response(&err),
     }
 }

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::errors::{bad_request, error_body, error_response, json_response};
-use super::{answer_id, gateway_options, include_usage, now_secs, sse, wants_stream};
+use super::{
+    add_gateway_headers, answer_id, gateway_options, include_usage, now_secs, sse, wants_stream,
+};
 use crate::config::Layer;
 use crate::protocol::{CompleteParams, CompleteResult};
 use crate::service::{Completion, Service};
@@ -66,7 +68,11 @@ pub async fn completions(
         Value::Array(items) if items.len() == 1 && items[0].is_string() => {
             items[0].as_str().unwrap_or_default().to_string()
         }
-        _ => return bad_request("prompt must be one string (token arrays and batches are not served)"),
+        _ => {
+            return bad_request(
+                "prompt must be one string (token arrays and batches are not served)",
+            );
+        }
     };
     let gateway = match gateway_options(headers) {
         Ok(options) => options,
@@ -91,11 +97,16 @@ pub async fn completions(
         created: now_secs(),
         model: completion.model().to_string(),
     };
-    if stream {
+    let gateway = completion.gateway().clone();
+    let mut response = if stream {
         streamed(completion, stamp, usage_chunk)
     } else {
         whole(completion, stamp).await
+    };
+    if response.status().is_success() {
+        add_gateway_headers(&mut response, &gateway);
     }
+    response
 }
 
 async fn whole(mut completion: Completion, stamp: Stamp) -> HttpResponse {
@@ -115,7 +126,12 @@ async fn whole(mut completion: Completion, stamp: Stamp) -> HttpResponse {
 }
 
 fn finish_reason(result: &CompleteResult) -> Value {
-    Value::from(result.finish_reason.clone().unwrap_or_else(|| "stop".into()))
+    Value::from(
+        result
+            .finish_reason
+            .clone()
+            .unwrap_or_else(|| "stop".into()),
+    )
 }
 
 /// A chunk per certain part of the insertion, the rest with the finish reason, the usage

@@ -70,7 +70,9 @@ pub fn error_response(err: &Error) -> HttpResponse {
     if let Some(wait) = err.retry_after {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         if let Ok(value) = HeaderValue::from_str(&secs.max(1).to_string()) {
-            response.headers_mut().insert(http::header::RETRY_AFTER, value);
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
         }
         if let Ok(value) = HeaderValue::from_str(&wait.as_millis().to_string()) {
             response.headers_mut().insert("retry-after-ms", value);

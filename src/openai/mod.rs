@@ -211,7 +211,11 @@ fn now_secs() -> u64 {
 
 /// An id in OpenAI's style (`chatcmpl-…`, `cmpl-…`): unique enough to tell answers apart.
 fn answer_id(prefix: &str) -> String {
-    format!("{prefix}-{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+    format!(
+        "{prefix}-{:016x}{:08x}",
+        fastrand::u64(..),
+        fastrand::u32(..)
+    )
 }
 
 /// `stream_options.include_usage`.

@@ -16,6 +16,11 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The gateway's `cf-aig-*` response headers, as [`Chat::gateway`].
+    pub fn gateway(&self) -> &Map<String, Value> {
+        self.chat.gateway()
+    }
+
     /// The routed model id that was sent.
     pub fn model(&self) -> &str {
         self.chat.model()
