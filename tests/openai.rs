@@ -450,7 +450,7 @@ async fn cf_aig_headers_are_the_requests_gateway_options_and_a_session_header_co
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
     let err: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["error"]["code"], "invalid_api_key", "{err}");
-    let (status, _, body) = curl(&e, "GET", "/v1/nowhere", &[auth.clone()], None).await;
+    let (status, _, body) = curl(&e, "GET", "/v1/nowhere", std::slice::from_ref(&auth), None).await;
     assert_eq!(status, 404, "{body}");
     let err: Value = serde_json::from_str(&body).unwrap();
     assert!(err["error"]["message"].is_string(), "{err}");

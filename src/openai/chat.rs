@@ -163,20 +163,14 @@ fn delta_of(piece: Piece) -> Map<String, Value> {
     delta
 }
 
-enum Progress {
-    Open { chat: Chat, first: bool },
-    Closed,
-}
-
 /// The SSE answer: a chunk per piece (the first with the role), a last chunk with the
 /// finish reason, the usage chunk when asked, `[DONE]`. An error after the start is an
 /// `{"error": ...}` event, as OpenAI sends it, and no `[DONE]`.
 fn streamed(chat: Chat, stamp: Stamp, usage_chunk: bool) -> HttpResponse {
-    let start = (Progress::Open { chat, first: true }, stamp);
-    let events = futures_util::stream::unfold(start, move |(progress, stamp)| async move {
-        let Progress::Open { mut chat, first } = progress else {
-            return None;
-        };
+    // The chat while it is open, whether no chunk went yet, what every chunk repeats.
+    let start = (Some(chat), true, stamp);
+    let events = futures_util::stream::unfold(start, move |(chat, first, stamp)| async move {
+        let mut chat = chat?;
         match chat.next_piece().await {
             Ok(Some(piece)) => {
                 let mut delta = delta_of(piece);
@@ -184,10 +178,7 @@ fn streamed(chat: Chat, stamp: Stamp, usage_chunk: bool) -> HttpResponse {
                     delta.insert("role".into(), Value::from("assistant"));
                 }
                 let event = sse::event(&stamp.chunk(Value::Object(delta), Value::Null));
-                Some((
-                    Bytes::from(event),
-                    (Progress::Open { chat, first: false }, stamp),
-                ))
+                Some((Bytes::from(event), (Some(chat), false, stamp)))
             }
             Ok(None) => {
                 let mut out = Vec::new();
@@ -209,11 +200,11 @@ fn streamed(chat: Chat, stamp: Stamp, usage_chunk: bool) -> HttpResponse {
                     }
                     Err(err) => out.extend(sse::event(&error_body(&err))),
                 }
-                Some((Bytes::from(out), (Progress::Closed, stamp)))
+                Some((Bytes::from(out), (None, false, stamp)))
             }
             Err(err) => Some((
                 Bytes::from(sse::event(&error_body(&err))),
-                (Progress::Closed, stamp),
+                (None, false, stamp),
             )),
         }
     });
