@@ -456,3 +456,59 @@ async fn cf_aig_headers_are_the_requests_gateway_options_and_a_session_header_co
     assert!(err["error"]["message"].is_string(), "{err}");
     assert_eq!(chat_requests(&fake).len(), 2);
 }
+
+#[tokio::test]
+async fn the_openai_npm_package_streams_a_chat_and_completes_in_the_middle() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/openai-node");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/openai")
+            .exists(),
+        "the openai npm package is not installed: run .ci/install-tools"
+    );
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let node = |scenario: &'static str| {
+        let out = tokio::process::Command::new("node")
+            .args([
+                &format!("{dir}/client.mjs"),
+                &e.base_url,
+                &e.token,
+                scenario,
+                MODEL,
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        async move {
+            let out = tokio::time::timeout(WAIT, out)
+                .await
+                .expect("node finished")
+                .expect("node runs");
+            assert!(
+                out.status.success(),
+                "{scenario}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let streamed = node("stream").await;
+    assert_eq!(streamed["joined"], "echo: from node", "{streamed}");
+    assert!(
+        streamed["parts"].as_array().unwrap().len() >= 2,
+        "{streamed}"
+    );
+    assert!(
+        streamed["usage"]["total_tokens"].as_u64().unwrap() > 0,
+        "{streamed}"
+    );
+
+    fake.push_script(Script {
+        content: Some("```js\n42\n```".into()),
+        ..Script::default()
+    });
+    let fim = node("completion").await;
+    assert_eq!(fim["text"], "42", "{fim}");
+    assert_eq!(fim["object"], "text_completion");
+}
