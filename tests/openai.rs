@@ -512,3 +512,46 @@ async fn the_openai_npm_package_streams_a_chat_and_completes_in_the_middle() {
     assert_eq!(fim["text"], "42", "{fim}");
     assert_eq!(fim["object"], "text_completion");
 }
+
+/// `llm` (PyPI), configured through its documented `extra-openai-models.yaml`, as
+/// docs/openai.md says.
+#[tokio::test]
+async fn the_llm_cli_configured_as_documented_prints_the_answer() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("extra-openai-models.yaml"),
+        format!(
+            "- model_id: cfgate-llama\n  model_name: {MODEL}\n  api_base: \"{}\"\n  api_key_name: cfgate\n",
+            e.base_url
+        ),
+    )
+    .unwrap();
+    // What `llm keys set cfgate` writes.
+    std::fs::write(
+        home.path().join("keys.json"),
+        json!({"cfgate": e.token}).to_string(),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("llm")
+        .args(["-m", "cfgate-llama", "hello from llm"])
+        .env("LLM_USER_PATH", home.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .expect("llm finished")
+        .expect("llm runs (pip install llm)");
+    assert!(
+        out.status.success(),
+        "llm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "echo: hello from llm"
+    );
+    assert_eq!(chat_requests(&fake)[0].body["model"], MODEL);
+}
