@@ -408,6 +408,18 @@ async fn cf_aig_headers_are_the_requests_gateway_options_and_a_session_header_co
         "{err}"
     );
     assert_eq!(chat_requests(&fake).len(), 1);
+    let mut several = chat("x");
+    several["n"] = json!(2);
+    let (status, _, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        std::slice::from_ref(&auth),
+        Some(&several),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(chat_requests(&fake).len(), 1);
 
     // The session goes on over HTTP, streamed, and is the one JSON-RPC clients see.
     let mut streamed = chat("second turn");

@@ -40,6 +40,10 @@ pub async fn chat_completions(
     headers: &HeaderMap,
     mut body: Map<String, Value>,
 ) -> HttpResponse {
+    // cfgate reads one choice; asking for more would be billed and thrown away.
+    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return bad_request("n > 1 is not served: cfgate answers with one choice");
+    }
     let stream = wants_stream(&body);
     let usage_chunk = include_usage(&body);
     // cfgate asks the gateway for a stream (with usage) itself when it streams.
