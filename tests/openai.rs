@@ -117,6 +117,7 @@ async fn the_openai_sdk_lists_models_and_chats_whole_and_streamed() {
     assert!(ids.contains(&MODEL), "{models}");
     assert_eq!(models["first"]["object"], "model", "{models}");
     assert!(models["first"]["owned_by"].is_string(), "{models}");
+    assert_eq!(models["retrieved"], MODEL, "{models}");
     assert!(
         models["first"]["cost_in"].is_number(),
         "cfgate's details kept: {models}"

@@ -24,8 +24,10 @@ pub async fn list(service: &Service) -> HttpResponse {
 }
 
 /// `GET /v1/models/{id}` (the SDKs' `models.retrieve`); ids hold slashes, so all the rest
-/// of the path is the id.
+/// of the path is the id, which the SDKs send percent-encoded (`workers-ai%2F@cf%2F...`).
 pub async fn one(service: &Service, id: &str) -> HttpResponse {
+    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    let id = id.as_ref();
     match service
         .models(&Layer::default(), ModelsParams::default())
         .await

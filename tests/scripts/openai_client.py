@@ -37,6 +37,7 @@ if scenario == "models":
     out["ids"] = [m.id for m in client.models.list()]
     first = client.models.list().data[0]
     out["first"] = first.model_dump()
+    out["retrieved"] = client.models.retrieve(model).id
 elif scenario == "chat":
     r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello there"}])
     out = {"content": r.choices[0].message.content, "finish": r.choices[0].finish_reason,
