@@ -17,8 +17,9 @@
 //! 3. `sessions`, `clients`: stored conversations; who is connected (a client's
 //!    notifications go through the [`clients::Notifier`] its front end implements).
 //! 4. `service`: the work, shared by every front end.
-//! 5. `server`, `endpoint`, `openai`: the stdio front end (LSP framing, plain-LSP features),
-//!    the loopback HTTP/WebSocket one, and the OpenAI-compatible API the latter serves.
+//! 5. `server`, `endpoint`, `openai`, `cors`: the stdio front end (LSP framing, plain-LSP
+//!    features), the loopback HTTP/WebSocket one, the OpenAI-compatible API the latter
+//!    serves, and its answers to browsers.
 //! 6. `shared`, `shared_client`: the per-user shared daemon and the CLI's way into it
 //!    (Unix only).
 
@@ -31,6 +32,8 @@ pub mod auth;
 pub mod clients;
 pub mod complete;
 pub mod config;
+#[cfg(unix)]
+pub mod cors;
 pub mod documents;
 #[cfg(unix)]
 pub mod endpoint;

@@ -13,6 +13,7 @@ use fake_gateway::Script;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
+const ALLOWED_ORIGIN: &str = "http://localhost:5173";
 const MODEL: &str = "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 
 struct Endpoint {
@@ -30,7 +31,7 @@ async fn start(fake: &FakeGateway) -> Endpoint {
     std::fs::write(
         &config,
         format!(
-            "base_url = \"{}\"\nmax_attempts = 1\n",
+            "base_url = \"{}\"\nmax_attempts = 1\nlisten_origins = [\"{ALLOWED_ORIGIN}\"]\n",
             fake.compat_base("acc", "gw")
         ),
     )
@@ -567,4 +568,79 @@ async fn the_llm_cli_configured_as_documented_prints_the_answer() {
         "echo: hello from llm"
     );
     assert_eq!(chat_requests(&fake)[0].body["model"], MODEL);
+}
+
+/// A page from a listed origin can call the API from a browser: its preflight (which
+/// carries no token) is answered, and the answer carries `Access-Control-Allow-Origin`;
+/// any other origin, or no token, is still refused.
+#[tokio::test]
+async fn a_listed_browser_origin_gets_its_preflight_and_cors_headers() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    let preflight = |origin: &str| {
+        vec![
+            format!("origin: {origin}"),
+            "access-control-request-method: POST".to_string(),
+            "access-control-request-headers: authorization, content-type".to_string(),
+        ]
+    };
+    for path in ["/v1/chat/completions", "/"] {
+        let (status, headers, _) =
+            curl(&e, "OPTIONS", path, &preflight(ALLOWED_ORIGIN), None).await;
+        assert_eq!(status, 204, "{path}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            Some(ALLOWED_ORIGIN)
+        );
+        assert!(
+            header(&headers, "access-control-allow-headers")
+                .is_some_and(|h| h.contains("authorization")),
+            "{headers:?}"
+        );
+        let (status, headers, _) =
+            curl(&e, "OPTIONS", path, &preflight("http://evil.example"), None).await;
+        assert!(status >= 400, "{path}: a foreign preflight got {status}");
+        assert_eq!(header(&headers, "access-control-allow-origin"), None);
+    }
+
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "from a page"}]});
+    let (status, headers, answer) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), format!("origin: {ALLOWED_ORIGIN}")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(ALLOWED_ORIGIN)
+    );
+    // A refusal to a listed origin is readable by the page too; a foreign origin is not.
+    let (status, headers, _) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[format!("origin: {ALLOWED_ORIGIN}")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(ALLOWED_ORIGIN)
+    );
+    let (status, headers, _) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), "origin: http://evil.example".into()],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
+    assert_eq!(chat_requests(&fake).len(), 1);
 }
