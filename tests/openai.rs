@@ -278,6 +278,26 @@ async fn the_openai_sdk_raises_its_own_exceptions() {
     );
 }
 
+/// A stream cut upstream after it began ends with OpenAI's `{"error": ...}` event, which the
+/// SDK raises as its own error, after the text that did arrive.
+#[tokio::test]
+async fn an_upstream_cut_mid_stream_is_an_error_event_the_sdk_raises() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    fake.push_script(Script {
+        chunks: Some(vec!["one ".into(), "two ".into(), "three".into()]),
+        fault: Some(Fault::ResetAfterChunks(2)),
+        ..Script::default()
+    });
+    let cut = sdk(&e, &e.token, "stream_cut").await;
+    assert_eq!(cut["exception"], "APIError", "{cut}");
+    assert_eq!(cut["parts"], json!(["one ", "two "]), "{cut}");
+    assert!(
+        cut["message"].as_str().unwrap().contains("cut off"),
+        "{cut}"
+    );
+}
+
 #[tokio::test]
 async fn a_client_closing_mid_stream_drops_the_upstream_request() {
     let fake = FakeGateway::start().await;

@@ -58,6 +58,17 @@ elif scenario == "stream":
                 if choice.finish_reason:
                     finish = choice.finish_reason
     out = {"parts": parts, "joined": "".join(parts), "usage": usage, "roles": roles, "finish": finish}
+elif scenario == "stream_cut":
+    parts = []
+    try:
+        for chunk in client.chat.completions.create(
+                model=model, stream=True, messages=[{"role": "user", "content": "cut me off"}]):
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    parts.append(choice.delta.content)
+        out = {"parts": parts, "exception": None}
+    except openai.APIError as e:
+        out = {"parts": parts, "exception": type(e).__name__, "message": str(e.message)}
 elif scenario == "tools":
     r = client.chat.completions.create(model=model, tools=TOOLS, tool_choice="auto",
                                        messages=[{"role": "user", "content": "weather in Paris?"}])
