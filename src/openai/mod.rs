@@ -91,7 +91,13 @@ where
             return Box::pin(self.inner.call(request));
         }
         let service = Arc::clone(&self.service);
-        Box::pin(async move { Ok(route(service, request).await) })
+        Box::pin(async move {
+            // Method, path and status only: headers hold the token.
+            let (method, path) = (request.method().clone(), request.uri().path().to_string());
+            let response = route(service, request).await;
+            tracing::debug!(%method, path, status = response.status().as_u16(), "openai route");
+            Ok(response)
+        })
     }
 }
 
