@@ -93,6 +93,22 @@ impl Clients {
         }
     }
 
+    /// A gateway's budget started (`true`) or ended (`false`) its cool-down after a 429.
+    pub fn cooling(&self, on: bool) {
+        let mut inner = self.lock();
+        if on {
+            let message = "a gateway answered 429: chat waits, completions are shed";
+            Self::set_state(&mut inner, State::RateLimited, Some(message.into()));
+        } else if inner.state == Some(State::RateLimited) {
+            let state = if inner.in_flight > 0 {
+                State::Busy
+            } else {
+                State::Ready
+            };
+            Self::set_state(&mut inner, state, None);
+        }
+    }
+
     /// A request started: the first one in flight makes the daemon busy.
     pub fn request_started(&self) {
         let mut inner = self.lock();

@@ -187,6 +187,23 @@ pub struct StatusResult {
     /// Every stored session with its summed usage.
     #[serde(default)]
     pub sessions: Vec<SessionSummary>,
+    /// The daemon's rate budget of each gateway it sent to.
+    #[serde(default)]
+    pub budgets: Vec<BudgetStatus>,
+}
+
+/// One gateway's rate budget, shared by every client of the daemon.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// The gateway (its URL, and on the REST endpoint its id).
+    pub gateway: String,
+    /// Requests a minute allowed: the `requests_per_minute` setting, or what 429s taught.
+    pub limit: Option<u32>,
+    /// The limit was learned from 429s (possibly below the setting).
+    pub learned: bool,
+    pub used_last_minute: u32,
+    /// How long the cool-down after a 429 still runs, if it does.
+    pub cool_down_ms: Option<u64>,
 }
 
 /// One authorization header and the setting whose value it carries.
@@ -311,7 +328,7 @@ pub struct ConnectedClient {
 
 /// The daemon's state as the status icon shows it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     /// At least one request is in flight.
     Busy,
@@ -321,6 +338,8 @@ pub enum State {
     Unauthorized,
     /// The last request failed upstream (network, gateway, timeout).
     Error,
+    /// A gateway answered 429 and its budget cools down: chat waits, completions are shed.
+    RateLimited,
 }
 
 /// Params of `cfgate/didChangeStatus`.

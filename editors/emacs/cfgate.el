@@ -30,7 +30,8 @@
 ;; - `cfgate-suggest' / `cfgate-accept-suggestion': an inline suggestion shown
 ;;   as an overlay after point; any other command removes it and cancels its
 ;;   request.  `cfgate-inline-mode' asks for one whenever typing pauses.
-;; - `cfgate-status', `cfgate-select-model', `cfgate-restart', `cfgate-shutdown';
+;; - `cfgate-select-model' (cfgate-models.el): the models the gateway offers.
+;; - `cfgate-status', `cfgate-restart', `cfgate-shutdown';
 ;;   the daemon's state in the mode line (`cfgate-inline-mode',
 ;;   `cfgate-mode-line-mode').
 ;;
@@ -83,16 +84,6 @@ refuses to start with an unknown key; `cfgate-start' then says which."
 
 (defcustom cfgate-environment nil
   "Extra environment for the daemon, as a list of \"NAME=VALUE\" strings."
-  :type '(repeat string))
-
-(defcustom cfgate-models
-  '("@cf/meta/llama-3.3-70b-instruct-fp8-fast"
-    "@cf/qwen/qwen2.5-coder-32b-instruct"
-    "@cf/openai/gpt-oss-120b"
-    "openai/gpt-4o-mini"
-    "anthropic/claude-sonnet-4-5"
-    "google-ai-studio/gemini-2.5-flash")
-  "Models offered by `cfgate-select-model'."
   :type '(repeat string))
 
 (defcustom cfgate-chat-system-prompt nil
@@ -523,16 +514,7 @@ the environment or config file it started with)."
   (message "cfgate: model %s" model)
   model)
 
-;;;###autoload
-(defun cfgate-select-model ()
-  "Choose the model among `cfgate-models' and the current one."
-  (interactive)
-  (let* ((current (plist-get (cfgate-status) :model))
-         (choices (delete-dups (cons current (copy-sequence cfgate-models))))
-         (model (completing-read (format "cfgate model (current %s): " current)
-                                 choices nil nil nil nil current)))
-    (unless (equal model current)
-      (cfgate-set-model model))))
+(autoload 'cfgate-select-model "cfgate-models" nil t)
 
 
 ;;;; Chat

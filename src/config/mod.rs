@@ -65,6 +65,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_in_flight",
     "session_budget_tokens",
     "idle_exit_secs",
+    "requests_per_minute",
     "listen_origins",
 ];
 
@@ -84,6 +85,9 @@ pub struct Layer {
     pub gateway_url: Option<String>,
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
+    /// Most requests a minute sent to this gateway, by every client together (none: only
+    /// what 429s teach); completions are shed first.
+    pub requests_per_minute: Option<u32>,
     pub timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub max_attempts: Option<u32>,
@@ -130,6 +134,7 @@ impl Layer {
             gateway_url: pick(&self.gateway_url, &lower.gateway_url),
             model: pick(&self.model, &lower.model),
             max_tokens: pick(&self.max_tokens, &lower.max_tokens),
+            requests_per_minute: pick(&self.requests_per_minute, &lower.requests_per_minute),
             timeout_secs: pick(&self.timeout_secs, &lower.timeout_secs),
             idle_timeout_secs: pick(&self.idle_timeout_secs, &lower.idle_timeout_secs),
             max_attempts: pick(&self.max_attempts, &lower.max_attempts),

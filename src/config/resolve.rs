@@ -32,6 +32,8 @@ pub struct Settings {
     pub byok: bool,
     /// The `cf-aig-*` options every request of these settings sends.
     pub gateway: GatewayOptions,
+    /// The daemon's rate budget for this gateway (`None`: learned from 429s only).
+    pub requests_per_minute: Option<u32>,
 }
 
 /// What stops a request before any byte is sent.
@@ -239,6 +241,15 @@ impl Layer {
             api_url,
             byok,
             gateway: gateway_options,
+            requests_per_minute: match self.requests_per_minute {
+                Some(0) => {
+                    return Err(SettingsError::Invalid {
+                        setting: "requests_per_minute",
+                        reason: "must be at least 1 (leave it unset for no limit)".into(),
+                    });
+                }
+                rpm => rpm,
+            },
         })
     }
 

@@ -17,6 +17,7 @@
 //! small HTTP helpers (bearer headers, bounded body reads, transport errors).
 
 pub mod answer;
+pub mod budget;
 mod http;
 pub mod models;
 pub use crate::config::options;
@@ -38,6 +39,7 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use crate::config::ProcessSettings;
 use crate::error::Error;
 pub use answer::Answer;
+use budget::Budgets;
 pub use reply::{Reply, pieces_from_chunks};
 pub use request::UpstreamRequest;
 pub use retry::RetryPolicy;
@@ -52,6 +54,8 @@ pub struct Gateway {
     slots: Arc<Semaphore>,
     /// Requests waiting for a slot.
     queued: Arc<AtomicU64>,
+    /// The rate budget of each upstream, shared by every client of the process.
+    budgets: Budgets,
 }
 
 /// Counts a request as queued while it waits for a slot (also when it is cancelled then).
@@ -70,6 +74,7 @@ impl Gateway {
             connect_timeout: settings.connect_timeout,
             slots: Arc::new(Semaphore::new(settings.max_in_flight)),
             queued: Arc::default(),
+            budgets: Budgets::default(),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (cell, timeout) = (gateway.http.clone(), gateway.connect_timeout);
@@ -84,6 +89,11 @@ impl Gateway {
     pub(crate) async fn http(&self) -> Result<&reqwest::Client, Error> {
         let timeout = self.connect_timeout;
         self.http.get_or_try_init(|| build_client(timeout)).await
+    }
+
+    /// The rate budgets, for `cfgate/status` and `cfgate/didChangeStatus`.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// Requests waiting for a slot under the `max_in_flight` cap.

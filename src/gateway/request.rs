@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::budget::{BudgetKey, Priority};
 use super::http::{auth_headers, gateway_headers, read_bounded, read_limited, transport_error};
 use super::reply::whole_answer_pieces;
 use super::retry::retry_after;
@@ -45,6 +46,11 @@ pub struct UpstreamRequest {
     pub model: String,
     /// Stored keys were asked for: tells a vendor's 401 apart in hints.
     pub byok: bool,
+    /// The rate budget this request spends, whether it may wait for it, and the
+    /// `requests_per_minute` setting (see `budget.rs`).
+    pub budget: BudgetKey,
+    pub priority: Priority,
+    pub requests_per_minute: Option<u32>,
 }
 
 /// `{base}/chat/completions`, parsed once per base URL rather than by reqwest on every

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use tracing::warn;
 
+use super::budget::DEFAULT_COOL_DOWN;
 use super::{Gateway, Reply, UpstreamRequest};
 use crate::error::{Error, ErrorKind};
 
@@ -60,6 +61,16 @@ impl Gateway {
             // `timeout_secs` bounds each attempt from the moment it asks for a slot: a
             // request that waits its turn under `max_in_flight` does not wait forever.
             let deadline = tokio::time::Instant::now() + req.timeout;
+            // The daemon's rate budget for this upstream first: a completion is refused
+            // here at once, an interactive request waits out a cool-down.
+            if let Err(mut err) = self
+                .budgets
+                .admit(&req.budget, req.priority, req.requests_per_minute, deadline)
+                .await
+            {
+                err.attempts = attempt;
+                return Err(err);
+            }
             let slot = match tokio::time::timeout_at(deadline, self.slot()).await {
                 Ok(slot) => slot?,
                 Err(_) => {
@@ -93,6 +104,7 @@ impl Gateway {
             };
             let mut err = match result {
                 Ok(mut reply) => {
+                    self.budgets.succeeded(&req.budget);
                     reply.attempts = attempt;
                     reply.slot = Some(slot);
                     return Ok(reply);
@@ -101,12 +113,18 @@ impl Gateway {
             };
             drop(slot);
             err.attempts = attempt;
-            if attempt >= req.retry.max_attempts || !worth_retrying(&err) {
-                return Err(err);
-            }
             let wait = err
                 .retry_after
                 .unwrap_or_else(|| req.retry.backoff(attempt - 1));
+            let rate_limited = err.status == Some(429) && err.kind == ErrorKind::RateLimited;
+            if rate_limited {
+                // The whole daemon cools down, not only this request.
+                self.budgets
+                    .limited(&req.budget, err.retry_after.unwrap_or(DEFAULT_COOL_DOWN));
+            }
+            if attempt >= req.retry.max_attempts || !worth_retrying(&err) {
+                return Err(err);
+            }
             if started.elapsed() + wait > req.retry.deadline {
                 return Err(err);
             }
@@ -116,7 +134,10 @@ impl Gateway {
                 "retrying after: {}",
                 err.message
             );
-            tokio::time::sleep(wait).await;
+            // After a 429 the budget's cool-down paces the next attempt (see `admit`).
+            if !rate_limited {
+                tokio::time::sleep(wait).await;
+            }
             attempt += 1;
         }
     }

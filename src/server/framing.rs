@@ -301,17 +301,40 @@ pub fn encode(body: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// One message serialized straight into its frame: no `serde_json::Value` on the way and
-/// no copy of the body; the header is written into room left in front of it.
-pub fn encode_message(message: &impl serde::Serialize) -> serde_json::Result<Bytes> {
-    let mut buf = Vec::with_capacity(HEADER_ROOM + 256);
-    buf.resize(HEADER_ROOM, 0);
-    serde_json::to_writer(&mut buf, message)?;
+/// One message serialized straight into its frame, once, with no `Value` in between: the
+/// body is written into a per-thread scratch buffer after room left for the header, whose
+/// length is then known, and the header fills the end of that room. The frame is then
+/// copied out at its exact size, so that a frame waiting in an outbox holds no spare
+/// capacity (a burst of small `$/progress` frames can queue by the ten thousand).
+pub fn encode_json(message: &impl serde::Serialize) -> serde_json::Result<Bytes> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let frame = encode_json_in(&mut scratch, message);
+            if scratch.capacity() > 64 * 1024 {
+                *scratch = Vec::new();
+            }
+            frame
+        }
+        // Only if a message's own serialization sends a message.
+        Err(_) => encode_json_in(&mut Vec::new(), message),
+    })
+}
+
+fn encode_json_in(
+    scratch: &mut Vec<u8>,
+    message: &impl serde::Serialize,
+) -> serde_json::Result<Bytes> {
+    scratch.clear();
+    scratch.resize(HEADER_ROOM, 0);
+    serde_json::to_writer(&mut *scratch, message)?;
     let mut head = [0u8; HEADER_ROOM];
-    let n = header(buf.len() - HEADER_ROOM, &mut head);
+    let n = header(scratch.len() - HEADER_ROOM, &mut head);
     let start = HEADER_ROOM - n;
-    buf[start..HEADER_ROOM].copy_from_slice(&head[..n]);
-    Ok(Bytes::from(buf).slice(start..))
+    scratch[start..HEADER_ROOM].copy_from_slice(&head[..n]);
+    Ok(Bytes::copy_from_slice(&scratch[start..]))
 }
 
 #[cfg(test)]
@@ -323,7 +346,7 @@ mod tests {
     async fn a_message_encoded_in_place_reads_back_whole() {
         for text in ["", "x", &"é".repeat(5000)] {
             let message = serde_json::json!({"jsonrpc": "2.0", "method": "m", "params": text});
-            let frame = encode_message(&message).unwrap();
+            let frame = encode_json(&message).unwrap();
             let body = serde_json::to_vec(&message).unwrap();
             assert_eq!(frame, encode(&body));
             assert_eq!(
@@ -344,6 +367,17 @@ mod tests {
 
     fn frame(body: &str) -> Vec<u8> {
         encode(body.as_bytes()).to_vec()
+    }
+
+    #[test]
+    fn encode_json_frames_a_message_as_encode_does() {
+        for message in [
+            serde_json::json!({}),
+            serde_json::json!({"jsonrpc": "2.0", "method": "x", "params": {"a": "é".repeat(300)}}),
+        ] {
+            let body = serde_json::to_vec(&message).unwrap();
+            assert_eq!(encode_json(&message).unwrap(), encode(&body));
+        }
     }
 
     #[tokio::test]

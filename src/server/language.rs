@@ -4,8 +4,8 @@
 //!
 //! Two rules shape this file. A handler takes a snapshot of its document and lets the lock
 //! go before it awaits anything, so `didChange` never waits for a model. And sync
-//! notifications change the document before their handler first awaits: tower-lsp-server
-//! starts handlers in the order messages arrive, so edits apply in order.
+//! notifications change the document before their handler first awaits: the connection
+//! (`connection.rs`) starts handlers in the order messages arrive, so edits apply in order.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

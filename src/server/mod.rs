@@ -7,6 +7,7 @@ pub mod contain;
 pub mod framing;
 pub mod language;
 pub mod lsp;
+pub mod message;
 pub mod outbox;
 
 use std::sync::Arc;

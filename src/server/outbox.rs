@@ -105,17 +105,17 @@ impl Outbox {
         true
     }
 
-    /// Queues a JSON-RPC message.
-    pub fn send_json(&self, message: &impl serde::Serialize) -> bool {
-        match framing::encode_message(message) {
+    /// Queues one message, serialized once, straight into its frame.
+    pub fn send_message(&self, message: &impl serde::Serialize) -> bool {
+        match framing::encode_json(message) {
             Ok(frame) => self.send_frame(frame),
             Err(_) => false,
         }
     }
 
-    /// Sends a notification from code that cannot await.
+    /// Sends a notification. Never waits; see the module docs.
     pub fn try_notify(&self, method: &str, params: impl serde::Serialize) {
-        self.send_json(&Notification {
+        self.send_message(&Notification {
             jsonrpc: "2.0",
             method,
             params,
@@ -124,7 +124,7 @@ impl Outbox {
 
     /// Sends a JSON-RPC error response.
     pub fn error(&self, id: Value, code: i64, message: String) {
-        self.send_json(&ErrorReply {
+        self.send_message(&ErrorReply {
             jsonrpc: "2.0",
             id,
             error: ErrorObject { code, message },

@@ -8,8 +8,11 @@ use serde_json::{Map, Value, json};
 
 use super::Service;
 use super::counters::CountedRequest;
-use crate::config::{self, Endpoint, Layer};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
+use crate::gateway::budget::{BudgetKey, Priority};
 use crate::gateway::options::GatewayOptions;
 use crate::gateway::{Reply, RetryPolicy, UpstreamRequest};
 use crate::protocol::{ChatParams, ChatResult, Piece};
@@ -90,6 +93,18 @@ impl Service {
         params: ChatParams,
         stream: bool,
     ) -> Result<Chat, Error> {
+        self.chat_as(client, params, stream, Priority::Interactive)
+            .await
+    }
+
+    /// A chat that spends the rate budget as `priority` (completions are shed first).
+    pub(super) async fn chat_as(
+        &self,
+        client: &Layer,
+        params: ChatParams,
+        stream: bool,
+        priority: Priority,
+    ) -> Result<Chat, Error> {
         let mut in_flight = CountedRequest::start(&self.counters);
         let mut params = params;
         let turn = match params.session.take() {
@@ -107,7 +122,7 @@ impl Service {
             }
             None => None,
         };
-        let started = self.start_chat(client, params, stream).await;
+        let started = self.start_chat(client, params, stream, priority).await;
         let (reply, model, expect_json) = in_flight.fail(started)?;
         Ok(Chat {
             reply,
@@ -148,6 +163,7 @@ impl Service {
         client: &Layer,
         params: ChatParams,
         stream: bool,
+        priority: Priority,
     ) -> Result<(Reply, String, bool), Error> {
         let ChatParams {
             messages,
@@ -204,7 +220,11 @@ impl Service {
             headers.insert("cf-aig-gateway-id", id);
         }
         let (token, gateway_token) = settings.auth_tokens();
+        let budget = budget_key(&settings, token.as_ref(), gateway_token.as_ref());
         let request = UpstreamRequest {
+            budget,
+            priority,
+            requests_per_minute: settings.requests_per_minute,
             url: settings.base_url.clone(),
             token,
             gateway_token,
@@ -260,6 +280,25 @@ fn check_json(content: &str) -> Result<(), Error> {
             Err(err)
         }
     }
+}
+
+/// The rate budget a request spends: its gateway (URL, and the gateway id the REST
+/// endpoint names in a header) and the credentials it sends, hashed.
+fn budget_key(
+    settings: &Settings,
+    token: Option<&SecretString>,
+    gateway_token: Option<&SecretString>,
+) -> BudgetKey {
+    let label = match settings.endpoint {
+        Endpoint::Compat => settings.base_url.clone(),
+        Endpoint::Rest => format!("{} (gateway {})", settings.base_url, settings.gateway_id),
+    };
+    let secrets: Vec<&str> = [token, gateway_token]
+        .into_iter()
+        .flatten()
+        .map(|t| t.expose_secret())
+        .collect();
+    BudgetKey::new(label, &secrets)
 }
 
 /// Stores a finished turn. If it cannot be stored the request fails, with the answer

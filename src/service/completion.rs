@@ -7,6 +7,7 @@ use super::{Chat, Service};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::Layer;
 use crate::error::Error;
+use crate::gateway::budget::Priority;
 use crate::protocol::{ChatParams, CompleteParams, CompleteResult, Piece};
 
 /// A completion on its way: only the cleaned insertion is ever shown.
@@ -84,7 +85,7 @@ impl Service {
         }
         let messages = complete::prompt(&params);
         let chat = self
-            .chat(
+            .chat_as(
                 client,
                 ChatParams {
                     messages,
@@ -96,6 +97,7 @@ impl Service {
                     body,
                 },
                 stream,
+                Priority::Completion,
             )
             .await?;
         Ok(Completion { chat, cleaner })

@@ -48,6 +48,8 @@ pub struct Service {
     sessions: Arc<SessionStore>,
     /// The config file could not be used: every request fails with this, naming it.
     config_error: Option<Error>,
+    /// Started with the first client (on the runtime), see `tell_clients_of_cool_downs`.
+    watching_cool_downs: std::sync::Once,
 }
 
 /// Model lists by the URL they came from, with when they were fetched.
@@ -55,7 +57,7 @@ type ModelCache = HashMap<String, (Instant, Arc<Vec<ModelInfo>>, &'static str)>;
 
 impl Service {
     pub fn new(base: Layer) -> Result<Service, Error> {
-        Ok(Service {
+        let service = Service {
             gateway: Gateway::new(base.process_settings())?,
             base,
             started: Instant::now(),
@@ -63,7 +65,25 @@ impl Service {
             models: Mutex::default(),
             sessions: Arc::new(SessionStore::from_env()),
             config_error: None,
-        })
+            watching_cool_downs: std::sync::Once::new(),
+        };
+        Ok(service)
+    }
+
+    /// Every client's status shows a cool-down while one runs (`rate_limited`). The task
+    /// sleeps on a channel: no wake-up while nothing changes.
+    fn tell_clients_of_cool_downs(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut cooling = self.gateway.budgets().cooling();
+        let counters = self.counters.clone();
+        runtime.spawn(async move {
+            while cooling.changed().await.is_ok() {
+                let on = *cooling.borrow_and_update();
+                counters.clients.cooling(on);
+            }
+        });
     }
 
     /// A service whose config file could not be used: it still starts (a daemon must answer
@@ -81,6 +101,8 @@ impl Service {
     /// Registers a connection (with the queue of its frames) for `cfgate/status` and
     /// `cfgate/didChangeStatus`, while the handle lives.
     pub fn register_client(&self, notifier: Arc<dyn Notifier>) -> ClientHandle {
+        self.watching_cool_downs
+            .call_once(|| self.tell_clients_of_cool_downs());
         self.counters.clients.register(notifier)
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::Service;
 use crate::config::{self, Layer};
-use crate::protocol::{RequestCounts, StatusResult};
+use crate::protocol::{BudgetStatus, RequestCounts, StatusResult};
 
 impl Service {
     /// `cfgate/status` with the stored sessions, as every front end answers it.
@@ -67,6 +67,19 @@ impl Service {
                 None
             },
             clients: self.clients(),
+            budgets: self
+                .gateway
+                .budgets()
+                .views(resolved.as_ref().ok().and_then(|s| s.requests_per_minute))
+                .into_iter()
+                .map(|b| BudgetStatus {
+                    gateway: b.label,
+                    limit: b.limit,
+                    learned: b.learned,
+                    used_last_minute: b.used_last_minute,
+                    cool_down_ms: b.cool_down_ms,
+                })
+                .collect(),
             sessions: Vec::new(),
         }
     }

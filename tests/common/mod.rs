@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-pub use fake_gateway::{Config, FakeGateway, Fault, Hostile, RecordedRequest, Script};
+pub use fake_gateway::{Config, FakeGateway, Fault, Hostile, RateLimit, RecordedRequest, Script};
 
 /// Long enough for a loaded 2-core CI machine; short enough that a hang fails the test.
 pub const WAIT: Duration = Duration::from_secs(20);

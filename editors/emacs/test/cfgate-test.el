@@ -529,5 +529,71 @@ error in the chat buffer."
             (should (equal (with-current-buffer cfgate-ask-buffer-name (buffer-string)) "It adds.")))
         (setq cfgate-action-done-hook nil)))))
 
+;;;; Model choice
+
+(defun cfgate-test--model-requests ()
+  "The model-list requests the fake received."
+  (cl-remove-if-not (lambda (r) (and (equal (plist-get r :method) "GET")
+                                     (string-match-p "/compat/models\\'" (plist-get r :path))))
+                    (cfgate-test--json (cfgate-test--http "GET" "/__fake/requests"))))
+
+(ert-deftest cfgate-test-14-select-model-offers-the-gateways-list ()
+  "`cfgate-select-model' offers the daemon's `cfgate/models' list, the current model first."
+  (cfgate-test--reset)
+  (let (offered annotations prompt)
+    (unwind-protect
+        (progn
+          (cl-letf (((symbol-function 'completing-read)
+                     (lambda (p table &rest _)
+                       (setq prompt p
+                             offered (all-completions "" table))
+                       (let ((annotate (completion-metadata-get
+                                        (completion-metadata "" table nil) 'annotation-function)))
+                         (setq annotations (mapcar (lambda (id) (funcall annotate id)) offered)))
+                       "openai/gpt-5-mini")))
+            (should (equal (cfgate-select-model) "openai/gpt-5-mini")))
+          (should (= (length (cfgate-test--model-requests)) 1))
+          (should (equal prompt (format "cfgate model (current %s): " cfgate-test-default-model)))
+          (should (equal offered
+                         (list (concat "workers-ai/" cfgate-test-default-model)
+                               "workers-ai/@cf/google/gemma-4-26b-a4b-it"
+                               "openai/gpt-5-mini"
+                               "google-ai-studio/gemini-2.5-flash"
+                               "anthropic/claude-sonnet-4-5")))
+          (should (equal annotations
+                         '("  (current), workers-ai, $0.29 in / $2.25 out per M tokens"
+                           "  workers-ai, $0.1 in / $0.3 out per M tokens"
+                           "  openai, $0.25 in / $2 out per M tokens"
+                           "  google-ai-studio, $0.3 in / $2.5 out per M tokens"
+                           "  anthropic")))
+          (should (equal (plist-get (cfgate-status) :model) "openai/gpt-5-mini"))
+          ;; A model the gateway does not list still comes first while it is current.
+          (cfgate-set-model "dynamic/support")
+          (cl-letf (((symbol-function 'completing-read)
+                     (lambda (_p table &rest _)
+                       (setq offered (all-completions "" table))
+                       "")))
+            (cfgate-select-model))
+          (should (equal (car offered) "dynamic/support"))
+          (should (= (length offered) 6))
+          (should (equal (plist-get (cfgate-status) :model) "dynamic/support")))
+      (cfgate-set-model cfgate-test-default-model))))
+
+(ert-deftest cfgate-test-14b-select-model-error ()
+  "A list that cannot be had is a user error with its message and hint; nothing is offered."
+  (let ((cfgate-settings '((base_url . "http://127.0.0.1:9/v1") (max_attempts . 1)))
+        (offered nil))
+    (cfgate-shutdown)
+    (unwind-protect
+        (cl-letf (((symbol-function 'completing-read)
+                   (lambda (&rest _) (setq offered t) "openai/gpt-5-mini")))
+          (let ((err (should-error (cfgate-select-model) :type 'user-error)))
+            (should (string-prefix-p
+                     "cfgate: cannot connect to the gateway at http://127.0.0.1:9/v1/models"
+                     (cadr err)))
+            (should (string-search "\nhint: check the network and base_url" (cadr err))))
+          (should-not offered))
+      (cfgate-shutdown))))
+
 (provide 'cfgate-test)
 ;;; cfgate-test.el ends here

@@ -25,7 +25,7 @@ mkdir -p "$TMP/build"
 cp "$PKG"/*.el "$TMP/build/"
 if (cd "$TMP/build" && emacs --batch -Q -L . --eval '(setq byte-compile-error-on-warn t)' \
   -f batch-byte-compile *.el) >"$TMP/compile.log" 2>&1; then
-  echo "ok - cfgate.el and cfgate-actions.el byte-compile without warnings"
+  echo "ok - cfgate.el, cfgate-actions.el and cfgate-models.el byte-compile without warnings"
   passed=$((passed + 1))
 else
   echo "not ok - byte-compilation:"

@@ -77,7 +77,7 @@ end, {
   complete = function(lead)
     return vim.tbl_filter(function(m)
       return m:find(lead, 1, true) == 1
-    end, require("cfgate.config").get().models or {})
+    end, require("cfgate.models").ids())
   end,
 })
 

@@ -548,19 +548,52 @@ test(":'<,'>CfgateAsk streams the answer into a float", function()
   end)
 end)
 
-test(":CfgateModels picks a model through vim.ui.select", function()
+test(":CfgateModels offers the gateway's models from cfgate/models, the current one first", function()
+  fake.reset()
+  H.notes = {}
   local original = vim.ui.select
-  local offered
-  vim.ui.select = function(items, _, on_choice)
+  local offered, shown
+  vim.ui.select = function(items, opts, on_choice)
     offered = items
-    on_choice(items[2])
+    shown = vim.tbl_map(opts.format_item, items)
+    for _, item in ipairs(items) do
+      if item.id == "openai/gpt-5-mini" then
+        on_choice(item)
+      end
+    end
   end
   vim.cmd("CfgateModels")
   wait_for("the picker", function()
     return offered
   end)
   vim.ui.select = original
-  check(offered[1] == default_model, "current model not first: %s", vim.inspect(offered))
+  -- The fake's /compat/models list, asked for by the daemon; the default model (listed as
+  -- workers-ai/@cf/...) first and once.
+  local listed = vim.tbl_filter(function(r)
+    return r.method == "GET" and r.path:find("/compat/models", 1, true) ~= nil
+  end, fake.requests())
+  check(#listed == 1, "the daemon did not fetch the gateway's list: %s", vim.inspect(fake.requests()))
+  local ids = vim.tbl_map(function(i)
+    return i.id
+  end, offered)
+  check(
+    vim.deep_equal(ids, {
+      "workers-ai/" .. default_model,
+      "workers-ai/@cf/google/gemma-4-26b-a4b-it",
+      "openai/gpt-5-mini",
+      "google-ai-studio/gemini-2.5-flash",
+      "anthropic/claude-sonnet-4-5",
+    }),
+    "offered %s",
+    vim.inspect(ids)
+  )
+  check(shown[1]:find("(current)", 1, true), "the first is not marked current: %s", shown[1])
+  check(
+    shown[3] == "openai/gpt-5-mini  — openai, $0.25 in / $2 out per M tokens",
+    "details of a listed model: %q",
+    shown[3]
+  )
+  check(shown[5] == "anthropic/claude-sonnet-4-5  — anthropic", "a model without a price: %q", shown[5])
   local st
   cfgate.status(function(s)
     st = s
@@ -568,9 +601,56 @@ test(":CfgateModels picks a model through vim.ui.select", function()
   wait_for("status", function()
     return st
   end)
-  check(st.model == offered[2], "model %s, expected %s", tostring(st.model), offered[2])
-  check(find_note("model " .. offered[2]), "no notification of the new model: %s", notes_text())
+  check(st.model == "openai/gpt-5-mini", "model %s, expected openai/gpt-5-mini", tostring(st.model))
+  check(find_note("model openai/gpt-5-mini"), "no notification of the new model: %s", notes_text())
+  -- A model the gateway does not list is still offered first while it is the current one.
+  cfgate.set_model("dynamic/support")
+  offered = nil
+  vim.ui.select = function(items, opts)
+    offered = items
+    shown = vim.tbl_map(opts.format_item, items)
+  end
+  vim.cmd("CfgateModels")
+  wait_for("the picker", function()
+    return offered
+  end)
+  vim.ui.select = original
+  check(shown[1] == "dynamic/support  (current)" and #offered == 6, "offered %s", vim.inspect(shown))
+  -- The command line completes the listed ids.
+  local completed = vim.fn.getcompletion("CfgateModels openai/", "cmdline")
+  check(vim.deep_equal(completed, { "openai/gpt-5-mini" }), "completion %s", vim.inspect(completed))
   cfgate.set_model(default_model)
+end)
+
+test(":CfgateModels shows why the list cannot be had (message and hint), and no picker", function()
+  local unreachable = "http://127.0.0.1:9/v1"
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = unreachable, max_attempts = 1 }, inline = { debounce_ms = 60 } })
+  wait_for("the new settings at the daemon", function()
+    local st
+    cfgate.status(function(s)
+      st = s
+    end)
+    wait_for("status", function()
+      return st
+    end)
+    return st.base_url == unreachable
+  end)
+  H.notes = {}
+  local original = vim.ui.select
+  local offered
+  vim.ui.select = function(items)
+    offered = items
+  end
+  vim.cmd("CfgateModels")
+  local n = wait_for("the error notification", function()
+    return find_note("cfgate: cannot connect")
+  end)
+  vim.ui.select = original
+  check(n.msg:find("^cfgate: cannot connect to the gateway at " .. unreachable .. "/models"), "message: %s", n.msg)
+  check(n.msg:find("\nhint: check the network and base_url"), "no hint on its own line: %s", n.msg)
+  check(n.level == vim.log.levels.ERROR, "level %s", tostring(n.level))
+  check(offered == nil, "a picker was shown: %s", vim.inspect(offered))
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
 end)
 
 test("the statusline follows the daemon's state (busy → ready); :CfgateStatus lists clients and sessions", function()

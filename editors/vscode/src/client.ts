@@ -108,6 +108,27 @@ export interface StatusResult {
     requests: { total: number; in_flight: number; failed: number };
 }
 
+/** One model of `cfgate/models`; a field the gateway does not give is null. */
+export interface ModelInfo {
+    id: string;
+    owned_by: string | null;
+    context_window: number | null;
+    function_calling: boolean | null;
+    /** USD per million input tokens (catalog), or the gateway's own `cost_in`. */
+    cost_in: number | null;
+    /** USD per million output tokens (catalog), or the gateway's own `cost_out`. */
+    cost_out: number | null;
+    description?: string | null;
+}
+
+export interface ModelsResult {
+    models: ModelInfo[];
+    /** `compat`, `compat+catalog` or `catalog`. */
+    source: string;
+    cached: boolean;
+    age_secs: number;
+}
+
 /** One `report` of a `$/progress` stream: exactly one field is set. */
 export interface Piece {
     content?: string;
@@ -174,6 +195,13 @@ export class CfgateClient {
     async status(token?: CancellationToken): Promise<StatusResult> {
         await this.options.ready?.();
         return this.send<StatusResult>('cfgate/status', {}, token);
+    }
+
+    /** `cfgate/models`: the models the gateway offers (the daemon caches the list for 10
+     *  minutes; `refresh` fetches it again). */
+    async models(refresh = false, token?: CancellationToken): Promise<ModelsResult> {
+        await this.options.ready?.();
+        return this.send<ModelsResult>('cfgate/models', refresh ? { refresh: true } : {}, token);
     }
 
     /** `cfgate/sessions`: the stored conversations, most recently updated first. */

@@ -1,22 +1,10 @@
 // `cfgate.selectModel` and `cfgate.status`. The `vscode` calls they need are passed in,
 // so the logic runs in tests without VS Code.
 
-import type { CfgateClient, StatusResult } from './client';
+import type { CfgateClient, ModelInfo, StatusResult } from './client';
 import { formatError } from './client';
 
 export const DEFAULT_MODEL = '@cf/meta/llama-3.3-70b-instruct-fp8-fast';
-
-/** Offered by the quick pick; any other id can be typed in. cfgate has no method to list
- *  a gateway's models, so this is a fixed selection of common ones. */
-export const SUGGESTED_MODELS: ReadonlyArray<{ id: string; detail: string }> = [
-    { id: '@cf/meta/llama-3.3-70b-instruct-fp8-fast', detail: 'Workers AI (cfgate default)' },
-    { id: '@cf/qwen/qwen2.5-coder-32b-instruct', detail: 'Workers AI, code' },
-    { id: '@cf/meta/llama-3.1-8b-instruct-fast', detail: 'Workers AI, small and quick' },
-    { id: '@cf/deepseek-ai/deepseek-r1-distill-qwen-32b', detail: 'Workers AI, reasoning' },
-    { id: 'openai/gpt-4o-mini', detail: 'OpenAI (needs the key stored in the gateway)' },
-    { id: 'anthropic/claude-3-5-haiku-latest', detail: 'Anthropic (needs the key stored in the gateway)' },
-    { id: 'google-ai-studio/gemini-2.0-flash', detail: 'Google AI Studio (needs the key stored in the gateway)' },
-];
 
 export const CUSTOM_LABEL = '$(edit) Enter a model id…';
 export const DEFAULT_LABEL = '$(discard) Use cfgate’s default';
@@ -38,6 +26,7 @@ export interface SelectModelUi {
     /** Stores `cfgate.model` (undefined: remove it). */
     updateModel(model: string | undefined): Thenable<void>;
     showInformationMessage(message: string): void;
+    showErrorMessage(message: string): void;
 }
 
 /** Why `id` is not a model id cfgate accepts (docs/protocol.md, Model ids), or undefined. */
@@ -55,23 +44,71 @@ export function validateModelId(id: string): string | undefined {
     return undefined;
 }
 
-export function modelItems(current: string | undefined): PickItem[] {
-    const items: PickItem[] = SUGGESTED_MODELS.map((m) => ({
-        label: m.id,
-        description: m.id === current ? '(current)' : undefined,
-        detail: m.detail,
-    }));
-    if (current && !SUGGESTED_MODELS.some((m) => m.id === current)) {
-        items.unshift({ label: current, description: '(current)' });
+/** The daemon lists a Workers AI model in the compat endpoint's spelling
+ *  (`workers-ai/@cf/...`) while settings usually say `@cf/...`: both name one model. */
+export function sameModel(a: string | undefined, b: string | undefined): boolean {
+    const key = (id: string | undefined) => id?.replace(/^workers-ai\/(?=@cf\/)/, '');
+    return a !== undefined && b !== undefined && key(a) === key(b);
+}
+
+/** "owner, 24000 tokens context, tools, $0.29 in / $2.25 out per M tokens": what the
+ *  gateway says about a model (a field it does not give is left out). */
+export function modelDetails(model: ModelInfo): string {
+    const price = (n: number | null | undefined) => (typeof n === 'number' ? `$${n}` : '?');
+    const parts: string[] = [];
+    if (typeof model.owned_by === 'string' && model.owned_by !== '') {
+        parts.push(model.owned_by);
+    }
+    if (typeof model.context_window === 'number') {
+        parts.push(`${model.context_window} tokens context`);
+    }
+    if (model.function_calling === true) {
+        parts.push('tools');
+    }
+    if (typeof model.cost_in === 'number' || typeof model.cost_out === 'number') {
+        parts.push(`${price(model.cost_in)} in / ${price(model.cost_out)} out per M tokens`);
+    }
+    return parts.join(', ');
+}
+
+/** The quick pick's items: the current model first (listed by the gateway or not), then
+ *  the gateway's models in the daemon's order, then typing an id and the default. */
+export function modelItems(models: ModelInfo[], current: string | undefined): PickItem[] {
+    const item = (m: ModelInfo): PickItem => {
+        const detail = modelDetails(m);
+        return { label: m.id, detail: detail === '' ? undefined : detail };
+    };
+    const listed = models.filter((m) => m && typeof m.id === 'string');
+    const currentIndex = current === undefined ? -1 : listed.findIndex((m) => sameModel(m.id, current));
+    const items = listed.filter((_, i) => i !== currentIndex).map(item);
+    if (current) {
+        const first = currentIndex >= 0 ? item(listed[currentIndex]) : { label: current };
+        items.unshift({ ...first, description: '(current)' });
     }
     items.push({ label: CUSTOM_LABEL }, { label: DEFAULT_LABEL, detail: DEFAULT_MODEL });
     return items;
 }
 
-/** Runs the quick pick; returns the model now set ('' for the default), or undefined if
- *  the user gave up. */
-export async function selectModel(ui: SelectModelUi, current: string | undefined): Promise<string | undefined> {
-    const picked = await ui.showQuickPick(modelItems(current), {
+/** Runs the quick pick over the models the daemon lists (`cfgate/models`), the current
+ *  one first: `configured` (the `cfgate.model` setting), else the daemon's model. Returns
+ *  the model now set ('' for the default), or undefined if the user gave up or the list
+ *  could not be had (then its error and hint are shown). */
+export async function selectModel(
+    ui: SelectModelUi,
+    client: Pick<CfgateClient, 'models' | 'status'>,
+    configured: string | undefined,
+): Promise<string | undefined> {
+    let models: ModelInfo[];
+    let current = configured || undefined;
+    try {
+        const [result, status] = await Promise.all([client.models(), current ? undefined : client.status()]);
+        models = Array.isArray(result?.models) ? result.models : [];
+        current = current ?? status?.model ?? undefined;
+    } catch (error) {
+        ui.showErrorMessage(formatError(error));
+        return undefined;
+    }
+    const picked = await ui.showQuickPick(modelItems(models, current), {
         placeHolder: `Model for cfgate chat and completions (now: ${current || DEFAULT_MODEL})`,
         matchOnDetail: true,
     });

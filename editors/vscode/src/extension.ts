@@ -133,7 +133,9 @@ export function activate(context: vscode.ExtensionContext): void {
                     showInputBox: (options) => vscode.window.showInputBox(options),
                     updateModel: (model) => config.update('model', model, target),
                     showInformationMessage: (message) => void vscode.window.showInformationMessage(message),
+                    showErrorMessage: (message) => void vscode.window.showErrorMessage(message),
                 },
+                cfgate,
                 settings.daemon.model,
             );
         }),

@@ -202,11 +202,11 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         assert.equal(cfgateChildren().length, 1);
     });
 
-    test('cfgate.selectModel updates the setting, which reaches the daemon', async () => {
-        recorded.quickPick = (items) => items.find((i: { label: string }) => i.label === '@cf/qwen/qwen2.5-coder-32b-instruct');
+    test('cfgate.selectModel offers the daemon\'s list, updates the setting, which reaches the daemon', async () => {
+        recorded.quickPick = (items) => items.find((i: { label: string }) => i.label === 'openai/gpt-5-mini');
         await recorded.commands.get('cfgate.selectModel')!();
-        assert.equal(settings.get('cfgate.model'), '@cf/qwen/qwen2.5-coder-32b-instruct');
-        await waitFor('the daemon to use the picked model', async () => (await status())?.model === '@cf/qwen/qwen2.5-coder-32b-instruct');
+        assert.equal(settings.get('cfgate.model'), 'openai/gpt-5-mini');
+        await waitFor('the daemon to use the picked model', async () => (await status())?.model === 'openai/gpt-5-mini');
     });
 
     test('a binary that cannot start is reported as "cfgate: message — hint"; fixing the path recovers', async () => {
@@ -272,6 +272,31 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         assert.equal(s.credentials_complete, true);
         assert.equal(cfgateChildren().length, 1);
         assert.notEqual(cfgateChildren()[0], pid);
+    });
+
+    test('inline completions send the context the daemon\'s completion_context_chars allows', async () => {
+        // The daemon's own value (its config file), read from cfgate/status after the restart.
+        const config = path.join(home, 'budget.toml');
+        fs.writeFileSync(config, 'completion_context_chars = 40\n');
+        process.env.CFGATE_CONFIG = config;
+        const provider = recorded.inlineProviders[0].provider as vscode.InlineCompletionItemProvider;
+        try {
+            await recorded.commands.get('cfgate.restart')!();
+            assert.equal((await status())?.completion_context_chars, 40);
+            await fake.reset();
+            await fake.script({ content: 'y' });
+            const { document, position } = splitAt('first line here\nsecond line é\nthird |x\nafter one\nafter two\nafter three');
+            const items = (await provider.provideInlineCompletionItems(document, position, inlineContext, tokenSource().vscodeToken)) as any[];
+            assert.equal(items?.length, 1, JSON.stringify(recorded.messages));
+            const [request] = await chatRequests();
+            const sent = JSON.stringify(request.body.messages);
+            assert.ok(sent.includes(JSON.stringify('second line é\nthird <CURSOR>x\n').slice(1, -1)), sent);
+            assert.ok(!sent.includes('first line here') && !sent.includes('after one'), sent);
+        } finally {
+            delete process.env.CFGATE_CONFIG;
+            await recorded.commands.get('cfgate.restart')!();
+        }
+        assert.equal((await status())?.completion_context_chars, 8000);
     });
 
     test('deactivate stops the daemon', async () => {

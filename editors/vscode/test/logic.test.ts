@@ -14,7 +14,6 @@ import {
     CUSTOM_LABEL,
     DEFAULT_LABEL,
     PickItem,
-    SUGGESTED_MODELS,
     SelectModelUi,
     selectModel,
     showStatus,
@@ -454,8 +453,13 @@ describe('commands', () => {
     function ui(picks: (items: PickItem[]) => PickItem | undefined, typed?: string) {
         const updates: (string | undefined)[] = [];
         const messages: string[] = [];
+        const errors: string[] = [];
+        const offered: PickItem[][] = [];
         const api: SelectModelUi = {
-            showQuickPick: async (items) => picks(items),
+            showQuickPick: async (items) => {
+                offered.push(items);
+                return picks(items);
+            },
             showInputBox: async (options) => {
                 if (typed !== undefined) {
                     assert.equal(options.validateInput(typed), undefined);
@@ -466,33 +470,71 @@ describe('commands', () => {
                 updates.push(model);
             },
             showInformationMessage: (m) => messages.push(m),
+            showErrorMessage: (m) => errors.push(m),
         };
-        return { api, updates, messages };
+        return { api, updates, messages, errors, offered };
     }
 
-    test('select model: a suggested id is stored', async () => {
-        const { api, updates, messages } = ui((items) => items.find((i) => i.label === SUGGESTED_MODELS[1].id));
-        assert.equal(await selectModel(api, undefined), SUGGESTED_MODELS[1].id);
-        assert.deepEqual(updates, [SUGGESTED_MODELS[1].id]);
-        assert.match(messages[0], /^cfgate: model set to /);
+    test('select model: the quick pick offers the daemon\'s cfgate/models list, the current model first', async () => {
+        const { api, updates, messages, errors, offered } = ui((items) => items.find((i) => i.label === 'openai/gpt-5-mini'));
+        assert.equal(await selectModel(api, daemon.client, undefined), 'openai/gpt-5-mini');
+        assert.deepEqual(errors, []);
+        const listed = (await fake.requests()).filter((r) => r.method === 'GET' && r.path.endsWith('/compat/models'));
+        assert.equal(listed.length, 1, 'the daemon asked the gateway for its list');
+        assert.deepEqual(
+            offered[0].map((i) => [i.label, i.description, i.detail]),
+            [
+                ['workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast', '(current)', 'workers-ai, $0.29 in / $2.25 out per M tokens'],
+                ['workers-ai/@cf/google/gemma-4-26b-a4b-it', undefined, 'workers-ai, $0.1 in / $0.3 out per M tokens'],
+                ['openai/gpt-5-mini', undefined, 'openai, $0.25 in / $2 out per M tokens'],
+                ['google-ai-studio/gemini-2.5-flash', undefined, 'google-ai-studio, $0.3 in / $2.5 out per M tokens'],
+                ['anthropic/claude-sonnet-4-5', undefined, 'anthropic'],
+                [CUSTOM_LABEL, undefined, undefined],
+                [DEFAULT_LABEL, undefined, '@cf/meta/llama-3.3-70b-instruct-fp8-fast'],
+            ],
+        );
+        assert.deepEqual(updates, ['openai/gpt-5-mini']);
+        assert.match(messages[0], /^cfgate: model set to openai\/gpt-5-mini/);
+        // The configured model comes first, in the gateway's spelling when listed, else as is.
+        const listedCurrent = ui(() => undefined);
+        await selectModel(listedCurrent.api, daemon.client, 'openai/gpt-5-mini');
+        assert.deepEqual(
+            listedCurrent.offered[0].slice(0, 2).map((i) => [i.label, i.description]),
+            [
+                ['openai/gpt-5-mini', '(current)'],
+                ['workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast', undefined],
+            ],
+        );
+        const unlisted = ui(() => undefined);
+        await selectModel(unlisted.api, daemon.client, 'vendor/custom-model');
+        assert.deepEqual([unlisted.offered[0][0].label, unlisted.offered[0][0].description], ['vendor/custom-model', '(current)']);
+        assert.equal(unlisted.offered[0].length, 8);
+    });
+
+    test('select model: a list that cannot be had shows its message and hint, and no quick pick', async () => {
+        const unreachable = await Daemon.start(undefined, { settings: { base_url: 'http://127.0.0.1:9/v1', max_attempts: 1 } });
+        try {
+            const { api, updates, errors, offered } = ui((items) => items[0]);
+            assert.equal(await selectModel(api, unreachable.client, undefined), undefined);
+            assert.equal(errors.length, 1, JSON.stringify(errors));
+            assert.match(errors[0], /^cfgate: cannot connect to the gateway at http:\/\/127\.0\.0\.1:9\/v1\/models: .* — check the network and base_url/);
+            assert.deepEqual(offered, []);
+            assert.deepEqual(updates, []);
+        } finally {
+            await unreachable.close();
+        }
     });
 
     test('select model: a typed id, the default, or giving up', async () => {
         const typed = ui((items) => items.find((i) => i.label === CUSTOM_LABEL), 'dynamic/support');
-        assert.equal(await selectModel(typed.api, 'openai/gpt-4o'), 'dynamic/support');
+        assert.equal(await selectModel(typed.api, daemon.client, 'openai/gpt-4o'), 'dynamic/support');
         assert.deepEqual(typed.updates, ['dynamic/support']);
         const reset = ui((items) => items.find((i) => i.label === DEFAULT_LABEL));
-        assert.equal(await selectModel(reset.api, 'openai/gpt-4o'), '');
+        assert.equal(await selectModel(reset.api, daemon.client, 'openai/gpt-4o'), '');
         assert.deepEqual(reset.updates, [undefined]);
         const none = ui(() => undefined);
-        assert.equal(await selectModel(none.api, undefined), undefined);
+        assert.equal(await selectModel(none.api, daemon.client, undefined), undefined);
         assert.deepEqual(none.updates, []);
-        const current = ui((items) => {
-            assert.equal(items[0].label, 'vendor/custom-model');
-            assert.equal(items[0].description, '(current)');
-            return undefined;
-        });
-        await selectModel(current.api, 'vendor/custom-model');
     });
 
     test('model ids are validated as cfgate does', () => {

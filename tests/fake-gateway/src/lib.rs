@@ -67,6 +67,10 @@ pub struct Config {
     /// Guardrails or DLP response scanning on (sections 10.3, 10.4): a streamed request
     /// gets the whole answer as one `chat.completion` JSON body, not an event stream.
     pub buffer_streams: bool,
+    /// The gateway's own rate limit (section 10.5): past `requests` chat requests in a
+    /// fixed window, 429 `AiGatewayError` 2003 "Rate limited", with `Retry-After` (seconds
+    /// left in the window, rounded up) when `retry_after` is set.
+    pub rate_limit: Option<RateLimit>,
     /// `None`: any gateway id is accepted; `Some(list)`: other ids get 400 `AiGatewayError`
     /// 2001 "Please configure AI Gateway in the Cloudflare dashboard".
     pub known_gateways: Option<Vec<String>>,
@@ -75,6 +79,14 @@ pub struct Config {
     /// If `Some`: the gateway holds stored keys (BYOK) under these aliases; a request whose
     /// `cf-aig-byok-alias` names another gets 400 `AiGatewayError` 2040 (section 5.2).
     pub byok_aliases: Option<Vec<String>>,
+}
+
+/// A fixed-window rate limit ([`Config::rate_limit`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub requests: usize,
+    pub window: Duration,
+    pub retry_after: bool,
 }
 
 /// One request the fake received (control endpoints excluded).
@@ -89,6 +101,9 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
     /// The body as (lossy UTF-8) text.
     pub raw_body: String,
+    /// When it arrived, in milliseconds since the fake started.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 impl RecordedRequest {
@@ -214,6 +229,9 @@ pub(crate) struct Shared {
     connections: AtomicUsize,
     dropped: watch::Sender<usize>,
     pub(crate) cache: Mutex<HashMap<String, CacheEntry>>,
+    pub(crate) started: Instant,
+    /// The current rate-limit window: when it began, chat requests in it.
+    pub(crate) window: Mutex<(Instant, usize)>,
 }
 
 /// Locks ignoring poisoning (a panicking test thread must not wedge the fake).
@@ -231,6 +249,8 @@ impl Shared {
             connections: AtomicUsize::new(0),
             dropped: watch::Sender::new(0),
             cache: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            window: Mutex::new((Instant::now(), 0)),
         }
     }
 

@@ -150,6 +150,7 @@ async fn handle(
             .collect(),
         body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
         raw_body: String::from_utf8_lossy(&raw).into_owned(),
+        at_ms: shared.started.elapsed().as_millis() as u64,
     };
     shared.record(record.clone());
     let response = match route(&shared, &record) {
@@ -569,6 +570,27 @@ fn cache_key(rec: &RecordedRequest, account: &str, gateway: &str) -> Option<(Str
     ))
 }
 
+/// The gateway's own rate limit, a fixed window (section 10.5): 429 / 2003 past it.
+fn rate_limited(shared: &Shared) -> Option<Reply> {
+    let limit = shared.config.rate_limit?;
+    let mut window = lock(&shared.window);
+    let now = Instant::now();
+    if now.duration_since(window.0) >= limit.window {
+        *window = (now, 0);
+    }
+    window.1 += 1;
+    if window.1 <= limit.requests {
+        return None;
+    }
+    let left = limit.window.saturating_sub(now.duration_since(window.0));
+    let mut reply = Reply::json(429, gateway_error(429, 2003, "Rate limited"));
+    if limit.retry_after {
+        let secs = left.as_millis().div_ceil(1000).max(1);
+        reply.merge_headers(&[("retry-after".into(), secs.to_string())]);
+    }
+    Some(reply)
+}
+
 fn chat(
     shared: &Shared,
     rec: &RecordedRequest,
@@ -576,6 +598,9 @@ fn chat(
     gateway: &str,
     endpoint: Endpoint,
 ) -> Reply {
+    if let Some(refusal) = rate_limited(shared) {
+        return refusal;
+    }
     let req = &rec.body;
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
     // Streams are never cached.

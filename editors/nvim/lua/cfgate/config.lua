@@ -26,6 +26,7 @@ M.setting_keys = {
   "max_in_flight",
   "session_budget_tokens",
   "idle_exit_secs",
+  "requests_per_minute",
   "listen_origins",
 }
 
@@ -39,15 +40,6 @@ M.defaults = {
   -- Daemon settings, sent as initializationOptions: the same flat keys as the config
   -- file (base_url, account_id, gateway_id, model, max_tokens, ...).
   settings = {},
-  -- Offered by :CfgateModels (the current model is always listed first).
-  models = {
-    "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
-    "@cf/qwen/qwen2.5-coder-32b-instruct",
-    "@cf/openai/gpt-oss-120b",
-    "openai/gpt-4o-mini",
-    "anthropic/claude-sonnet-4-5",
-    "google-ai-studio/gemini-2.5-flash",
-  },
   -- Attach the daemon to file buffers so Neovim offers its code actions (cfgate: explain,
   -- fix, add docs) on a selection: `gra` in visual mode. Starts the daemon with the
   -- first file buffer entered.
@@ -107,9 +99,6 @@ function M.set(opts)
   -- Lists are replaced, not merged.
   if opts.cmd ~= nil then
     merged.cmd = opts.cmd
-  end
-  if opts.models ~= nil then
-    merged.models = opts.models
   end
   if type(merged.cmd) == "string" then
     merged.cmd = { merged.cmd, "serve", "--shared" }

@@ -101,36 +101,14 @@ function M.set_model(model)
   client.info("model " .. model)
 end
 
---- :CfgateModels [model]: pick from the configured list and the current model.
+--- :CfgateModels [model]: pick among the models the gateway offers (cfgate/models), the
+--- current one first; or set [model] directly.
 function M.models(model)
   if model and vim.trim(model) ~= "" then
     M.set_model(model)
     return
   end
-  client.request("cfgate/status", vim.empty_dict(), {
-    on_result = function(status)
-      local current = type(status) == "table" and status.model or config.get().settings.model
-      local items = {}
-      if current then
-        table.insert(items, current)
-      end
-      for _, m in ipairs(config.get().models or {}) do
-        if m ~= current then
-          table.insert(items, m)
-        end
-      end
-      vim.ui.select(items, {
-        prompt = "cfgate model",
-        format_item = function(item)
-          return item == current and (item .. "  (current)") or item
-        end,
-      }, function(choice)
-        if choice and choice ~= current then
-          M.set_model(choice)
-        end
-      end)
-    end,
-  })
+  require("cfgate.models").pick(M.set_model)
 end
 
 --- Readable lines for a cfgate/status result.
