@@ -18,21 +18,7 @@ fn config_file(dir: &std::path::Path, fake: &FakeGateway) -> String {
 
 async fn run(env: &[(&str, &str)], args: &[&str]) -> (std::process::Output, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
-    let child = command(home.path(), env)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cfgate");
-    let out = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("cfgate chat finished")
-        .expect("output");
-    assert_no_token(&String::from_utf8_lossy(&out.stdout), "cfgate's stdout");
-    assert_no_token(&String::from_utf8_lossy(&out.stderr), "cfgate's stderr");
-    assert_no_token_in_logs(home.path());
+    let out = run_cli(home.path(), env, args, "").await;
     (out, home)
 }
 

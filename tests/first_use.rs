@@ -13,30 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// `cfgate <args>` with `stdin` as its input, as typed in a shell.
 async fn run(home: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
-    let mut child = command(home, env)
-        .env_remove("CFGATE_LOG")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cfgate");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("cfgate finished")
-        .expect("output");
-    assert_no_token(&String::from_utf8_lossy(&out.stdout), "stdout");
-    assert_no_token(&String::from_utf8_lossy(&out.stderr), "stderr");
-    assert_no_token_in_logs(home);
-    out
+    run_cli(home, env, args, stdin).await
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
 use serde_json::{Value, json};
 
@@ -123,23 +121,13 @@ async fn cfgate_chat_and_status_work_for_a_new_user_following_the_readme() {
         ("CLOUDFLARE_ACCOUNT_ID", ACCOUNT),
         ("CFGATE_CONFIG", config.to_str().unwrap()),
     ];
-    let run = |args: &'static [&'static str]| {
-        let child = command(home.path(), &env)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start cfgate");
-        async move {
-            tokio::time::timeout(WAIT, child.wait_with_output())
-                .await
-                .expect("cfgate finished")
-                .unwrap()
-        }
-    };
-    let out = run(&["chat", "Write a haiku about latency"]).await;
+    let out = run_cli(
+        home.path(),
+        &env,
+        &["chat", "Write a haiku about latency"],
+        "",
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -150,7 +138,7 @@ async fn cfgate_chat_and_status_work_for_a_new_user_following_the_readme() {
         stdout.contains("echo: Write a haiku about latency"),
         "{stdout}"
     );
-    let out = run(&["status"]).await;
+    let out = run_cli(home.path(), &env, &["status"], "").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("api_token (CLOUDFLARE_API_TOKEN) in Authorization")

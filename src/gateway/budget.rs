@@ -11,8 +11,9 @@
 //! - a **token bucket** sends no more than the `requests_per_minute` setting, and keeps a
 //!   fifth of it for interactive requests: completions are shed first;
 //! - the bucket **learns**: a 429 halves the rate it allows (from what was sent in the last
-//!   minute), and each later success gives one request a minute back, so a user who never
-//!   set the limit still converges under it.
+//!   minute, at least 30 a minute), and the rate doubles for each minute without a 429 (and
+//!   each success gives one request a minute back), so a user who never set the limit still
+//!   converges under it and a passing limit is soon forgotten.
 //!
 //! The lock guards plain numbers and is never held across an `.await`; a waiting request
 //! sleeps until a computed instant, never on a periodic tick.
@@ -67,16 +68,18 @@ const RESERVE: f64 = 0.2;
 /// A learned limit is dropped once it has grown back past this (the upstream's limit, if
 /// any, is higher than anything an editor sends).
 const FORGET_LEARNED_ABOVE: f64 = 600.0;
-/// A learned limit never goes below one request every ten seconds.
-const MIN_LEARNED_RPM: f64 = 6.0;
+/// A learned limit never goes below one request every two seconds.
+const MIN_LEARNED_RPM: f64 = 30.0;
 /// Cool-down after a 429 that said nothing of how long to wait.
 pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Budget {
     cool_down_until: Option<Instant>,
-    /// Requests a minute the bucket allows, learned from 429s (none until the first).
+    /// Requests a minute the bucket allows, learned from 429s (none until the first), and
+    /// since when: it doubles for each minute without a 429.
     learned_rpm: Option<f64>,
+    learned_at: Option<Instant>,
     /// Tokens in the bucket, and when it was last filled.
     tokens: Option<(f64, Instant)>,
     /// When each request of the last minute was sent.
@@ -85,7 +88,15 @@ struct Budget {
 
 impl Budget {
     fn limit(&self, configured: Option<u32>) -> Option<f64> {
-        match (configured.map(f64::from), self.learned_rpm) {
+        let learned = match (self.learned_rpm, self.learned_at) {
+            (Some(rpm), Some(at)) => {
+                let minutes = Instant::now().saturating_duration_since(at).as_secs() / 60;
+                let grown = rpm * 2f64.powi(minutes.min(16) as i32);
+                (grown < FORGET_LEARNED_ABOVE).then_some(grown)
+            }
+            _ => None,
+        };
+        match (configured.map(f64::from), learned) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -208,9 +219,11 @@ impl Budgets {
             budget.cool_down_until = Some(budget.cool_down_until.map_or(until, |u| u.max(until)));
             let sent = budget.sent.len() as f64;
             let rate = budget.learned_rpm.map_or(sent, |r| r.min(sent));
-            budget.learned_rpm = Some((rate / 2.0).max(MIN_LEARNED_RPM));
-            // One request may go when the cool-down ends; the rest at the learned rate.
-            budget.tokens = Some((1.0, until));
+            let learned = (rate / 2.0).max(MIN_LEARNED_RPM);
+            budget.learned_rpm = Some(learned);
+            budget.learned_at = Some(until);
+            // A fifth of the learned rate may go when the cool-down ends; the rest paced.
+            budget.tokens = Some(((learned * RESERVE).max(1.0), until));
         }
         self.cooling.send_replace(true);
         // One deadline, not a tick: clears the flag when no budget cools down any more.

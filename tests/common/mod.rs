@@ -398,3 +398,36 @@ pub fn chat_requests(fake: &FakeGateway) -> Vec<RecordedRequest> {
         .filter(|r| r.path.ends_with("/chat/completions"))
         .collect()
 }
+
+/// `cfgate <args>` as typed in a shell: `stdin` as its input, no `CFGATE_LOG`, waited for,
+/// and checked for the token in what it printed and logged.
+pub async fn run_cli(
+    home: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    let mut child = command(home, env)
+        .env_remove("CFGATE_LOG")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cfgate");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("cfgate finished")
+        .expect("output");
+    assert_no_token(&String::from_utf8_lossy(&out.stdout), "stdout");
+    assert_no_token(&String::from_utf8_lossy(&out.stderr), "stderr");
+    assert_no_token_in_logs(home);
+    out
+}
