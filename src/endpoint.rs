@@ -8,6 +8,7 @@
 //! gets 401; and a request with an `Origin` header (what browsers send) is refused with
 //! 403 unless that origin is in the `listen_origins` setting, which also stops DNS
 //! rebinding (the rebound page's origin is its own name, not the loopback address).
+//! A listed origin's preflights and answers get their CORS headers ([`crate::cors`]).
 //!
 //! The methods are thin: each is the same [`Service`] call the LSP front end makes, so
 //! the two front ends cannot drift apart. HTTP has no streaming; a streamed chat is a
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
 use crate::config::Layer;
+use crate::cors::{CorsLayer, origin_allowed};
 use crate::error::Error;
 use crate::protocol::{ChatParams, CompleteParams, ModelsParams, ProgressValue};
 use crate::service::Service;
@@ -87,14 +89,18 @@ pub async fn start(
     allowed_origins: Vec<String>,
 ) -> Result<(SocketAddr, ServerHandle), String> {
     let addr = loopback_only(addr)?;
+    let cors = CorsLayer::new(allowed_origins.clone());
     let expected = SecretString::from(format!("Bearer {}", token.expose_secret()));
     let guard = move |request: &mut HttpRequest<HttpBody>| -> Result<(), HttpResponse> {
         let authorized = request
             .headers()
             .get(http::header::AUTHORIZATION)
             .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.expose_secret().as_bytes()));
+        // OpenAI clients turn a 401 into their "check your API key" error from its JSON.
+        let openai = crate::openai::is_openai_path(request.uri().path());
         if !authorized {
             return Err(refusal(
+                openai,
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token (see endpoint.token in the runtime folder)",
             ));
@@ -102,6 +108,7 @@ pub async fn start(
         if let Some(origin) = request.headers().get(http::header::ORIGIN) {
             if !origin_allowed(origin, &allowed_origins) {
                 return Err(refusal(
+                    openai,
                     StatusCode::FORBIDDEN,
                     "this Origin is not in the listen_origins setting",
                 ));
@@ -109,7 +116,12 @@ pub async fn start(
         }
         Ok(())
     };
-    let middleware = tower::ServiceBuilder::new().layer(ValidateRequestHeaderLayer::custom(guard));
+    // CORS for listed origins (their preflights carry no token), then the guard for every
+    // route; then `/v1/...` is the OpenAI API's, the rest JSON-RPC.
+    let middleware = tower::ServiceBuilder::new()
+        .layer(cors)
+        .layer(ValidateRequestHeaderLayer::custom(guard))
+        .layer(crate::openai::OpenAiLayer::new(Arc::clone(&service)));
     // One call per request, as on stdio: a batch would bypass the per-call limits.
     let config = jsonrpsee::server::ServerConfig::builder()
         .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Disabled)
@@ -127,7 +139,15 @@ pub async fn start(
     Ok((bound, handle))
 }
 
-fn refusal(status: StatusCode, message: &'static str) -> HttpResponse {
+fn refusal(openai: bool, status: StatusCode, message: &'static str) -> HttpResponse {
+    if openai {
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "invalid_api_key"
+        } else {
+            "origin_not_allowed"
+        };
+        return crate::openai::errors::refusal(status, "invalid_request_error", code, message);
+    }
     let mut response = HttpResponse::new(HttpBody::from(message));
     *response.status_mut() = status;
     if status == StatusCode::UNAUTHORIZED {
@@ -137,12 +157,6 @@ fn refusal(status: StatusCode, message: &'static str) -> HttpResponse {
         );
     }
     response
-}
-
-fn origin_allowed(origin: &HeaderValue, allowed: &[String]) -> bool {
-    origin
-        .to_str()
-        .is_ok_and(|o| allowed.iter().any(|a| a.trim_end_matches('/') == o))
 }
 
 /// Compares without stopping at the first difference, so timing does not leak the token.
@@ -309,23 +323,6 @@ mod tests {
         assert!(loopback_only("[::1]:1".parse().unwrap()).is_ok());
         assert!(loopback_only("0.0.0.0:1".parse().unwrap()).is_err());
         assert!(loopback_only("192.168.1.2:1".parse().unwrap()).is_err());
-    }
-
-    #[test]
-    fn origins_must_be_listed_exactly() {
-        let allowed = vec!["http://localhost:3000/".to_string()];
-        assert!(origin_allowed(
-            &HeaderValue::from_static("http://localhost:3000"),
-            &allowed
-        ));
-        assert!(!origin_allowed(
-            &HeaderValue::from_static("http://evil.example"),
-            &allowed
-        ));
-        assert!(!origin_allowed(
-            &HeaderValue::from_static("http://localhost:3000"),
-            &[]
-        ));
     }
 
     #[test]

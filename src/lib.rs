@@ -18,8 +18,9 @@
 //! 3. `sessions`, `clients`: stored conversations; who is connected (a client's
 //!    notifications go through the [`clients::Notifier`] its front end implements).
 //! 4. `service`: the work, shared by every front end.
-//! 5. `server`, `endpoint`: the stdio front end (LSP framing, plain-LSP features) and the
-//!    loopback HTTP/WebSocket one.
+//! 5. `server`, `endpoint`, `openai`, `cors`: the stdio front end (LSP framing, plain-LSP
+//!    features), the loopback HTTP/WebSocket one, the OpenAI-compatible API the latter
+//!    serves, and its answers to browsers.
 //! 6. `shared`, `shared_client`: the per-user shared daemon and the CLI's way into it
 //!    (Unix only).
 
@@ -33,6 +34,8 @@ pub mod client_layers;
 pub mod clients;
 pub mod complete;
 pub mod config;
+#[cfg(unix)]
+pub mod cors;
 pub mod documents;
 #[cfg(unix)]
 pub mod endpoint;
@@ -41,6 +44,8 @@ pub mod gateway;
 pub mod hardening;
 pub mod logging;
 pub mod memo;
+#[cfg(unix)]
+pub mod openai;
 pub mod parent;
 pub mod protocol;
 pub mod route;

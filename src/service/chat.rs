@@ -46,6 +46,17 @@ struct PendingTurn {
 }
 
 impl Chat {
+    /// The routed model id that was sent (`workers-ai/@cf/...`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The gateway's `cf-aig-*` response headers (known once the answer has begun), named
+    /// as in [`ChatResult::gateway`].
+    pub fn gateway(&self) -> &Map<String, Value> {
+        &self.reply.gateway
+    }
+
     pub async fn next_piece(&mut self) -> Result<Option<Piece>, Error> {
         let result = self.reply.next_piece().await;
         self.in_flight.fail(result)

@@ -17,6 +17,16 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The gateway's `cf-aig-*` response headers, as [`Chat::gateway`].
+    pub fn gateway(&self) -> &Map<String, Value> {
+        self.chat.gateway()
+    }
+
+    /// The routed model id that was sent.
+    pub fn model(&self) -> &str {
+        self.chat.model()
+    }
+
     /// The next certain part of the insertion; `None` at the end.
     pub async fn next_text(&mut self) -> Result<Option<String>, Error> {
         while let Some(piece) = self.chat.next_piece().await? {

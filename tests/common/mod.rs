@@ -6,6 +6,9 @@
 
 #![allow(dead_code, unused_imports)]
 
+#[cfg(unix)]
+pub mod endpoint;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;

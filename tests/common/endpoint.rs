@@ -1,0 +1,114 @@
+//! The loopback endpoint's OpenAI API under test: the real shared daemon with `--listen`
+//! against the fake gateway, and `curl` to see its answers as HTTP.
+
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use super::{FakeGateway, TOKEN, WAIT, command};
+
+pub const ALLOWED_ORIGIN: &str = "http://localhost:5173";
+pub const MODEL: &str = "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast";
+
+pub struct Endpoint {
+    _daemon: tokio::process::Child,
+    _dirs: tempfile::TempDir,
+    pub base_url: String,
+    pub token: String,
+}
+
+/// Starts `cfgate daemon --listen 127.0.0.1:0` with one attempt per request (a 429 is the
+/// client's to see, not cfgate's to retry) and [`ALLOWED_ORIGIN`] listed.
+pub async fn start_endpoint(fake: &FakeGateway) -> Endpoint {
+    let dirs = tempfile::tempdir().unwrap();
+    let run = dirs.path().join("run");
+    let config = dirs.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_url = \"{}\"\nmax_attempts = 1\nlisten_origins = [\"{ALLOWED_ORIGIN}\"]\n",
+            fake.compat_base("acc", "gw")
+        ),
+    )
+    .unwrap();
+    let data = dirs.path().join("data");
+    let env = [
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("CFGATE_RUNTIME_DIR", run.to_str().unwrap()),
+        ("CFGATE_DATA_DIR", data.to_str().unwrap()),
+        ("CFGATE_CONFIG", config.to_str().unwrap()),
+    ];
+    let daemon = command(dirs.path(), &env)
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cfgate daemon");
+    let addr_file = run.join("endpoint.addr");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file) {
+            if text.ends_with('\n') {
+                break text.trim().to_string();
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no endpoint.addr");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let token = std::fs::read_to_string(run.join("endpoint.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Endpoint {
+        _daemon: daemon,
+        _dirs: dirs,
+        base_url: format!("http://{addr}/v1"),
+        token,
+    }
+}
+
+/// `curl` against the endpoint: (status, lower-cased headers, body).
+pub async fn curl(
+    e: &Endpoint,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&Value>,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-i", "-X", method]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-H", "content-type: application/json"])
+            .args(["--data-binary", &body.to_string()]);
+    }
+    cmd.arg(format!("{}{path}", e.base_url.trim_end_matches("/v1")));
+    let out = tokio::time::timeout(WAIT, cmd.kill_on_drop(true).output())
+        .await
+        .expect("curl finished")
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,199 @@
+//! The OpenAI-compatible API as HTTP (`curl`): `cf-aig-*` headers, `X-Cfgate-Session`,
+//! OpenAI-shaped refusals and CORS for listed browser origins.
+
+#![cfg(unix)]
+
+mod common;
+
+use common::endpoint::{ALLOWED_ORIGIN, MODEL, curl, header, start_endpoint as start};
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn cf_aig_headers_are_the_requests_gateway_options_and_a_session_header_continues_a_conversation()
+ {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    let chat =
+        |text: &str| json!({"model": MODEL, "messages": [{"role": "user", "content": text}]});
+
+    let (status, headers, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            auth.clone(),
+            "cf-aig-event-id: ev-7".into(),
+            "cf-aig-metadata: {\"user\":\"u1\"}".into(),
+            "x-cfgate-session: web".into(),
+        ],
+        Some(&chat("first turn")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = chat_requests(&fake);
+    assert_eq!(sent[0].header("cf-aig-event-id"), Some("ev-7"));
+    assert_eq!(sent[0].header("cf-aig-metadata"), Some("{\"user\":\"u1\"}"));
+    // The gateway's response headers come back as a direct call would get them.
+    assert_eq!(
+        header(&headers, "cf-aig-event-id"),
+        Some("ev-7"),
+        "{headers:?}"
+    );
+    assert!(header(&headers, "cf-aig-log-id").is_some(), "{headers:?}");
+
+    // A bad option is refused with the key named, and nothing is sent.
+    let (status, _, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), "cf-aig-cache-ttl: soon".into()],
+        Some(&chat("x")),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cache_ttl"),
+        "{err}"
+    );
+    assert_eq!(chat_requests(&fake).len(), 1);
+    let mut several = chat("x");
+    several["n"] = json!(2);
+    let (status, _, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        std::slice::from_ref(&auth),
+        Some(&several),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(chat_requests(&fake).len(), 1);
+
+    // The session goes on over HTTP, streamed, and is the one JSON-RPC clients see.
+    let mut streamed = chat("second turn");
+    streamed["stream"] = json!(true);
+    let (status, headers, body) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), "x-cfgate-session: web".into()],
+        Some(&streamed),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "content-type"), Some("text/event-stream"));
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert_eq!(
+        chat_requests(&fake)[1].body["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "history not sent"
+    );
+    let rpc = tokio::process::Command::new("curl")
+        .args(["-sS", "-H", &auth, "-H", "content-type: application/json"])
+        .args([
+            "--data-binary",
+            r#"{"jsonrpc":"2.0","id":1,"method":"cfgate/session","params":{"name":"web"}}"#,
+            e.base_url.trim_end_matches("/v1"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let session: Value = serde_json::from_slice(&rpc.stdout).unwrap();
+    assert_eq!(session["result"]["turns"], 2, "{session}");
+
+    // Refusals are OpenAI-shaped too: no key, an unknown route.
+    let (status, headers, body) = curl(&e, "GET", "/v1/models", &[], None).await;
+    assert_eq!(status, 401);
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"]["code"], "invalid_api_key", "{err}");
+    let (status, _, body) = curl(&e, "GET", "/v1/nowhere", std::slice::from_ref(&auth), None).await;
+    assert_eq!(status, 404, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(err["error"]["message"].is_string(), "{err}");
+    assert_eq!(chat_requests(&fake).len(), 2);
+}
+
+/// A page from a listed origin can call the API from a browser: its preflight (which
+/// carries no token) is answered, and the answer carries `Access-Control-Allow-Origin`;
+/// any other origin, or no token, is still refused.
+#[tokio::test]
+async fn a_listed_browser_origin_gets_its_preflight_and_cors_headers() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    let preflight = |origin: &str| {
+        vec![
+            format!("origin: {origin}"),
+            "access-control-request-method: POST".to_string(),
+            "access-control-request-headers: authorization, content-type".to_string(),
+        ]
+    };
+    for path in ["/v1/chat/completions", "/"] {
+        let (status, headers, _) =
+            curl(&e, "OPTIONS", path, &preflight(ALLOWED_ORIGIN), None).await;
+        assert_eq!(status, 204, "{path}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            Some(ALLOWED_ORIGIN)
+        );
+        assert!(
+            header(&headers, "access-control-allow-headers")
+                .is_some_and(|h| h.contains("authorization")),
+            "{headers:?}"
+        );
+        let (status, headers, _) =
+            curl(&e, "OPTIONS", path, &preflight("http://evil.example"), None).await;
+        assert!(status >= 400, "{path}: a foreign preflight got {status}");
+        assert_eq!(header(&headers, "access-control-allow-origin"), None);
+    }
+
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "from a page"}]});
+    let (status, headers, answer) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), format!("origin: {ALLOWED_ORIGIN}")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(ALLOWED_ORIGIN)
+    );
+    // A refusal to a listed origin is readable by the page too; a foreign origin is not.
+    let (status, headers, _) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[format!("origin: {ALLOWED_ORIGIN}")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(ALLOWED_ORIGIN)
+    );
+    let (status, headers, _) = curl(
+        &e,
+        "POST",
+        "/v1/chat/completions",
+        &[auth.clone(), "origin: http://evil.example".into()],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None);
+    assert_eq!(chat_requests(&fake).len(), 1);
+}
