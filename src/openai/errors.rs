@@ -37,6 +37,7 @@ pub fn status_of(err: &Error) -> (StatusCode, &'static str) {
         | ErrorKind::BadResponse
         | ErrorKind::NotJson
         | ErrorKind::TooLarge => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        ErrorKind::DaemonStopped => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
         ErrorKind::MissingCredentials | ErrorKind::InvalidSetting | ErrorKind::Internal => {
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
         }
@@ -124,7 +125,7 @@ mod tests {
         for kind in ErrorKind::ALL {
             let (status, _) = status_of(&Error::new(*kind, "x"));
             assert!(
-                [400, 401, 404, 429, 500, 502, 504].contains(&status.as_u16()),
+                [400, 401, 404, 429, 500, 502, 503, 504].contains(&status.as_u16()),
                 "{kind:?} -> {status}"
             );
         }
