@@ -56,29 +56,71 @@ pub fn loopback_only(addr: SocketAddr) -> Result<SocketAddr, String> {
     }
 }
 
-/// A fresh random token, written 0600 to `dir`; each daemon start makes a new one.
-pub fn write_token(dir: &Path) -> Result<SecretString, String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+/// Where the endpoint's key is kept across daemon starts: `endpoint.key` in the data
+/// folder (`~/.local/share/cfgate`, or `$CFGATE_DATA_DIR`, beside the sessions), 0600 in a
+/// 0700 folder; not beside the logs, so that nobody sending a log sends the key.
+pub fn key_path() -> Option<std::path::PathBuf> {
+    std::env::var_os(crate::sessions::ENV_DATA_DIR)
+        .map(std::path::PathBuf::from)
+        .or_else(|| crate::config::project_dirs().map(|d| d.data_dir().to_path_buf()))
+        .map(|dir| dir.join(KEY_FILE))
+}
+
+pub const KEY_FILE: &str = "endpoint.key";
+
+/// The endpoint's key: the one kept in `endpoint.key` (so the tools configured with it go
+/// on working after a restart), made the first time, and copied 0600 to `dir`'s
+/// `endpoint.token` for the clients that look there.
+pub fn endpoint_key(dir: &Path) -> Result<SecretString, String> {
+    let token = match key_path() {
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().len() >= 32 => SecretString::from(text.trim().to_string()),
+            _ => rotate_key(&path)?,
+        },
+        None => fresh_key()?,
+    };
+    write_private(&dir.join(TOKEN_FILE), &token)?;
+    Ok(token)
+}
+
+/// Writes a new key to `path` (`cfgate endpoint --rotate`); the daemon takes it at its
+/// next start.
+pub fn rotate_key(path: &Path) -> Result<SecretString, String> {
+    if let Some(parent) = path.parent() {
+        crate::sessions::create_private_dir(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let token = fresh_key()?;
+    write_private(path, &token)?;
+    Ok(token)
+}
+
+fn fresh_key() -> Result<SecretString, String> {
     let mut bytes = [0u8; 32];
     let mut filled = 0;
     while filled < bytes.len() {
         filled +=
             rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())
-                .map_err(|e| format!("no randomness for the endpoint token: {e}"))?;
+                .map_err(|e| format!("no randomness for the endpoint key: {e}"))?;
     }
-    let token = SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let path = dir.join(TOKEN_FILE);
-    let _ = std::fs::remove_file(&path);
+    Ok(SecretString::from(
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    ))
+}
+
+/// A secret file readable by the user alone, replaced whole.
+fn write_private(path: &Path, token: &SecretString) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     file.write_all(format!("{}\n", token.expose_secret()).as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(token)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Starts serving on `addr`; returns where it listens.

@@ -55,6 +55,12 @@ enum Command {
     },
     /// Stop the shared daemon.
     Stop,
+    /// Where the loopback endpoint and its OpenAI-compatible API are: base URL and key.
+    Endpoint {
+        /// Make a new key (the daemon takes it at its next start: `cfgate stop` first).
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Ask once and print the answer as it streams.
     Chat {
         /// The prompt; read from stdin when left out or `-`.
@@ -182,6 +188,7 @@ fn main() -> ExitCode {
             std::process::exit(code);
         }
         Command::Stop => runtime.block_on(shared_cli::stop()),
+        Command::Endpoint { rotate } => shared_cli::endpoint(&base, rotate),
         Command::Serve {
             max_frame_bytes,
             max_outbox_bytes,

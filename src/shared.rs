@@ -222,7 +222,7 @@ async fn serve_as_daemon(
     let token_file = paths.dir.join(crate::endpoint::TOKEN_FILE);
     let endpoint = match listen {
         Some(addr) => {
-            let token = crate::endpoint::write_token(&paths.dir)?;
+            let token = crate::endpoint::endpoint_key(&paths.dir)?;
             match crate::endpoint::start(service.clone(), addr, token, origins).await {
                 Ok((bound, handle)) => {
                     let _ = std::fs::write(&addr_file, format!("{bound}\n"));

@@ -53,6 +53,52 @@ mod unix {
         }
     }
 
+    /// `cfgate endpoint`: the base URL to paste into an OpenAI-compatible tool and where its
+    /// key is; `--rotate` makes a new key. Exit 1 when no endpoint runs or is configured.
+    pub fn endpoint(base: &Layer, rotate: bool) -> ExitCode {
+        let Some(key) = cfgate::endpoint::key_path() else {
+            eprintln!("cfgate: no state folder for the endpoint key (HOME not set?)");
+            return ExitCode::FAILURE;
+        };
+        if rotate {
+            return match cfgate::endpoint::rotate_key(&key) {
+                Ok(_) => {
+                    println!(
+                        "new key in {}; a running daemon keeps the old one until `cfgate stop`",
+                        key.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cfgate: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        let running = cfgate::shared::Paths::from_env().ok().and_then(|paths| {
+            std::fs::read_to_string(paths.dir.join(cfgate::endpoint::ADDR_FILE)).ok()
+        });
+        let (addr, state) = match (running, base.listen) {
+            (Some(addr), _) => (addr.trim().to_string(), "running"),
+            (None, Some(addr)) => (
+                addr.to_string(),
+                "starts with the shared daemon (listen setting)",
+            ),
+            (None, None) => {
+                eprintln!(
+                    "cfgate: no loopback endpoint: set `listen = \"127.0.0.1:8765\"` in the config file, \
+                     or start one with `cfgate serve --shared --listen 127.0.0.1:8765`"
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        crate::answer_out::print_text(&format!(
+            "base url      http://{addr}/v1\nkey           {} (kept across restarts; `cfgate endpoint --rotate` makes a new one)\nendpoint      {state}\n",
+            key.display()
+        ));
+        ExitCode::SUCCESS
+    }
+
     /// The shared daemon: exits at once (0) when another one already serves.
     pub fn daemon(
         runtime: &tokio::runtime::Runtime,
@@ -74,7 +120,9 @@ mod unix {
                     .unwrap_or(shared::DEFAULT_IDLE_EXIT),
             },
             max_frame,
-            listen,
+            // `--listen` for this start, else the config file's `listen`: a daemon started
+            // by a login service or any client serves the endpoint where tools expect it.
+            listen: listen.or(base.listen),
             origins: base.listen_origins.clone().unwrap_or_default(),
         };
         let failed = |e: String| {
@@ -242,6 +290,11 @@ mod other {
     use cfgate::service::Service;
 
     const UNSUPPORTED: &str = "cfgate: the shared daemon needs Unix sockets; use `cfgate serve`";
+
+    pub fn endpoint(_base: &Layer, _rotate: bool) -> ExitCode {
+        eprintln!("cfgate: the loopback endpoint needs a Unix system");
+        ExitCode::FAILURE
+    }
 
     pub async fn serve_shared(_listen: Option<SocketAddr>) -> i32 {
         eprintln!("{UNSUPPORTED}");

@@ -69,6 +69,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "idle_exit_secs",
     "requests_per_minute",
     "listen_origins",
+    "listen",
 ];
 
 pub use crate::route::Endpoint;
@@ -119,6 +120,9 @@ pub struct Layer {
     pub idle_exit_secs: Option<u64>,
     /// Browser origins the loopback endpoint accepts (none by default).
     pub listen_origins: Option<Vec<String>>,
+    /// Where the shared daemon always serves the loopback endpoint (and the OpenAI API),
+    /// e.g. `127.0.0.1:8765`; config file only, read when the daemon starts.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Layer {
@@ -159,6 +163,7 @@ impl Layer {
             session_budget_tokens: pick(&self.session_budget_tokens, &lower.session_budget_tokens),
             idle_exit_secs: pick(&self.idle_exit_secs, &lower.idle_exit_secs),
             listen_origins: pick(&self.listen_origins, &lower.listen_origins),
+            listen: pick(&self.listen, &lower.listen),
         }
     }
 

@@ -28,6 +28,7 @@ M.setting_keys = {
   "idle_exit_secs",
   "requests_per_minute",
   "listen_origins",
+  "listen",
 }
 
 M.defaults = {
