@@ -28,7 +28,7 @@ impl<K, V: Clone> Recent<K, V> {
         key: impl FnOnce() -> K,
         compute: impl FnOnce() -> V,
     ) -> V {
-        let lock = || self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || crate::sync::lock(&self.entries);
         if let Some((_, value)) = lock().iter().find(|(k, _)| is_key(k)) {
             return value.clone();
         }
