@@ -10,7 +10,7 @@
 //!   `rate_limited` and `retry_after_ms`, since a stale completion is worthless;
 //! - a **token bucket** sends no more than the `requests_per_minute` setting, and keeps a
 //!   fifth of it for interactive requests: completions are shed first;
-//! - the bucket **learns**: a 429 halves the rate it allows (from what was sent in the last
+//! - the bucket **learns** from a 429 that did not say how long to wait: it halves the rate it allows (from what was sent in the last
 //!   minute, at least 30 a minute), and the rate doubles for each minute without a 429 (and
 //!   each success gives one request a minute back), so a user who never set the limit still
 //!   converges under it and a passing limit is soon forgotten.
@@ -208,8 +208,10 @@ impl Budgets {
         }
     }
 
-    /// A 429 came: the budget cools down for `wait`, and learns a lower rate.
-    pub fn limited(&self, key: &BudgetKey, wait: Duration) {
+    /// A 429 came: the budget cools down for `wait`. When the gateway did not say how
+    /// long to wait (`learn`), the budget also learns a lower rate: a limit that says when
+    /// to come back is met by waiting that long, one that does not by sending less.
+    pub fn limited(&self, key: &BudgetKey, wait: Duration, learn: bool) {
         let now = Instant::now();
         let until = now + wait;
         {
@@ -217,13 +219,15 @@ impl Budgets {
             let budget = budgets.entry(key.clone()).or_default();
             budget.forget_old(now);
             budget.cool_down_until = Some(budget.cool_down_until.map_or(until, |u| u.max(until)));
-            let sent = budget.sent.len() as f64;
-            let rate = budget.learned_rpm.map_or(sent, |r| r.min(sent));
-            let learned = (rate / 2.0).max(MIN_LEARNED_RPM);
-            budget.learned_rpm = Some(learned);
-            budget.learned_at = Some(until);
-            // A fifth of the learned rate may go when the cool-down ends; the rest paced.
-            budget.tokens = Some(((learned * RESERVE).max(1.0), until));
+            if learn {
+                let sent = budget.sent.len() as f64;
+                let rate = budget.learned_rpm.map_or(sent, |r| r.min(sent));
+                let learned = (rate / 2.0).max(MIN_LEARNED_RPM);
+                budget.learned_rpm = Some(learned);
+                budget.learned_at = Some(until);
+                // A fifth of the learned rate may go when the cool-down ends; the rest paced.
+                budget.tokens = Some(((learned * RESERVE).max(1.0), until));
+            }
         }
         self.cooling.send_replace(true);
         // One deadline, not a tick: clears the flag when no budget cools down any more.
@@ -343,7 +347,7 @@ mod tests {
     async fn a_429_cools_down_completions_refused_chat_waits() {
         let budgets = Budgets::default();
         let far = Instant::now() + Duration::from_secs(600);
-        budgets.limited(&key(), Duration::from_secs(2));
+        budgets.limited(&key(), Duration::from_secs(2), true);
         assert!(*budgets.cooling().borrow());
         let err = budgets
             .admit(&key(), Priority::Completion, None, far)
@@ -357,7 +361,7 @@ mod tests {
             .unwrap();
         assert!(Instant::now() - before >= Duration::from_secs(2) - Duration::from_millis(1));
         // Not past a request's own deadline.
-        budgets.limited(&key(), Duration::from_secs(30));
+        budgets.limited(&key(), Duration::from_secs(30), false);
         let soon = Instant::now() + Duration::from_secs(1);
         assert!(
             budgets
@@ -365,6 +369,16 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_429_without_retry_after_teaches_a_rate() {
+        let budgets = Budgets::default();
+        budgets.limited(&key(), Duration::ZERO, false);
+        assert_eq!(budgets.views(None)[0].limit, None);
+        budgets.limited(&key(), Duration::from_secs(1), true);
+        let view = &budgets.views(None)[0];
+        assert!(view.learned && view.limit == Some(30), "{view:?}");
     }
 
     #[test]

@@ -119,8 +119,11 @@ impl Gateway {
             let rate_limited = err.status == Some(429) && err.kind == ErrorKind::RateLimited;
             if rate_limited {
                 // The whole daemon cools down, not only this request.
-                self.budgets
-                    .limited(&req.budget, err.retry_after.unwrap_or(DEFAULT_COOL_DOWN));
+                self.budgets.limited(
+                    &req.budget,
+                    err.retry_after.unwrap_or(DEFAULT_COOL_DOWN),
+                    err.retry_after.is_none(),
+                );
             }
             if attempt >= req.retry.max_attempts || !worth_retrying(&err) {
                 return Err(err);
