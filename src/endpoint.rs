@@ -326,10 +326,17 @@ async fn stream_chat(
         return;
     };
     let work = async {
-        let mut chat = service.chat(&Layer::default(), params, true).await?;
+        let sink = &sink;
+        let show = |wait| async move {
+            let value = serde_json::to_value(ProgressValue::rate_limited(wait));
+            let _ = send(sink, &value.unwrap_or(Value::Null)).await;
+        };
+        let mut chat = service
+            .chat_showing_waits(&Layer::default(), params, show)
+            .await?;
         while let Some(piece) = chat.next_piece().await? {
             let value = serde_json::to_value(ProgressValue::from(piece)).unwrap_or(Value::Null);
-            if send(&sink, &value).await.is_err() {
+            if send(sink, &value).await.is_err() {
                 return Ok(None);
             }
         }

@@ -132,6 +132,10 @@ pub enum ProgressValue {
         reasoning: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         tool_calls: Option<Vec<Value>>,
+        /// LSP's own report message: what the request is waiting for, e.g.
+        /// `rate limited: waiting 3 s`. Not part of the answer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     End {},
 }
@@ -148,6 +152,22 @@ impl From<Piece> for ProgressValue {
             content,
             reasoning,
             tool_calls,
+            message: None,
+        }
+    }
+}
+
+impl ProgressValue {
+    /// A report that says why nothing comes yet: the request waits `wait` for the
+    /// gateway's rate budget.
+    pub fn rate_limited(wait: std::time::Duration) -> ProgressValue {
+        // Whole seconds, rounded up: "waiting 0 s" would say nothing.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ProgressValue::Report {
+            content: None,
+            reasoning: None,
+            tool_calls: None,
+            message: Some(format!("rate limited: waiting {} s", secs.max(1))),
         }
     }
 }

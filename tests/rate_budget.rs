@@ -127,3 +127,45 @@ async fn requests_per_minute_sheds_completions_first_and_keeps_a_reserve_for_cha
     assert!(budget["gateway"].as_str().unwrap().contains("/compat"));
     assert_no_token(&status.to_string(), "status");
 }
+
+#[tokio::test]
+async fn a_streamed_chat_waiting_for_the_budget_says_how_long_before_its_answer() {
+    let fake = FakeGateway::start_with(Config {
+        rate_limit: Some(RateLimit {
+            requests: 1,
+            window: Duration::from_secs(2),
+            retry_after: true,
+        }),
+        ..Config::default()
+    })
+    .await;
+    let mut d = Daemon::start(&fake).await;
+    d.request("cfgate/chat", json!({"messages": user("first")}))
+        .await
+        .expect("within the limit");
+    // The second is refused (429, Retry-After) and waits out the cool-down, streamed.
+    let (progress, answer) = d
+        .streamed("cfgate/chat", json!({"messages": user("second")}))
+        .await;
+    let answer = answer.expect("the chat waited and got through");
+    assert_eq!(answer["content"], "echo: second");
+    let waiting = progress
+        .iter()
+        .position(|p| p["kind"] == "report" && p.get("message").is_some())
+        .unwrap_or_else(|| panic!("no report of the wait: {progress:#?}"));
+    let message = progress[waiting]["message"].as_str().unwrap();
+    let secs: u64 = message
+        .strip_prefix("rate limited: waiting ")
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected message {message:?}"));
+    assert!((1..=2).contains(&secs), "{message}");
+    // The wait is told before any of the answer, and is not part of it.
+    let first_content = progress
+        .iter()
+        .position(|p| p.get("content").is_some())
+        .expect("the answer streamed");
+    assert!(waiting < first_content, "{progress:#?}");
+    assert!(progress[waiting].get("content").is_none());
+    assert_eq!(joined_content(&progress), "echo: second");
+}

@@ -38,6 +38,10 @@ pub enum Priority {
     Completion,
 }
 
+/// Where a request waiting for its budget says how long it will wait (a streamed chat
+/// shows it to the user); only the latest wait counts, so it is a `watch`.
+pub type WaitReports = watch::Sender<Option<Duration>>;
+
 /// Which budget a request spends: a hash of the upstream and the credential (never the
 /// credential itself), and a label a person can read in `cfgate/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -176,6 +180,7 @@ impl Budgets {
         priority: Priority,
         configured: Option<u32>,
         deadline: Instant,
+        waits: Option<&WaitReports>,
     ) -> Result<(), Error> {
         loop {
             let now = Instant::now();
@@ -203,6 +208,9 @@ impl Budgets {
             };
             if priority == Priority::Completion || now + wait > deadline {
                 return Err(refused(wait, cooling, priority));
+            }
+            if let Some(waits) = waits {
+                waits.send_replace(Some(wait));
             }
             tokio::time::sleep(wait).await;
         }
@@ -322,7 +330,7 @@ mod tests {
         // 10 a minute: completions may take the bucket down to its reserve of 2.
         let mut completions = 0;
         while budgets
-            .admit(&key(), Priority::Completion, Some(10), far)
+            .admit(&key(), Priority::Completion, Some(10), far, None)
             .await
             .is_ok()
         {
@@ -330,14 +338,14 @@ mod tests {
         }
         assert_eq!(completions, 8);
         let err = budgets
-            .admit(&key(), Priority::Completion, Some(10), far)
+            .admit(&key(), Priority::Completion, Some(10), far, None)
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::RateLimited);
         assert!(err.retry_after.is_some());
         for _ in 0..2 {
             budgets
-                .admit(&key(), Priority::Interactive, Some(10), far)
+                .admit(&key(), Priority::Interactive, Some(10), far, None)
                 .await
                 .expect("the reserve is chat's");
         }
@@ -350,13 +358,13 @@ mod tests {
         budgets.limited(&key(), Duration::from_secs(2), true);
         assert!(*budgets.cooling().borrow());
         let err = budgets
-            .admit(&key(), Priority::Completion, None, far)
+            .admit(&key(), Priority::Completion, None, far, None)
             .await
             .unwrap_err();
         assert!(err.retry_after.unwrap() <= Duration::from_secs(2));
         let before = Instant::now();
         budgets
-            .admit(&key(), Priority::Interactive, None, far)
+            .admit(&key(), Priority::Interactive, None, far, None)
             .await
             .unwrap();
         assert!(Instant::now() - before >= Duration::from_secs(2) - Duration::from_millis(1));
@@ -365,7 +373,7 @@ mod tests {
         let soon = Instant::now() + Duration::from_secs(1);
         assert!(
             budgets
-                .admit(&key(), Priority::Interactive, None, soon)
+                .admit(&key(), Priority::Interactive, None, soon, None)
                 .await
                 .is_err()
         );

@@ -9,7 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::budget::{BudgetKey, Priority};
+use super::budget::{BudgetKey, Priority, WaitReports};
 use super::http::{auth_headers, gateway_headers, read_bounded, read_limited, transport_error};
 use super::reply::whole_answer_pieces;
 use super::retry::retry_after;
@@ -51,6 +51,8 @@ pub struct UpstreamRequest {
     pub budget: BudgetKey,
     pub priority: Priority,
     pub requests_per_minute: Option<u32>,
+    /// Told how long the request waits for its budget, when someone shows it.
+    pub waits: Option<WaitReports>,
 }
 
 /// `{base}/chat/completions`, parsed once per base URL rather than by reqwest on every

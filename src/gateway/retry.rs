@@ -65,7 +65,13 @@ impl Gateway {
             // here at once, an interactive request waits out a cool-down.
             if let Err(mut err) = self
                 .budgets
-                .admit(&req.budget, req.priority, req.requests_per_minute, deadline)
+                .admit(
+                    &req.budget,
+                    req.priority,
+                    req.requests_per_minute,
+                    deadline,
+                    req.waits.as_ref(),
+                )
                 .await
             {
                 err.attempts = attempt;

@@ -107,10 +107,15 @@ impl Backend {
             p.send_begin().await;
         }
         let result = async {
-            let mut chat = self
-                .service
-                .chat(&settings, params, progress.is_some())
-                .await?;
+            let mut chat = match &progress {
+                Some(p) => {
+                    let show = |wait| p.report(ProgressValue::rate_limited(wait));
+                    self.service
+                        .chat_showing_waits(&settings, params, show)
+                        .await?
+                }
+                None => self.service.chat(&settings, params, false).await?,
+            };
             let mut first = true;
             while let Some(piece) = chat.next_piece().await? {
                 if let Some(p) = &progress {

@@ -1,8 +1,10 @@
 //! `cfgate/chat`: the request built from params and settings, sent through the gateway,
 //! its answer checked (JSON when JSON was asked for) and, for a session, stored as a turn.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -12,15 +14,15 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{self, Endpoint, Layer, Settings};
 use crate::error::{Error, ErrorKind};
-use crate::gateway::budget::{BudgetKey, Priority};
+use crate::gateway::budget::{BudgetKey, Priority, WaitReports};
 use crate::gateway::options::GatewayOptions;
 use crate::gateway::{Reply, RetryPolicy, UpstreamRequest};
 use crate::protocol::{ChatParams, ChatResult, Piece};
 use crate::route::route_model;
 use crate::sessions::{self, SessionStore, Turn};
 
-const RETRY_BASE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
-const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
+const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
 
 const JSON_INSTRUCTION: &str =
     "Respond only with one valid JSON object: no text before or after it, and no code fences.";
@@ -37,6 +39,32 @@ pub struct Chat {
     expect_json: bool,
     /// Where this turn is stored once answered.
     turn: Option<PendingTurn>,
+}
+
+/// How a chat is sent, beyond its params.
+pub(super) struct Sending {
+    pub(super) stream: bool,
+    /// Chat goes first; completions are shed when the rate budget runs low.
+    pub(super) priority: Priority,
+    pub(super) waits: Option<WaitReports>,
+}
+
+impl Sending {
+    fn interactive(stream: bool, waits: Option<WaitReports>) -> Sending {
+        Sending {
+            stream,
+            priority: Priority::Interactive,
+            waits,
+        }
+    }
+}
+
+/// A chat request built and ready to send.
+pub(super) struct PreparedChat {
+    pub(super) request: UpstreamRequest,
+    /// The routed model id the request names.
+    pub(super) model: String,
+    pub(super) expect_json: bool,
 }
 
 struct PendingTurn {
@@ -93,17 +121,44 @@ impl Service {
         params: ChatParams,
         stream: bool,
     ) -> Result<Chat, Error> {
-        self.chat_as(client, params, stream, Priority::Interactive)
+        self.chat_as(client, params, Sending::interactive(stream, None))
             .await
     }
 
-    /// A chat that spends the rate budget as `priority` (completions are shed first).
-    pub(super) async fn chat_as(
+    /// Starts a streamed chat; while it waits for the gateway's rate budget, `show` is
+    /// told how long (each time the wait is known anew), so the user sees why nothing
+    /// comes yet.
+    pub async fn chat_showing_waits<F, Shown>(
         &self,
         client: &Layer,
         params: ChatParams,
-        stream: bool,
-        priority: Priority,
+        mut show: F,
+    ) -> Result<Chat, Error>
+    where
+        F: FnMut(Duration) -> Shown,
+        Shown: Future<Output = ()>,
+    {
+        let (waits, mut waiting) = tokio::sync::watch::channel(None);
+        let start = self.chat_as(client, params, Sending::interactive(true, Some(waits)));
+        tokio::pin!(start);
+        loop {
+            tokio::select! {
+                chat = &mut start => return chat,
+                Ok(()) = waiting.changed() => {
+                    let wait = *waiting.borrow_and_update();
+                    if let Some(wait) = wait {
+                        show(wait).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn chat_as(
+        &self,
+        client: &Layer,
+        params: ChatParams,
+        sending: Sending,
     ) -> Result<Chat, Error> {
         let mut in_flight = CountedRequest::start(&self.counters);
         let mut params = params;
@@ -122,15 +177,10 @@ impl Service {
             }
             None => None,
         };
-        let started = self.start_chat(client, params, stream, priority).await;
-        let (reply, model, expect_json) = in_flight.fail(started)?;
-        Ok(Chat {
-            reply,
-            model,
-            in_flight,
-            expect_json,
-            turn,
-        })
+        let prepared = in_flight.fail(self.prepare_chat(client, params, sending))?;
+        let mut chat = self.send_chat(prepared, in_flight).await?;
+        chat.turn = turn;
+        Ok(chat)
     }
 
     /// A session's history, trimmed to the budget, in front of the request's messages.
@@ -158,13 +208,19 @@ impl Service {
         Ok(sessions::with_history(&turns, messages.to_vec(), budget))
     }
 
-    async fn start_chat(
+    /// The upstream request for `params`: settings resolved, model routed, body and
+    /// headers built. Nothing is sent yet.
+    pub(super) fn prepare_chat(
         &self,
         client: &Layer,
         params: ChatParams,
-        stream: bool,
-        priority: Priority,
-    ) -> Result<(Reply, String, bool), Error> {
+        sending: Sending,
+    ) -> Result<PreparedChat, Error> {
+        let Sending {
+            stream,
+            priority,
+            waits,
+        } = sending;
         let ChatParams {
             messages,
             model,
@@ -242,8 +298,22 @@ impl Service {
             },
             model: routed.clone(),
             byok: settings.byok,
+            waits,
         };
-        let result = self.gateway.send(&request).await;
+        Ok(PreparedChat {
+            request,
+            model: routed,
+            expect_json,
+        })
+    }
+
+    /// Sends a prepared chat; the answer is counted by `in_flight` until it ends.
+    pub(super) async fn send_chat(
+        &self,
+        prepared: PreparedChat,
+        mut in_flight: CountedRequest,
+    ) -> Result<Chat, Error> {
+        let result = self.gateway.send(&prepared.request).await;
         let attempts = match &result {
             Ok(reply) => reply.attempts,
             Err(err) => err.attempts,
@@ -251,7 +321,14 @@ impl Service {
         self.counters
             .retries
             .fetch_add(u64::from(attempts.saturating_sub(1)), Ordering::Relaxed);
-        Ok((result?, routed, expect_json))
+        let reply = in_flight.fail(result)?;
+        Ok(Chat {
+            reply,
+            model: prepared.model,
+            in_flight,
+            expect_json: prepared.expect_json,
+            turn: None,
+        })
     }
 }
 

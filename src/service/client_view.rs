@@ -13,7 +13,8 @@ impl Service {
     /// This service as one client of a shared daemon sees it: that client's own settings
     /// (its environment over its config file, or its config file's error) in place of the
     /// daemon's, and everything else shared: the connection pool and its cap, the request
-    /// counts, the connected clients, the sessions and the model lists.
+    /// counts, the connected clients, the sessions, the model lists and the completions in
+    /// flight.
     pub fn for_client(&self, base: Layer, config_error: Option<&ConfigError>) -> Service {
         Service {
             gateway: self.gateway.clone(),
@@ -22,6 +23,7 @@ impl Service {
             counters: self.counters.clone(),
             models: Arc::clone(&self.models),
             sessions: self.sessions.clone(),
+            completions: self.completions.clone(),
             config_error: config_error.map(Error::from),
             stopping: self.stopping.clone(),
             daemon: self.daemon.clone(),

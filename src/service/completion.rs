@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value};
 
+use super::chat::Sending;
+use super::coalesce::{CompletionKey, Lead, Role};
+use super::counters::CountedRequest;
 use super::{Chat, Service};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::Layer;
@@ -12,56 +15,114 @@ use crate::protocol::{ChatParams, CompleteParams, CompleteResult, Piece};
 
 /// A completion on its way: only the cleaned insertion is ever shown.
 pub struct Completion {
-    chat: Chat,
+    source: Source,
     cleaner: InsertionCleaner,
+}
+
+// One per request in flight, never in a collection: the size of its variants matters less
+// than not allocating on the way of every completion.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    /// Sent upstream by this request; identical requests that came meanwhile hear how
+    /// it ended through `lead`.
+    Answering { chat: Chat, lead: Option<Lead> },
+    /// An identical request in flight answered for this one.
+    Answered(Answered),
+}
+
+struct Answered {
+    result: CompleteResult,
+    gateway: Map<String, Value>,
+    _in_flight: CountedRequest,
 }
 
 impl Completion {
     /// The gateway's `cf-aig-*` response headers, as [`Chat::gateway`].
     pub fn gateway(&self) -> &Map<String, Value> {
-        self.chat.gateway()
+        match &self.source {
+            Source::Answering { chat, .. } => chat.gateway(),
+            Source::Answered(answered) => &answered.gateway,
+        }
     }
 
     /// The routed model id that was sent.
     pub fn model(&self) -> &str {
-        self.chat.model()
+        match &self.source {
+            Source::Answering { chat, .. } => chat.model(),
+            Source::Answered(answered) => &answered.result.model,
+        }
     }
 
     /// The next certain part of the insertion; `None` at the end.
     pub async fn next_text(&mut self) -> Result<Option<String>, Error> {
-        while let Some(piece) = self.chat.next_piece().await? {
-            if let Piece::Content(text) = piece {
-                if let Some(clean) = self.cleaner.push(&text) {
-                    return Ok(Some(clean));
+        let Source::Answering { chat, lead } = &mut self.source else {
+            // The whole text comes with `finish`.
+            return Ok(None);
+        };
+        loop {
+            match chat.next_piece().await {
+                Ok(Some(Piece::Content(text))) => {
+                    if let Some(clean) = self.cleaner.push(&text) {
+                        return Ok(Some(clean));
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(None),
+                Err(err) => {
+                    if let Some(lead) = lead.take() {
+                        lead.tell(Err(err.clone()));
+                    }
+                    return Err(err);
                 }
             }
         }
-        Ok(None)
     }
 
     /// The whole insertion, and its last part if not yet shown.
     pub async fn finish(self) -> Result<(CompleteResult, Option<String>), Error> {
-        let Completion { chat, mut cleaner } = self;
-        let result = chat.finish().await?;
+        let Completion {
+            source,
+            mut cleaner,
+        } = self;
+        let (chat, lead) = match source {
+            Source::Answering { chat, lead } => (chat, lead),
+            Source::Answered(answered) => {
+                let result = answered.result;
+                let rest = (!result.text.is_empty()).then(|| result.text.clone());
+                return Ok((result, rest));
+            }
+        };
+        let finished = chat.finish().await;
+        let result = match finished {
+            Ok(result) => result,
+            Err(err) => {
+                if let Some(lead) = lead {
+                    lead.tell(Err(err.clone()));
+                }
+                return Err(err);
+            }
+        };
         if !result.content.is_empty() && cleaner.is_empty() {
             // The answer came whole (not streamed): clean it in one go.
             cleaner.push(&result.content);
         }
         let (text, rest) = cleaner.finish();
-        Ok((
-            CompleteResult {
-                text,
-                finish_reason: result.finish_reason,
-                model: result.model,
-                usage: result.usage,
-            },
-            rest,
-        ))
+        let completion = CompleteResult {
+            text,
+            finish_reason: result.finish_reason,
+            model: result.model,
+            usage: result.usage,
+        };
+        if let Some(lead) = lead {
+            lead.tell(Ok((completion.clone(), result.gateway)));
+        }
+        Ok((completion, rest))
     }
 }
 
 impl Service {
-    /// Starts a completion of the text between `prefix` and `suffix`.
+    /// Starts a completion of the text between `prefix` and `suffix`. An identical
+    /// completion already in flight (any client's) answers this one too.
     pub async fn complete(
         &self,
         client: &Layer,
@@ -84,23 +145,55 @@ impl Service {
             body.insert("stop".into(), stop.clone());
         }
         let messages = complete::prompt(&params);
-        let chat = self
-            .chat_as(
-                client,
-                ChatParams {
-                    messages,
-                    model: params.model,
-                    json_mode: false,
-                    work_done_token: None,
-                    gateway: params.gateway.clone(),
-                    session: None,
-                    body,
-                },
+        let mut in_flight = CountedRequest::start(&self.counters);
+        let prepared = self.prepare_chat(
+            client,
+            ChatParams {
+                messages,
+                model: params.model,
+                json_mode: false,
+                work_done_token: None,
+                gateway: params.gateway.clone(),
+                session: None,
+                body,
+            },
+            Sending {
                 stream,
-                Priority::Completion,
-            )
-            .await?;
-        Ok(Completion { chat, cleaner })
+                priority: Priority::Completion,
+                waits: None,
+            },
+        );
+        let prepared = in_flight.fail(prepared)?;
+        let key = CompletionKey::of(&prepared.request);
+        loop {
+            let follower = match self.completions.join_or_lead(key) {
+                Role::Lead(lead) => {
+                    let chat = self.send_chat(prepared, in_flight).await;
+                    let chat = match chat {
+                        Ok(chat) => chat,
+                        Err(err) => {
+                            lead.tell(Err(err.clone()));
+                            return Err(err);
+                        }
+                    };
+                    let lead = Some(lead);
+                    let source = Source::Answering { chat, lead };
+                    return Ok(Completion { source, cleaner });
+                }
+                Role::Follow(follower) => follower,
+            };
+            // The leader was cancelled before it had an answer: try again, maybe leading.
+            let Some(outcome) = follower.outcome().await else {
+                continue;
+            };
+            let (result, gateway) = in_flight.fail(outcome.as_ref().clone())?;
+            let source = Source::Answered(Answered {
+                result,
+                gateway,
+                _in_flight: in_flight,
+            });
+            return Ok(Completion { source, cleaner });
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod chat;
 mod client_view;
+mod coalesce;
 mod completion;
 mod counters;
 mod models;
@@ -48,6 +49,8 @@ pub struct Service {
     /// Shared with the views made by [`Service::for_client`].
     models: Arc<Mutex<ModelCache>>,
     sessions: Arc<SessionStore>,
+    /// Completions in flight, so identical ones (any client's) share one upstream request.
+    completions: Arc<coalesce::InFlightCompletions>,
     /// The config file could not be used: every request fails with this, naming it.
     config_error: Option<Error>,
     /// Started with the first client (on the runtime), see `tell_clients_of_cool_downs`;
@@ -72,6 +75,7 @@ impl Service {
             counters: Arc::default(),
             models: Arc::default(),
             sessions: Arc::new(SessionStore::from_env()),
+            completions: Arc::default(),
             config_error: None,
             watching_cool_downs: Arc::new(std::sync::Once::new()),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),

@@ -168,6 +168,9 @@ pub struct Script {
     /// A streamed answer shaped to hurt the client (overrides everything but `fault`
     /// before headers, `status` and `headers`).
     pub hostile: Option<Hostile>,
+    /// Answer only once [`FakeGateway::release`] is called (the request is recorded at
+    /// once): a test can act while the request is surely in flight.
+    pub held: bool,
 }
 
 /// Streamed answers no real gateway sends, that a client must survive.
@@ -232,6 +235,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// The current rate-limit window: when it began, chat requests in it.
     pub(crate) window: Mutex<(Instant, usize)>,
+    /// Set by [`FakeGateway::release`]: held scripts answer.
+    pub(crate) released: watch::Sender<bool>,
 }
 
 /// Locks ignoring poisoning (a panicking test thread must not wedge the fake).
@@ -251,6 +256,7 @@ impl Shared {
             cache: Mutex::new(HashMap::new()),
             started: Instant::now(),
             window: Mutex::new((Instant::now(), 0)),
+            released: watch::Sender::new(false),
         }
     }
 
@@ -407,6 +413,11 @@ impl FakeGateway {
         })
         .await
         .unwrap_or(false)
+    }
+
+    /// Lets every held request (see [`Script::held`]) be answered, now and from now on.
+    pub fn release(&self) {
+        self.shared.released.send_replace(true);
     }
 
     pub fn clear_requests(&self) {

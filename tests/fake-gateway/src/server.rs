@@ -83,6 +83,8 @@ enum Reply {
     Reset,
     /// Never answer.
     Stall,
+    /// Answer this once [`crate::FakeGateway::release`] is called.
+    Held(Box<Reply>),
 }
 
 impl Reply {
@@ -153,7 +155,17 @@ async fn handle(
         at_ms: shared.started.elapsed().as_millis() as u64,
     };
     shared.record(record.clone());
-    let response = match route(&shared, &record) {
+    let mut reply = route(&shared, &record);
+    if let Reply::Held(held) = reply {
+        let _ = shared
+            .released
+            .subscribe()
+            .wait_for(|released| *released)
+            .await;
+        reply = *held;
+    }
+    let response = match reply {
+        Reply::Held(_) => unreachable!("a held reply is unwrapped above"),
         Reply::Reset => {
             kill.notify_one();
             std::future::pending().await
@@ -736,5 +748,8 @@ fn scripted(shared: &Shared, req: &Value, script: &Script, stream: bool) -> Repl
         reply.set_status(status);
     }
     reply.merge_headers(&script.headers);
+    if script.held {
+        reply = Reply::Held(Box::new(reply));
+    }
     reply
 }
