@@ -130,10 +130,18 @@ async fn run_chat(
     stream: bool,
     out: &mut AnswerOut,
 ) -> Result<(), Failure> {
-    let mut chat = service
-        .chat(&Layer::default(), params, stream)
-        .await
-        .map_err(|e| Failure::Chat(Box::new(e)))?;
+    let started = if stream {
+        // A person at the terminal sees why nothing comes yet.
+        let show = |wait| async move {
+            eprintln!("cfgate: {}", cfgate::protocol::rate_limited_message(wait));
+        };
+        service
+            .chat_showing_waits(&Layer::default(), params, show)
+            .await
+    } else {
+        service.chat(&Layer::default(), params, stream).await
+    };
+    let mut chat = started.map_err(|e| Failure::Chat(Box::new(e)))?;
     while let Some(piece) = chat
         .next_piece()
         .await

@@ -161,15 +161,20 @@ impl ProgressValue {
     /// A report that says why nothing comes yet: the request waits `wait` for the
     /// gateway's rate budget.
     pub fn rate_limited(wait: std::time::Duration) -> ProgressValue {
-        // Whole seconds, rounded up: "waiting 0 s" would say nothing.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         ProgressValue::Report {
             content: None,
             reasoning: None,
             tool_calls: None,
-            message: Some(format!("rate limited: waiting {} s", secs.max(1))),
+            message: Some(rate_limited_message(wait)),
         }
     }
+}
+
+/// `rate limited: waiting N s`, in whole seconds rounded up ("waiting 0 s" would say
+/// nothing).
+pub fn rate_limited_message(wait: std::time::Duration) -> String {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    format!("rate limited: waiting {} s", secs.max(1))
 }
 
 /// Result of `cfgate/status`.
