@@ -14,17 +14,22 @@ fn complete_params() -> Value {
     json!({"prefix": "fn main() {\n    let x = ", "suffix": "\n}\n", "language": "rust"})
 }
 
-#[tokio::test]
-async fn a_429_cools_the_daemon_down_chat_waits_and_completions_are_refused_at_once() {
-    let fake = FakeGateway::start_with(Config {
+/// A fake gateway allowing `requests` per fixed `window`, answering 429 with `Retry-After`.
+async fn limited_to(requests: usize, window: Duration) -> FakeGateway {
+    FakeGateway::start_with(Config {
         rate_limit: Some(RateLimit {
-            requests: 2,
-            window: Duration::from_secs(3),
+            requests,
+            window,
             retry_after: true,
         }),
         ..Config::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_429_cools_the_daemon_down_chat_waits_and_completions_are_refused_at_once() {
+    let fake = limited_to(2, Duration::from_secs(3)).await;
     let mut d = Daemon::start(&fake).await;
     for n in 0..2 {
         d.request(
@@ -130,15 +135,7 @@ async fn requests_per_minute_sheds_completions_first_and_keeps_a_reserve_for_cha
 
 #[tokio::test]
 async fn a_streamed_chat_waiting_for_the_budget_says_how_long_before_its_answer() {
-    let fake = FakeGateway::start_with(Config {
-        rate_limit: Some(RateLimit {
-            requests: 1,
-            window: Duration::from_secs(2),
-            retry_after: true,
-        }),
-        ..Config::default()
-    })
-    .await;
+    let fake = limited_to(1, Duration::from_secs(2)).await;
     let mut d = Daemon::start(&fake).await;
     d.request("cfgate/chat", json!({"messages": user("first")}))
         .await

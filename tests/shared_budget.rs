@@ -182,24 +182,56 @@ async fn in_flight(client: &mut Daemon, n: u64) {
     }
 }
 
-#[tokio::test]
-async fn identical_completions_from_two_clients_reach_the_gateway_once() {
+/// Two clients of one shared daemon; the first has asked for `first_params`, which the
+/// fake holds (answering `held_text` once released), and the second for `second_params`,
+/// sent once the first is surely in flight. Returns once the daemon counts both.
+struct TwoAsking {
+    fake: FakeGateway,
+    _world: World,
+    first: Daemon,
+    second: Daemon,
+    a: i64,
+    b: i64,
+}
+
+async fn two_asking(held_text: &str, first_params: Value, second_params: Value) -> TwoAsking {
     let fake = FakeGateway::start().await;
     let world = World::new("");
     let mut first = world.client(&fake).await;
     let mut second = world.client(&fake).await;
     fake.push_script(Script {
-        content: Some("42;".into()),
+        content: Some(held_text.into()),
         held: true,
         ..Script::default()
     });
-    let a = first.start_request("cfgate/complete", completion(7)).await;
+    let a = first.start_request("cfgate/complete", first_params).await;
     fake.wait_for_requests(1, WAIT).await;
+    let b = second.start_request("cfgate/complete", second_params).await;
+    in_flight(&mut first, 2).await;
+    TwoAsking {
+        fake,
+        _world: world,
+        first,
+        second,
+        a,
+        b,
+    }
+}
+
+#[tokio::test]
+async fn identical_completions_from_two_clients_reach_the_gateway_once() {
     // The second client asks the very same while the first is surely in flight, streamed.
     let mut streamed = completion(7);
     streamed["workDoneToken"] = json!("b");
-    let b = second.start_request("cfgate/complete", streamed).await;
-    in_flight(&mut first, 2).await;
+    let TwoAsking {
+        fake,
+        mut first,
+        mut second,
+        a,
+        b,
+        // Kept to the end: dropping the world stops its daemon.
+        _world: _kept,
+    } = two_asking("42;", completion(7), streamed).await;
     fake.release();
     let answer_a = first.response(a).await.expect("the first is answered");
     let answer_b = second.response(b).await.expect("the second is answered");
@@ -220,19 +252,15 @@ async fn identical_completions_from_two_clients_reach_the_gateway_once() {
 
 #[tokio::test]
 async fn a_cancelled_completion_leaves_the_identical_one_to_go_on() {
-    let fake = FakeGateway::start().await;
-    let world = World::new("");
-    let mut first = world.client(&fake).await;
-    let mut second = world.client(&fake).await;
-    fake.push_script(Script {
-        content: Some("never seen".into()),
-        held: true,
-        ..Script::default()
-    });
-    let a = first.start_request("cfgate/complete", completion(1)).await;
-    fake.wait_for_requests(1, WAIT).await;
-    let b = second.start_request("cfgate/complete", completion(1)).await;
-    in_flight(&mut first, 2).await;
+    let TwoAsking {
+        fake,
+        mut first,
+        mut second,
+        a,
+        b,
+        // Kept to the end: dropping the world stops its daemon.
+        _world: _kept,
+    } = two_asking("never seen", completion(1), completion(1)).await;
     // The first user typed on: their completion is cancelled, the second's is not.
     first.notify("$/cancelRequest", json!({"id": a})).await;
     let cancelled = first.response(a).await.expect_err("cancelled");
