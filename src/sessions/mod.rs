@@ -19,11 +19,16 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+mod listing;
+
+use listing::Summaries;
 
 use crate::error::{Error, ErrorKind};
 use crate::protocol::Usage;
@@ -65,6 +70,8 @@ impl SessionResult {
 
 pub struct SessionStore {
     dir: Option<PathBuf>,
+    /// The summary of each session file as last read, for `cfgate/sessions` and status.
+    summaries: Arc<Summaries>,
 }
 
 impl SessionStore {
@@ -76,11 +83,15 @@ impl SessionStore {
             .or_else(|| crate::config::project_dirs().map(|d| d.data_dir().to_path_buf()));
         SessionStore {
             dir: root.map(|r| r.join("sessions")),
+            summaries: Arc::default(),
         }
     }
 
     pub fn at(dir: PathBuf) -> SessionStore {
-        SessionStore { dir: Some(dir) }
+        SessionStore {
+            dir: Some(dir),
+            summaries: Arc::default(),
+        }
     }
 
     fn dir(&self) -> Result<&Path, Error> {
@@ -123,35 +134,12 @@ impl SessionStore {
         .await
     }
 
-    /// Every session, most recently updated first.
+    /// Every session, most recently updated first. A session file unchanged since the
+    /// last listing is not read again (see `listing.rs`).
     pub async fn list(&self) -> Result<Vec<SessionSummary>, Error> {
         let dir = self.dir()?.to_path_buf();
-        blocking(move || {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-                Err(e) => return Err(io_error("list sessions", &e)),
-            };
-            let mut out = Vec::new();
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Some(name) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".jsonl"))
-                else {
-                    continue;
-                };
-                if validate_name(name).is_err() {
-                    continue;
-                }
-                let turns = read_turns(&path)?;
-                out.push(summarize(name, &turns));
-            }
-            out.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.name.cmp(&b.name)));
-            Ok(out)
-        })
-        .await
+        let summaries = self.summaries.clone();
+        blocking(move || summaries.list(&dir)).await
     }
 }
 
