@@ -755,6 +755,28 @@ async fn did_change_configuration_updates_the_settings() {
 }
 
 #[tokio::test]
+async fn a_request_sent_right_after_a_settings_change_always_uses_it() {
+    let fake = FakeGateway::start().await;
+    let mut d = Daemon::start(&fake).await;
+    // The change and the request go out back to back, many times: the notification is
+    // applied before the request that follows it is served, never after.
+    for n in 0..20 {
+        let model = format!("openai/model-{n}");
+        d.notify(
+            "workspace/didChangeConfiguration",
+            json!({"settings": {"cfgate": {"model": model}}}),
+        )
+        .await;
+        let id = d
+            .start_request("cfgate/chat", json!({"messages": user("hi")}))
+            .await;
+        d.response(id).await.unwrap();
+        let sent = chat_requests(&fake);
+        assert_eq!(sent[n].body["model"], model, "request {n}");
+    }
+}
+
+#[tokio::test]
 async fn config_file_is_the_lowest_source() {
     let fake = FakeGateway::start().await;
     let dir = tempfile::tempdir().unwrap();
