@@ -33,7 +33,12 @@
 ;; - `cfgate-select-model' (cfgate-models.el): the models the gateway offers.
 ;; - `cfgate-status', `cfgate-restart', `cfgate-shutdown';
 ;;   the daemon's state in the mode line (`cfgate-inline-mode',
-;;   `cfgate-mode-line-mode').
+;;   `cfgate-mode-line-mode'): cfgate:ready, cfgate:busy, cfgate:error, ...;
+;;   cfgate:rate limited (face `cfgate-rate-limited') while a gateway's rate
+;;   budget cools down after a 429.  A chat waiting for the budget shows how
+;;   long ("rate limited: waiting 3 s") where the answer will come and in the
+;;   echo area, until the answer starts; `cfgate-status' lists each gateway's
+;;   budget and cool-down.
 ;;
 ;; Credentials come from the daemon's usual places (environment,
 ;; ~/.config/cfgate/config.toml) or from `cfgate-settings'.
@@ -132,6 +137,11 @@ Takes effect when the daemon starts."
   '((t :inherit shadow))
   "Face of the inline suggestion.")
 
+(defface cfgate-rate-limited
+  '((t :inherit warning))
+  "Face of the rate-limited state: in the mode line while a gateway's rate
+budget cools down after a 429, and of the waiting note in chat buffers.")
+
 (defface cfgate-chat-heading-face
   '((t :inherit font-lock-keyword-face :weight bold))
   "Face of the headings in the chat buffer.")
@@ -214,14 +224,21 @@ Takes effect when the daemon starts."
     (_ nil)))
 
 
+(defun cfgate--state-words (state)
+  "How STATE, a `cfgate/didChangeStatus' state, reads: \"rate limited\" for
+\"rate_limited\", else STATE."
+  (if (equal state "rate_limited") "rate limited" state))
+
 (defun cfgate-mode-line ()
   "The daemon's state for the mode line: \" cfgate:ready\", \" cfgate:busy\",
-\" cfgate:error\", \" cfgate:unauthorized\"; \" cfgate\" when no daemon runs."
+\" cfgate:rate limited\" (face `cfgate-rate-limited'), \" cfgate:error\",
+\" cfgate:unauthorized\" (face `error'); \" cfgate\" when no daemon runs."
   (let ((state (and (cfgate-running-p) (plist-get cfgate--status :state))))
     (if (stringp state)
-        (propertize (concat " cfgate:" state)
+        (propertize (concat " cfgate:" (cfgate--state-words state))
                     'help-echo (or (plist-get cfgate--status :message) "cfgate's daemon")
-                    'face (and (member state '("error" "unauthorized")) 'error))
+                    'face (cond ((member state '("error" "unauthorized")) 'error)
+                                ((equal state "rate_limited") 'cfgate-rate-limited)))
       " cfgate")))
 
 (defun cfgate--stderr-reason (proc)
@@ -454,14 +471,39 @@ the environment or config file it started with)."
 
 ;;;; Status and models
 
+(defun cfgate--budget-line (budget)
+  "A readable line for BUDGET, one of `cfgate/status''s `budgets'."
+  (let ((limit (plist-get budget :limit))
+        (cool-down (plist-get budget :cool_down_ms)))
+    (concat (format "rate budget %s: %s, %s used in the last minute"
+                    (plist-get budget :gateway)
+                    (if (numberp limit)
+                        (format "%s a minute%s" limit
+                                (if (eq (plist-get budget :learned) t) " (learned from 429s)" ""))
+                      "no limit known")
+                    (or (plist-get budget :used_last_minute) 0))
+            (if (numberp cool-down)
+                (format ", rate limited: cooling down %d s" (ceiling cool-down 1000))
+              ""))))
+
 (defun cfgate--status-lines (status)
   "Readable lines for STATUS, a `cfgate/status' result."
   (let ((requests (plist-get status :requests))
         (settings-error (plist-get status :settings_error))
-        (base-url (plist-get status :base_url)))
+        (base-url (plist-get status :base_url))
+        (state (and (cfgate-running-p) (plist-get cfgate--status :state)))
+        (state-message (plist-get cfgate--status :message)))
     (delq nil
+          (append
           (list
            (format "cfgate %s, up %ss" (plist-get status :version) (plist-get status :uptime_secs))
+           (and (stringp state)
+                (propertize
+                 (concat "state: " (cfgate--state-words state)
+                         (if (and (stringp state-message) (not (string-empty-p state-message)))
+                             (format " (%s)" state-message)
+                           ""))
+                 'face (and (equal state "rate_limited") 'cfgate-rate-limited)))
            (if (eq (plist-get status :credentials_complete) t)
                "credentials: complete"
              (format "credentials: missing %s"
@@ -483,11 +525,13 @@ the environment or config file it started with)."
                          (mapconcat (lambda (x) (format "%s (%s turns)" (plist-get x :name)
                                                         (plist-get x :turns)))
                                     sessions ", ")
-                       "none")))
+                       "none"))))
+          (mapcar #'cfgate--budget-line (append (plist-get status :budgets) nil))
+          (list
            (format "requests: %s total, %s in flight, %s failed"
                    (plist-get requests :total)
                    (plist-get requests :in_flight)
-                   (plist-get requests :failed))))))
+                   (plist-get requests :failed)))))))
 
 ;;;###autoload
 (defun cfgate-status ()
@@ -634,6 +678,35 @@ Characters other than letters, digits, `.', `_' and `-' become `-'."
                           (overlays-in (point-min) (point-max)))))
       (and ov (string-trim (substring-no-properties (overlay-get ov 'after-string)))))))
 
+(defun cfgate--show-waiting (pos message)
+  "Show MESSAGE, a `$/progress' report's text (\"rate limited: waiting 3 s\"),
+at POS, where the answer will stream in, and in the echo area.  An overlay,
+not text: it is never part of the answer nor sent again."
+  (cfgate--clear-waiting)
+  (let ((ov (make-overlay pos pos nil t nil))
+        (text (concat "cfgate: " message)))
+    (overlay-put ov 'cfgate-waiting t)
+    (overlay-put ov 'after-string (propertize text 'face 'cfgate-rate-limited))
+    (let ((message-log-max nil))
+      (message "%s" text))))
+
+(defun cfgate--clear-waiting ()
+  "Remove the waiting note from the current buffer, and from the echo area
+while it still shows it."
+  (let ((shown (cfgate-chat-waiting-text)))
+    (when shown
+      (remove-overlays (point-min) (point-max) 'cfgate-waiting t)
+      (when (equal (current-message) shown)
+        (let ((message-log-max nil))
+          (message nil))))))
+
+(defun cfgate-chat-waiting-text (&optional buffer)
+  "The waiting note shown in BUFFER (default: the current one), or nil."
+  (with-current-buffer (or buffer (current-buffer))
+    (let ((ov (cl-find-if (lambda (o) (overlay-get o 'cfgate-waiting))
+                          (overlays-in (point-min) (point-max)))))
+      (and ov (substring-no-properties (overlay-get ov 'after-string))))))
+
 (defun cfgate--insert-following (marker text)
   "Insert TEXT at MARKER; windows whose point was at the end follow it."
   (when (and (marker-buffer marker) (not (string-empty-p text)))
@@ -651,6 +724,7 @@ Characters other than letters, digits, `.', `_' and `-' become `-'."
 (defun cfgate--chat-finish-turn (&optional err)
   "End the current turn: a new heading for the next message.
 With ERR (an answer cut short), show why under what arrived."
+  (cfgate--clear-waiting)
   (when (and err cfgate--chat-answer-marker)
     (cfgate--chat-show-error (marker-position cfgate--chat-answer-marker) err))
   (when cfgate--chat-answer-marker
@@ -663,6 +737,7 @@ With ERR (an answer cut short), show why under what arrived."
 (defun cfgate--chat-drop-turn (&optional err)
   "Remove the failed answer's section; the message stays, to send again.
 With ERR, show it under the message."
+  (cfgate--clear-waiting)
   (when cfgate--chat-heading-marker
     (save-excursion
       (delete-region cfgate--chat-heading-marker (point-max))
@@ -735,12 +810,20 @@ stored history, so sending it again would store every turn twice)."
                :on-progress
                (lambda (value)
                  (when (and (buffer-live-p buffer) (equal (plist-get value :kind) "report"))
-                   (let ((content (plist-get value :content)))
-                     (when (stringp content)
-                       (with-current-buffer buffer
-                         (when (eq cfgate--chat-request req)
+                   (let ((content (plist-get value :content))
+                         (note (plist-get value :message)))
+                     (with-current-buffer buffer
+                       (when (eq cfgate--chat-request req)
+                         (cond
+                          ((stringp content)
+                           (unless cfgate--chat-streamed (cfgate--clear-waiting))
                            (setq cfgate--chat-streamed t)
-                           (cfgate--insert-following cfgate--chat-answer-marker content)))))))
+                           (cfgate--insert-following cfgate--chat-answer-marker content))
+                          ;; e.g. "rate limited: waiting 3 s", until the answer starts.
+                          ((and (stringp note) (not cfgate--chat-streamed)
+                                cfgate--chat-answer-marker)
+                           (cfgate--show-waiting (marker-position cfgate--chat-answer-marker)
+                                                 note))))))))
                :on-result
                (lambda (result)
                  (when (buffer-live-p buffer)
@@ -941,16 +1024,24 @@ returned."
                    :cfgate/chat (append (list :messages (vconcat messages)) cfgate-chat-params)
                    :on-progress
                    (lambda (value)
-                     (let ((piece (plist-get value :content)))
-                       (when (and (stringp piece) (buffer-live-p buffer))
-                         (setq streamed t)
-                         (let ((inhibit-read-only t))
-                           (cfgate--insert-following marker piece)))))
+                     (let ((piece (plist-get value :content))
+                           (note (plist-get value :message)))
+                       (when (buffer-live-p buffer)
+                         (with-current-buffer buffer
+                           (cond
+                            ((stringp piece)
+                             (unless streamed (cfgate--clear-waiting))
+                             (setq streamed t)
+                             (let ((inhibit-read-only t))
+                               (cfgate--insert-following marker piece)))
+                            ((and (stringp note) (not streamed))
+                             (cfgate--show-waiting (marker-position marker) note)))))))
                    :on-result
                    (lambda (result)
                      (when (buffer-live-p buffer)
                        (with-current-buffer buffer
                          (setq cfgate--ask-request nil)
+                         (cfgate--clear-waiting)
                          (let ((content (plist-get result :content))
                                (inhibit-read-only t))
                            (when (and (not streamed) (stringp content))
@@ -960,6 +1051,7 @@ returned."
                      (when (buffer-live-p buffer)
                        (with-current-buffer buffer
                          (setq cfgate--ask-request nil)
+                         (cfgate--clear-waiting)
                          (unless (cfgate--cancelled-p err)
                            (let ((inhibit-read-only t))
                              (goto-char (point-max))

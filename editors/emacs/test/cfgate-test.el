@@ -478,6 +478,57 @@ error in the chat buffer."
         (should-not (eval (cadr (cadr (assq 'cfgate-mode-line-mode minor-mode-alist))) t)))
     (cfgate-mode-line-mode -1)))
 
+(ert-deftest cfgate-test-12b-rate-limited ()
+  "After a 429 the mode line says rate limited (its own face), the chat shows the
+wait as a note, not answer text, and the answer follows; then the state is normal."
+  (cfgate-test--reset)
+  (cfgate-status)
+  (cfgate-test--wait "ready" (lambda () (equal (cfgate-mode-line) " cfgate:ready")))
+  (cfgate-test--script
+   '(:status 429
+     :body "{\"success\":false,\"errors\":[{\"code\":2003,\"message\":\"Rate limited\"}]}"
+     :headers [["retry-after" "3"]]))
+  (let* ((states nil)
+         (watcher (lambda (_sym new _op _where) (push (plist-get new :state) states))))
+    (add-variable-watcher 'cfgate--status watcher)
+    (unwind-protect
+        (cfgate-test--capture-messages
+          (let ((buffer (cfgate-chat "wait for it" t)))
+            (let ((shown (cfgate-test--wait
+                          "the rate-limited mode line"
+                          (lambda () (let ((m (cfgate-mode-line)))
+                                       (and (equal m " cfgate:rate limited") m))))))
+              (should (eq (get-text-property 1 'face shown) 'cfgate-rate-limited))
+              (should (string-search "429" (get-text-property 1 'help-echo shown))))
+            (let ((note (cfgate-test--wait "the waiting note in the chat"
+                                           (lambda () (cfgate-chat-waiting-text buffer)))))
+              (should (string-match-p "\\`cfgate: rate limited: waiting [0-9]+ s\\'" note)))
+            (should (cfgate-test--find-message "cfgate: rate limited: waiting "))
+            (should-not (string-search "rate limited"
+                                       (with-current-buffer buffer (buffer-string))))
+            ;; cfgate-status says so too, with the budget's cool-down.
+            (let ((lines (cfgate--status-lines (cfgate-status))))
+              (should (cl-some (lambda (l) (string-prefix-p "state: rate limited (" l)) lines))
+              (should (cl-some (lambda (l) (string-search "rate limited: cooling down" l)) lines)))
+            (cfgate-test--wait "the answer"
+                               (lambda () (and (not (cfgate-chat-busy-p buffer))
+                                               (with-current-buffer buffer
+                                                 (string-search "echo: wait for it"
+                                                                (buffer-string))))))
+            (should (equal (with-current-buffer buffer (buffer-substring-no-properties
+                                                        (point-min) (point-max)))
+                           "## You\n\nwait for it\n\n## cfgate\n\necho: wait for it\n\n## You\n\n"))
+            (should-not (cfgate-chat-waiting-text buffer))
+            (cfgate-test--wait "ready again"
+                               (lambda () (equal (cfgate-mode-line) " cfgate:ready")))
+            (should-not (get-text-property 1 'face (cfgate-mode-line)))
+            (should (= (length (cfgate-test--chat-requests)) 2))))
+      (remove-variable-watcher 'cfgate--status watcher))
+    ;; The rate-limited state came and something else followed it.
+    (setq states (nreverse states))
+    (should (member "rate_limited" states))
+    (should-not (equal (car (last states)) "rate_limited"))))
+
 (ert-deftest cfgate-test-13-code-actions ()
   "Fix and add docs show the daemon's edit for review and apply it; explain shows the answer."
   (cfgate-test--reset)

@@ -657,6 +657,75 @@ test(":CfgateModels shows why the list cannot be had (message and hint), and no 
   cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
 end)
 
+test("a 429: the statusline says rate limited, the chat shows the wait (not as answer text), then the answer", function()
+  fake.reset()
+  -- The tests before left max_attempts = 1 in the daemon's settings: the chat must retry.
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, max_attempts = 3 }, inline = { debounce_ms = 60 } })
+  wait_for("ready", function()
+    return cfgate.statusline() == "cfgate: ready"
+  end)
+  -- Every state the statusline showed, in order (the autocommand fires on each change).
+  local shown = {}
+  local au = vim.api.nvim_create_autocmd("User", {
+    pattern = "CfgateStatus",
+    callback = function()
+      table.insert(shown, { text = cfgate.statusline(), hl = cfgate.statusline_hl() })
+    end,
+  })
+  fake.script({
+    status = 429,
+    body = '{"success":false,"errors":[{"code":2003,"message":"Rate limited"}]}',
+    headers = { { "retry-after", "3" } },
+  })
+  local buf = chat.open("wait for it", { new = true })
+  wait_for("the rate-limited statusline", function()
+    return cfgate.statusline() == "cfgate: rate limited"
+  end)
+  check(
+    cfgate.statusline_hl() == "%#CfgateStatusRateLimited#cfgate: rate limited%*",
+    "statusline_hl %q",
+    cfgate.statusline_hl()
+  )
+  local note = wait_for("the waiting note in the chat", function()
+    return chat.waiting_text(buf)
+  end)
+  check(note:find("^cfgate: rate limited: waiting %d+ s$"), "waiting note %q", note)
+  check(not buf_text(buf):find("rate limited", 1, true), "the note is in the buffer text: %s", buf_text(buf))
+  H.notes = {}
+  vim.cmd("CfgateStatus")
+  local n = wait_for(":CfgateStatus", function()
+    return find_note("cfgate ")
+  end)
+  check(n.msg:find("\nstate: rate limited (", 1, true), ":CfgateStatus has no rate-limited state: %s", n.msg)
+  check(n.msg:find("rate limited: cooling down", 1, true), ":CfgateStatus has no cool-down: %s", n.msg)
+  check(n.level == vim.log.levels.WARN, "level %s", tostring(n.level))
+  wait_for("the answer", function()
+    return not chat.busy(buf) and buf_text(buf):find("echo: wait for it", 1, true)
+  end)
+  vim.api.nvim_del_autocmd(au)
+  local lines = vim.api.nvim_buf_get_lines(buf, 0, -1, false)
+  check(
+    vim.deep_equal(lines, { "## You", "", "wait for it", "", "## cfgate", "", "echo: wait for it", "", "## You", "", "" }),
+    "chat buffer: %s",
+    vim.inspect(lines)
+  )
+  check(chat.waiting_text(buf) == nil, "the waiting note stayed: %s", tostring(chat.waiting_text(buf)))
+  wait_for("ready again", function()
+    return cfgate.statusline() == "cfgate: ready"
+  end)
+  check(cfgate.statusline_hl() == "cfgate: ready", "statusline_hl after %q", cfgate.statusline_hl())
+  -- The rate-limited state came and went: something else (busy/ready) followed it.
+  local after
+  for i, s in ipairs(shown) do
+    if s.text == "cfgate: rate limited" then
+      after = shown[i + 1]
+    end
+  end
+  check(after and after.text ~= "cfgate: rate limited", "states shown: %s", vim.inspect(shown))
+  check(#fake.chat_requests() == 2, "%d chat requests (the 429, then the answer)", #fake.chat_requests())
+  vim.cmd("silent! only")
+end)
+
 test("the statusline follows the daemon's state (busy → ready); :CfgateStatus lists clients and sessions", function()
   fake.reset()
   check(cfgate.statusline() == "cfgate: ready", "statusline %q", cfgate.statusline())

@@ -99,6 +99,10 @@ export function createChatHandler(deps: ChatDeps): vscode.ChatRequestHandler {
                     } else if (piece.reasoning !== undefined && !thinking && streamed === '') {
                         thinking = true;
                         stream.progress('Thinking…');
+                    } else if (piece.message !== undefined && streamed === '') {
+                        // e.g. "rate limited: waiting 3 s": the chat view's transient
+                        // progress line (the answer replaces it), never answer text.
+                        stream.progress(`cfgate: ${piece.message}`);
                     }
                 },
                 token,

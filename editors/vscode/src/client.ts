@@ -106,6 +106,18 @@ export interface StatusResult {
     sessions?: SessionSummary[];
     uptime_secs: number;
     requests: { total: number; in_flight: number; failed: number };
+    /** The daemon's rate budget of each gateway it has sent to. */
+    budgets?: RateBudget[];
+}
+
+/** One of `cfgate/status`'s `budgets`: `limit` requests a minute (null: none known). */
+export interface RateBudget {
+    gateway: string;
+    limit: number | null;
+    learned: boolean;
+    used_last_minute: number;
+    /** Set while a cool-down after a 429 runs. */
+    cool_down_ms: number | null;
 }
 
 /** One model of `cfgate/models`; a field the gateway does not give is null. */
@@ -129,11 +141,13 @@ export interface ModelsResult {
     age_secs: number;
 }
 
-/** One `report` of a `$/progress` stream: exactly one field is set. */
+/** One `report` of a `$/progress` stream: exactly one field is set. `message` is a note
+ *  for the user (e.g. "rate limited: waiting 3 s"), never part of the answer. */
 export interface Piece {
     content?: string;
     reasoning?: string;
     tool_calls?: unknown[];
+    message?: string;
 }
 
 /** The `value` of a `$/progress` notification as cfgate sends it. */
@@ -248,6 +262,8 @@ export class CfgateClient {
                 piece.reasoning = value.reasoning;
             } else if (Array.isArray(value.tool_calls)) {
                 piece.tool_calls = value.tool_calls;
+            } else if (typeof value.message === 'string') {
+                piece.message = value.message;
             } else {
                 return;
             }

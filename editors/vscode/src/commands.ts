@@ -156,6 +156,11 @@ export function statusLines(status: StatusResult): string[] {
         `gateway id: ${status.gateway_id ?? '(unset)'}`,
         `requests: ${status.requests.total} total, ${status.requests.in_flight} in flight, ${status.requests.failed} failed`,
     );
+    for (const b of status.budgets ?? []) {
+        const limit = typeof b.limit === 'number' ? `${b.limit} a minute${b.learned ? ' (learned from 429s)' : ''}` : 'no limit known';
+        const cooling = typeof b.cool_down_ms === 'number' ? `, rate limited: cooling down ${Math.ceil(b.cool_down_ms / 1000)} s` : '';
+        lines.push(`rate budget ${b.gateway}: ${limit}, ${b.used_last_minute} used in the last minute${cooling}`);
+    }
     return lines;
 }
 

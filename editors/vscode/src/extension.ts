@@ -32,7 +32,8 @@ export function activate(context: vscode.ExtensionContext): void {
         const shown = statusBarText(status);
         statusItem.text = shown.text;
         statusItem.tooltip = shown.tooltip;
-        statusItem.backgroundColor = shown.error && vscode.ThemeColor ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+        const background = shown.error ? 'statusBarItem.errorBackground' : shown.warning ? 'statusBarItem.warningBackground' : undefined;
+        statusItem.backgroundColor = background && vscode.ThemeColor ? new vscode.ThemeColor(background) : undefined;
         statusItem.show();
     };
     showDaemonStatus(undefined);

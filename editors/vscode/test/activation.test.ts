@@ -142,6 +142,31 @@ describe('extension activation (vscode stubbed, real language client and daemon)
         await waitFor('ready again', () => item.text === '$(cloud) cfgate: ready');
     });
 
+    test('a 429: the status bar item says rate limited (warning colour), the chat shows the wait, then the answer', async () => {
+        const item = recorded.statusItems.at(-1)!;
+        await waitFor('ready', () => item.text === '$(cloud) cfgate: ready');
+        await fake.script({
+            status: 429,
+            body: '{"success":false,"errors":[{"code":2003,"message":"Rate limited"}]}',
+            headers: [['retry-after', '3']],
+        });
+        const stream = new RecordingStream();
+        const handler = recorded.participants[0].handler as vscode.ChatRequestHandler;
+        const answer = handler(chatRequest('wait for it'), { history: [] }, stream.asStream(), tokenSource().vscodeToken);
+        await waitFor('the rate-limited status bar item', () => item.text === '$(watch) cfgate: rate limited');
+        assert.equal(item.backgroundColor?.id, 'statusBarItem.warningBackground');
+        assert.match(String(item.tooltip), /^cfgate: .*429/);
+        const note = await waitFor('the waiting note in the chat view', () => stream.progress.find((p) => p.includes('rate limited')));
+        assert.match(note, /^cfgate: rate limited: waiting \d+ s$/);
+        assert.deepEqual(stream.markdown, [], 'no answer text while waiting');
+        const result = (await answer) as vscode.ChatResult;
+        assert.equal(result.errorDetails, undefined, JSON.stringify(result));
+        assert.equal(stream.markdown.join(''), 'echo: wait for it');
+        await waitFor('not rate limited any more', () => item.text === '$(cloud) cfgate: ready');
+        assert.equal(item.backgroundColor, undefined);
+        assert.equal((await chatRequests()).length, 2, 'the 429, then the answer');
+    });
+
     test('chat cancellation goes through LanguageClient as $/cancelRequest', async () => {
         const before = (await fake.stats()).streams_dropped;
         await fake.script({ chunks: ['slow '], hold_open: true });

@@ -446,6 +446,12 @@ describe('code actions and status', () => {
         const error = statusBarText({ state: 'error', message: 'cannot reach the gateway' });
         assert.deepEqual([error.text, error.tooltip, error.error], ['$(error) cfgate: error', 'cfgate: cannot reach the gateway', true]);
         assert.equal(statusBarText(undefined).text, '$(circle-slash) cfgate');
+        const limited = statusBarText({ state: 'rate_limited', message: 'a gateway answered 429: chat waits, completions are shed' });
+        assert.deepEqual(
+            [limited.text, limited.tooltip, limited.error, limited.warning],
+            ['$(watch) cfgate: rate limited', 'cfgate: a gateway answered 429: chat waits, completions are shed', false, true],
+        );
+        assert.equal(statusBarText({ state: 'ready' }).warning, false);
     });
 });
 

@@ -52,6 +52,10 @@ export class ThemeIcon {
     constructor(readonly id: string) {}
 }
 
+export class ThemeColor {
+    constructor(readonly id: string) {}
+}
+
 export class Uri {
     private constructor(
         readonly scheme: string,
@@ -87,7 +91,7 @@ export const recorded = {
     quickPick: undefined as undefined | ((items: any[]) => any),
     inputBox: undefined as undefined | ((options: any) => any),
     codeActionProviders: [] as { selector: unknown; provider: any; metadata: unknown }[],
-    statusItems: [] as { text: string; tooltip: string; command: unknown; shown: boolean }[],
+    statusItems: [] as { text: string; tooltip: string; command: unknown; backgroundColor?: { id: string }; shown: boolean }[],
 };
 
 /** `cfgate.*` settings as the user would have them. */
@@ -174,6 +178,7 @@ export const vscodeStub = {
     CancellationError,
     CancellationTokenSource,
     ThemeIcon,
+    ThemeColor,
     Uri,
     ConfigurationTarget,
     Position,
@@ -208,7 +213,7 @@ export const vscodeStub = {
         onDidChangeActiveTextEditor: never,
         onDidChangeVisibleTextEditors: never,
         createStatusBarItem: () => {
-            const item = { text: '', tooltip: '', command: undefined as unknown, shown: false, show: () => void (item.shown = true), hide: () => void (item.shown = false), dispose: () => undefined };
+            const item = { text: '', tooltip: '', command: undefined as unknown, backgroundColor: undefined as ThemeColor | undefined, shown: false, show: () => void (item.shown = true), hide: () => void (item.shown = false), dispose: () => undefined };
             recorded.statusItems.push(item);
             return item;
         },

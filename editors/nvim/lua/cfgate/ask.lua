@@ -1,6 +1,7 @@
 --- :CfgateAsk: one answer about a selection, streamed into a float.
 local config = require("cfgate.config")
 local client = require("cfgate.client")
+local chat = require("cfgate.chat")
 
 local M = {}
 
@@ -107,9 +108,21 @@ function M.ask(line1, line2, instruction, opts)
   local params = vim.tbl_extend("force", vim.deepcopy(o.params or {}), { messages = messages })
   req = client.request("cfgate/chat", params, {
     on_progress = function(value)
-      if vim.api.nvim_buf_is_valid(buf) and value.kind == "report" and type(value.content) == "string" then
+      if not vim.api.nvim_buf_is_valid(buf) or value.kind ~= "report" then
+        return
+      end
+      if type(value.content) == "string" then
+        if not streamed then
+          chat.clear_waiting(buf)
+        end
         streamed = true
         insert_at(buf, mark, value.content)
+      elseif type(value.message) == "string" and not streamed then
+        -- e.g. "rate limited: waiting 3 s": a note where the answer will come, not text.
+        local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, mark, {})
+        if pos[1] then
+          chat.show_waiting(buf, pos[1], value.message)
+        end
       end
     end,
     on_result = function(result)
@@ -119,11 +132,13 @@ function M.ask(line1, line2, instruction, opts)
       if not streamed and type(result) == "table" and type(result.content) == "string" then
         insert_at(buf, mark, result.content)
       end
+      chat.clear_waiting(buf)
       vim.b[buf].cfgate_done = true
       vim.api.nvim_exec_autocmds("User", { pattern = "CfgateAskDone", modeline = false })
     end,
     on_error = function(err)
       if vim.api.nvim_buf_is_valid(buf) then
+        chat.clear_waiting(buf)
         local lines = vim.split(client.format_error(err), "\n", { plain = true })
         vim.api.nvim_buf_set_lines(buf, -1, -1, false, vim.list_extend({ "" }, lines))
         vim.b[buf].cfgate_done = true

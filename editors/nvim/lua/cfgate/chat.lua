@@ -195,6 +195,33 @@ local function insert_at(buf, mark, text)
 end
 
 local err_ns = vim.api.nvim_create_namespace("cfgate_chat_error")
+local wait_ns = vim.api.nvim_create_namespace("cfgate_chat_wait")
+
+--- Shows a `$/progress` report's `message` (e.g. "rate limited: waiting 3 s") as virtual
+--- text at buffer row `row`, where the answer will stream in: never buffer text, so it
+--- is never part of the answer or sent again. Replaces the note shown before.
+function M.show_waiting(buf, row, message)
+  vim.api.nvim_buf_clear_namespace(buf, wait_ns, 0, -1)
+  row = math.max(0, math.min(row, vim.api.nvim_buf_line_count(buf) - 1))
+  vim.api.nvim_buf_set_extmark(buf, wait_ns, row, 0, {
+    virt_text = { { "cfgate: " .. message, "CfgateStatusRateLimited" } },
+    virt_text_pos = "eol",
+  })
+end
+
+--- Removes the waiting note (the answer has started, or the turn ended).
+function M.clear_waiting(buf)
+  if vim.api.nvim_buf_is_valid(buf) then
+    vim.api.nvim_buf_clear_namespace(buf, wait_ns, 0, -1)
+  end
+end
+
+--- The waiting note shown in a buffer, or nil.
+function M.waiting_text(buf)
+  local marks = vim.api.nvim_buf_get_extmarks(buf, wait_ns, 0, -1, { details = true })
+  local mark = marks[1]
+  return mark and mark[4].virt_text and mark[4].virt_text[1][1] or nil
+end
 
 --- Shows why a turn failed as virtual lines under buffer row `row` (not text: a resend
 --- must not carry it to the model); the next send clears it.
@@ -236,6 +263,7 @@ end
 --- Ends a turn: a fresh "## You" section for the next message; with err (an answer
 --- cut short), the reason under what arrived.
 local function finish_turn(buf, chat, err)
+  M.clear_waiting(buf)
   if chat.answer_mark then
     if err then
       local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.answer_mark, {})
@@ -255,6 +283,7 @@ end
 --- Removes the failed answer's section, leaving the user's message to send again, with
 --- the error under it.
 local function drop_turn(buf, chat, err)
+  M.clear_waiting(buf)
   if chat.heading_mark then
     local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.heading_mark, {})
     if pos[1] then
@@ -353,9 +382,20 @@ function M.send(buf)
       if chat.req ~= req or not vim.api.nvim_buf_is_valid(buf) then
         return
       end
-      if value.kind == "report" and type(value.content) == "string" then
+      if value.kind ~= "report" then
+        return
+      end
+      if type(value.content) == "string" then
+        if not chat.streamed then
+          M.clear_waiting(buf)
+        end
         chat.streamed = true
         insert_at(buf, chat.answer_mark, value.content)
+      elseif type(value.message) == "string" and not chat.streamed then
+        local pos = vim.api.nvim_buf_get_extmark_by_id(buf, ns, chat.answer_mark, {})
+        if pos[1] then
+          M.show_waiting(buf, pos[1], value.message)
+        end
       end
     end,
     on_result = function(result)

@@ -136,7 +136,19 @@ local function progress_handler(err, params, ctx, cfg)
   end
 end
 
---- `cfgate/didChangeStatus`: the daemon's state (busy, ready, unauthorized, error) for
+-- The status colours (statusline, chat notes): `:highlight` them to change; set with
+-- default = true, so a colorscheme's or the user's own definition wins.
+local function define_highlights()
+  vim.api.nvim_set_hl(0, "CfgateStatusRateLimited", { default = true, link = "WarningMsg" })
+  vim.api.nvim_set_hl(0, "CfgateStatusError", { default = true, link = "ErrorMsg" })
+end
+define_highlights()
+vim.api.nvim_create_autocmd("ColorScheme", {
+  group = vim.api.nvim_create_augroup("cfgate_highlights", { clear = true }),
+  callback = define_highlights,
+})
+
+--- `cfgate/didChangeStatus`: the daemon's state (busy, ready, rate_limited, unauthorized, error) for
 --- the statusline; User CfgateStatus tells statusline plugins to redraw.
 local function status_handler(_, params)
   if type(params) == "table" and type(params.state) == "string" then

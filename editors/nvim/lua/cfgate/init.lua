@@ -111,12 +111,42 @@ function M.models(model)
   require("cfgate.models").pick(M.set_model)
 end
 
---- Readable lines for a cfgate/status result.
-function M.format_status(st)
+--- The words shown for a daemon state: "rate limited" for `rate_limited`, else the state.
+local function state_words(state)
+  return state == "rate_limited" and "rate limited" or state
+end
+
+--- Readable lines for a budget of cfgate/status's `budgets`.
+local function budget_line(b)
+  local limit = type(b.limit) == "number" and ("%d a minute%s"):format(b.limit, b.learned and " (learned from 429s)" or "")
+    or "no limit known"
+  local line = ("rate budget %s: %s, %s used in the last minute"):format(
+    tostring(b.gateway),
+    limit,
+    tostring(b.used_last_minute or 0)
+  )
+  if type(b.cool_down_ms) == "number" then
+    line = line .. (", rate limited: cooling down %d s"):format(math.ceil(b.cool_down_ms / 1000))
+  end
+  return line
+end
+
+--- Readable lines for a cfgate/status result; live: the last cfgate/didChangeStatus
+--- ({ state, message? }), shown first when given.
+function M.format_status(st, live)
   local lines = {
     ("cfgate %s, up %ss"):format(st.version or "?", tostring(st.uptime_secs or "?")),
-    "credentials: " .. (st.credentials_complete and "complete" or ("missing " .. table.concat(st.missing or {}, ", "))),
   }
+  if type(live) == "table" and type(live.state) == "string" then
+    local line = "state: " .. state_words(live.state)
+    if type(live.message) == "string" and live.message ~= "" then
+      line = line .. " (" .. live.message .. ")"
+    end
+    table.insert(lines, line)
+  end
+  vim.list_extend(lines, {
+    "credentials: " .. (st.credentials_complete and "complete" or ("missing " .. table.concat(st.missing or {}, ", "))),
+  })
   if type(st.settings_error) == "string" then
     table.insert(lines, "settings error: " .. st.settings_error)
   end
@@ -137,6 +167,11 @@ function M.format_status(st)
     table.insert(sessions, ("%s (%d turn%s)"):format(tostring(sess.name), sess.turns or 0, sess.turns == 1 and "" or "s"))
   end
   table.insert(lines, "sessions: " .. (#sessions > 0 and table.concat(sessions, ", ") or "none"))
+  for _, b in ipairs(type(st.budgets) == "table" and st.budgets or {}) do
+    if type(b) == "table" then
+      table.insert(lines, budget_line(b))
+    end
+  end
   local r = st.requests or {}
   table.insert(
     lines,
@@ -150,15 +185,41 @@ function M.format_status(st)
 end
 
 --- For 'statusline' / 'winbar' (and statusline plugins): "cfgate: ready", "cfgate: busy",
---- "cfgate: error", "cfgate: unauthorized", from the daemon's `cfgate/didChangeStatus`;
---- "" while no daemon runs. Redraw on the `User CfgateStatus` autocommand.
+--- "cfgate: rate limited", "cfgate: error", "cfgate: unauthorized", from the daemon's
+--- `cfgate/didChangeStatus`; "" while no daemon runs. Redraw on the `User CfgateStatus`
+--- autocommand.
 ---   vim.o.statusline = "%f %= %{v:lua.require'cfgate'.statusline()}"
 function M.statusline()
   local st = client.status()
   if not st then
     return ""
   end
-  return "cfgate: " .. st.state
+  return "cfgate: " .. state_words(st.state)
+end
+
+--- The highlight group for the statusline text: CfgateStatusRateLimited while a gateway's
+--- rate budget cools down after a 429, CfgateStatusError on error/unauthorized, else nil.
+function M.statusline_highlight()
+  local st = client.status()
+  local state = st and st.state
+  if state == "rate_limited" then
+    return "CfgateStatusRateLimited"
+  elseif state == "error" or state == "unauthorized" then
+    return "CfgateStatusError"
+  end
+  return nil
+end
+
+--- statusline() with its highlight, for a statusline expression that is itself
+--- evaluated (`%{% ... %}`):
+---   vim.o.statusline = "%f %= %{%v:lua.require'cfgate'.statusline_hl()%}"
+function M.statusline_hl()
+  local text = M.statusline():gsub("%%", "%%%%")
+  local group = M.statusline_highlight()
+  if text == "" or not group then
+    return text
+  end
+  return ("%%#%s#%s%%*"):format(group, text)
 end
 
 --- :CfgateStatus. With a callback, gets the status table instead of showing it.
@@ -169,8 +230,11 @@ function M.status(callback)
         callback(st)
         return
       end
-      local level = st.credentials_complete and vim.log.levels.INFO or vim.log.levels.WARN
-      vim.notify(table.concat(M.format_status(st), "\n"), level, { title = "cfgate" })
+      local live = client.status()
+      local lines = M.format_status(st, live)
+      local level = (st.credentials_complete and not (live and live.state == "rate_limited")) and vim.log.levels.INFO
+        or vim.log.levels.WARN
+      vim.notify(table.concat(lines, "\n"), level, { title = "cfgate" })
     end,
   })
 end
