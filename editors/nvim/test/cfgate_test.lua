@@ -659,8 +659,10 @@ end)
 
 test("a 429: the statusline says rate limited, the chat shows the wait (not as answer text), then the answer", function()
   fake.reset()
-  -- The tests before left max_attempts = 1 in the daemon's settings: the chat must retry.
-  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url, max_attempts = 3 }, inline = { debounce_ms = 60 } })
+  -- The test before set max_attempts = 1 on this same daemon; setup() replaces the
+  -- settings, so it is back to its default and the chat retries after the 429 (sent as
+  -- null in didChangeConfiguration; merged, it would stay 1 and the chat would fail).
+  cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
   wait_for("ready", function()
     return cfgate.statusline() == "cfgate: ready"
   end)

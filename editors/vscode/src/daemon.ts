@@ -15,7 +15,7 @@ import {
 import type { CancellationToken, Disposable, ProgressType } from 'vscode-jsonrpc';
 import { RpcEndpoint, formatError } from './client';
 import { resolveExecutable } from './executable';
-import { ExtensionSettings } from './settings';
+import { ExtensionSettings, replacingSettings } from './settings';
 import { DaemonStatus, parseStatus } from './status';
 
 /** The daemon behind a LanguageClient; restartable, and an `RpcEndpoint` for CfgateClient. */
@@ -185,7 +185,7 @@ export class Daemon implements RpcEndpoint {
         return this.enqueue(async () => {
             if (this.client && this.isRunning()) {
                 await this.client.sendNotification('workspace/didChangeConfiguration', {
-                    settings: { cfgate: this.settings().daemon },
+                    settings: { cfgate: replacingSettings(this.settings().daemon) },
                 });
             } else {
                 // Not running (it failed to start, or stopped): start it with the new settings.

@@ -80,18 +80,23 @@ export function sameDaemonSettings(a: DaemonSettings, b: DaemonSettings): boolea
 }
 
 /**
- * What a settings change asks of the running daemon. `workspace/didChangeConfiguration`
- * merges the sent keys over the current ones and cannot unset a key, so clearing a
- * setting (or changing the binary) needs a restart; other changes are sent as a
- * notification.
+ * What a settings change asks of the running daemon: a new binary or a switch to or from
+ * the shared daemon needs a restart; any other change is sent as
+ * `workspace/didChangeConfiguration` (a cleared key as `null`, which unsets it), so the
+ * requests in flight go on.
  */
 export function settingsChange(before: ExtensionSettings, after: ExtensionSettings): 'none' | 'notify' | 'restart' {
     if (before.path !== after.path || before.shared !== after.shared) {
         return 'restart';
     }
-    const cleared = DAEMON_KEYS.some(([, key]) => before.daemon[key] !== undefined && after.daemon[key] === undefined);
-    if (cleared) {
-        return 'restart';
-    }
     return sameDaemonSettings(before.daemon, after.daemon) ? 'none' : 'notify';
+}
+
+/** Every daemon key, `null` where unset: the daemon merges what it is sent. */
+export function replacingSettings(daemon: DaemonSettings): Record<string, string | number | null> {
+    const out: Record<string, string | number | null> = {};
+    for (const [, key] of DAEMON_KEYS) {
+        out[key] = daemon[key] ?? null;
+    }
+    return out;
 }

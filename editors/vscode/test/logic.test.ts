@@ -21,7 +21,7 @@ import {
     validateModelId,
 } from '../src/commands';
 import { CfgateInlineCompletionProvider, PREFIX_BUDGET, SUFFIX_BUDGET, contextAround } from '../src/inline';
-import { DAEMON_KEYS, readSettings, settingsChange } from '../src/settings';
+import { DAEMON_KEYS, readSettings, replacingSettings, settingsChange } from '../src/settings';
 import { ACTIONS, CfgateCodeActionProvider, askAboutSelection, replacement, runAction } from '../src/actions';
 import { statusBarText } from '../src/status';
 import { NEW_SESSION_LABEL, NO_SESSION_LABEL, historyMarkdown, pickSession, validateSessionName } from '../src/sessions';
@@ -617,7 +617,7 @@ describe('settings', () => {
         });
     });
 
-    test('a change is notified, a cleared key or a new binary restarts', () => {
+    test('a change, a cleared key included, is notified; a new binary restarts', () => {
         const base = readSettings((k) => ({ model: 'openai/gpt-4o', maxTokens: 100 })[k as 'model']);
         const same = readSettings((k) => ({ model: 'openai/gpt-4o', maxTokens: 100, 'completion.debounceMs': 50 })[k as 'model']);
         const changed = readSettings((k) => ({ model: 'openai/gpt-4o-mini', maxTokens: 100 })[k as 'model']);
@@ -625,7 +625,8 @@ describe('settings', () => {
         const moved = readSettings((k) => ({ path: '/bin/cfgate', model: 'openai/gpt-4o', maxTokens: 100 })[k as 'model']);
         assert.equal(settingsChange(base, same), 'none');
         assert.equal(settingsChange(base, changed), 'notify');
-        assert.equal(settingsChange(base, cleared), 'restart');
+        assert.equal(settingsChange(base, cleared), 'notify');
+        assert.deepEqual(replacingSettings(cleared.daemon), { model: null, base_url: null, gateway_id: null, account_id: null, max_tokens: 100 });
         assert.equal(settingsChange(base, moved), 'restart');
         const shared = readSettings((k) => ({ shared: true, model: 'openai/gpt-4o', maxTokens: 100 })[k as 'model']);
         assert.equal(settingsChange(base, shared), 'restart');

@@ -312,7 +312,14 @@ function M.start()
 
   local client_id
   if nv11 then
-    client_id = vim.lsp.start(lsp_config, { attach = false })
+    -- Never reuse a client of the same name: one still stopping (after restart()) would be
+    -- taken for the new daemon, whose initialize would then never come.
+    client_id = vim.lsp.start(lsp_config, {
+      attach = false,
+      reuse_client = function()
+        return false
+      end,
+    })
   else
     client_id = vim.lsp.start_client(lsp_config)
   end

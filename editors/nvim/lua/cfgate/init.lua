@@ -19,9 +19,19 @@ function M.setup(opts)
   if client.get() then
     if not vim.deep_equal(before.cmd, after.cmd) or not vim.deep_equal(before.cmd_env, after.cmd_env) then
       client.restart()
-    elseif not vim.deep_equal(before.settings, after.settings) and next(after.settings) ~= nil then
-      client.notify("workspace/didChangeConfiguration", { settings = { cfgate = after.settings } })
-      vim.schedule(client.refresh_settings)
+    elseif not vim.deep_equal(before.settings, after.settings) then
+      -- The daemon merges what it is sent: a key left out now is sent as null, so the
+      -- settings are replaced, as setup() says, and not merged.
+      local changed = vim.deepcopy(after.settings or {})
+      for key in pairs(before.settings or {}) do
+        if changed[key] == nil then
+          changed[key] = vim.NIL
+        end
+      end
+      if next(changed) ~= nil then
+        client.notify("workspace/didChangeConfiguration", { settings = { cfgate = changed } })
+        vim.schedule(client.refresh_settings)
+      end
     end
   end
 end
