@@ -31,6 +31,8 @@ use fake_gateway::{Config, FakeGateway};
 mod callgrind;
 #[path = "bench/idle.rs"]
 mod idle;
+#[path = "bench/openai.rs"]
+mod openai;
 #[path = "bench/shared_path.rs"]
 mod shared_path;
 use serde_json::{Value, json};
@@ -114,6 +116,7 @@ struct Args {
 /// The figures, by the names `--only` takes.
 const FIGURES: &[&str] = &[
     "shared",
+    "openai",
     "warm",
     "stream",
     "paced",
@@ -911,7 +914,7 @@ impl Direct {
         let start = Instant::now();
         let body = json!({"messages": [{"role": "user", "content": msg}], "model": MODEL,
             "stream": true, "stream_options": {"include_usage": true}});
-        let mut response = self
+        let response = self
             .post(&body, true)
             .send()
             .await
@@ -919,51 +922,7 @@ impl Direct {
         if !response.status().is_success() {
             return Err(format!("direct: HTTP {}", response.status()));
         }
-        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-        let mut pieces = Vec::with_capacity(PIECES);
-        let mut first = None;
-        let mut end = None;
-        // Each chunk read brings at least one byte; the bound only guards a runaway stream.
-        for _ in 0..1_000_000 {
-            if end.is_some() {
-                break;
-            }
-            let Some(chunk) = response.chunk().await.map_err(|e| format!("direct: {e}"))? else {
-                break;
-            };
-            buf.extend_from_slice(&chunk);
-            let mut used = 0;
-            while let Some(pos) = memchr::memmem::find(&buf[used..], b"\n\n") {
-                let event = &buf[used..used + pos];
-                used += pos + 2;
-                for line in event.split(|&b| b == b'\n') {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    let Some(data) = line.strip_prefix(b"data:") else {
-                        continue;
-                    };
-                    let data = data.strip_prefix(b" ").unwrap_or(data);
-                    if data == b"[DONE]" {
-                        end = Some(Instant::now());
-                        continue;
-                    }
-                    let chunk: Value =
-                        serde_json::from_slice(data).map_err(|e| format!("direct: {e}"))?;
-                    if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str() {
-                        if !text.is_empty() {
-                            first.get_or_insert_with(Instant::now);
-                            pieces.push(text.to_string());
-                        }
-                    }
-                }
-            }
-            buf.drain(..used);
-        }
-        Ok(Streamed {
-            start,
-            first: first.ok_or("direct: no content piece")?,
-            end: end.ok_or("direct: no [DONE]")?,
-            pieces,
-        })
+        read_sse(response, start, "direct").await
     }
 
     async fn chat_streamed_many(self: &Arc<Self>, msgs: &[String]) -> Res<Vec<Streamed>> {
@@ -987,6 +946,60 @@ impl Direct {
         }
         Ok(out)
     }
+}
+
+/// Reads an OpenAI SSE answer (`chat.completion.chunk` events, then `data: [DONE]`): its
+/// content pieces, when the first one came (the first `data:` event: both the fake's and
+/// cfgate's first chunk carry the role and the first piece) and when `[DONE]` came.
+async fn read_sse(mut response: reqwest::Response, start: Instant, who: &str) -> Res<Streamed> {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut pieces = Vec::with_capacity(PIECES);
+    let mut first = None;
+    let mut end = None;
+    // Each chunk read brings at least one byte; the bound only guards a runaway stream.
+    for _ in 0..1_000_000 {
+        if end.is_some() {
+            break;
+        }
+        let Some(chunk) = response.chunk().await.map_err(|e| format!("{who}: {e}"))? else {
+            break;
+        };
+        buf.extend_from_slice(&chunk);
+        let mut used = 0;
+        while let Some(pos) = memchr::memmem::find(&buf[used..], b"\n\n") {
+            let event = &buf[used..used + pos];
+            used += pos + 2;
+            for line in event.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let Some(data) = line.strip_prefix(b"data:") else {
+                    continue;
+                };
+                let data = data.strip_prefix(b" ").unwrap_or(data);
+                if data == b"[DONE]" {
+                    end = Some(Instant::now());
+                    continue;
+                }
+                let chunk: Value =
+                    serde_json::from_slice(data).map_err(|e| format!("{who}: {e}"))?;
+                if chunk.get("error").is_some() {
+                    return Err(format!("{who}: error event {chunk}"));
+                }
+                if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str() {
+                    if !text.is_empty() {
+                        first.get_or_insert_with(Instant::now);
+                        pieces.push(text.to_string());
+                    }
+                }
+            }
+        }
+        buf.drain(..used);
+    }
+    Ok(Streamed {
+        start,
+        first: first.ok_or_else(|| format!("{who}: no content piece"))?,
+        end: end.ok_or_else(|| format!("{who}: no [DONE]"))?,
+        pieces,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1470,6 +1483,11 @@ async fn run(args: &Args, bin: &Path, report: &mut Report) -> Res<()> {
     }
     if args.wants("shared") {
         shared_path::shared(report, &plan, bin, &plain_base).await?;
+    }
+    if args.wants("openai") {
+        openai::openai(report, &plan, bin, &plain_base, &paced_base).await?;
+        paced.clear_requests();
+        plain.clear_requests();
     }
     Ok(())
 }

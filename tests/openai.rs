@@ -217,6 +217,42 @@ async fn the_openai_sdk_raises_its_own_exceptions() {
     );
 }
 
+/// The gateway refusing cfgate's own Cloudflare token is not the client's 401 (which the
+/// SDK raises as "your API key is wrong"): a 502 the SDK raises as its server error, whose
+/// type and message say whose credentials were refused, with cfgate's hint and Cloudflare's
+/// code; and `x-should-retry: false` keeps the SDK's default retries from asking again.
+#[tokio::test]
+async fn the_gateway_refusing_cfgates_token_is_a_502_the_sdk_does_not_retry() {
+    let fake = FakeGateway::start_with(Config {
+        api_token: Some("not-cfgates-token".into()),
+        ..Config::default()
+    })
+    .await;
+    let e = start(&fake).await;
+
+    let refused = sdk(&e, &e.token, "error_chat_default_retries").await;
+    assert_eq!(refused["exception"], "InternalServerError", "{refused}");
+    assert_eq!(refused["status"], 502, "{refused}");
+    assert_eq!(
+        refused["body"]["type"], "upstream_authentication_error",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["body"]["code"], 10000,
+        "Cloudflare's code kept: {refused}"
+    );
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("upstream refused cfgate's credentials") && message.contains("hint:"),
+        "{refused}"
+    );
+    assert_eq!(
+        chat_requests(&fake).len(),
+        1,
+        "the SDK retried a refusal that only a new token can end"
+    );
+}
+
 /// A stream cut upstream after it began ends with OpenAI's `{"error": ...}` event, which the
 /// SDK raises as its own error, after the text that did arrive.
 #[tokio::test]

@@ -197,3 +197,106 @@ async fn a_listed_browser_origin_gets_its_preflight_and_cors_headers() {
     assert_eq!(header(&headers, "access-control-allow-origin"), None);
     assert_eq!(chat_requests(&fake).len(), 1);
 }
+
+/// Continue's autocomplete with `provider: openai` sends no `suffix`: it fills its FIM
+/// template in itself and POSTs one `prompt` to `/completions`, streamed, with the
+/// template's tokens as `stop` (continuedev/continue `core/llm/llms/OpenAI.ts`
+/// `_legacystreamComplete`; the template is `stableCodeFimTemplate`, its default for a model
+/// name it does not know, its stops the template's and `getStopTokens.ts`'s common ones).
+/// This is that body as it goes out (JSON.stringify drops the options it leaves
+/// undefined). cfgate takes the template apart: the model is asked with
+/// the code before and after the cursor, not with the template's tokens as code.
+#[tokio::test]
+async fn continues_templated_fim_prompt_is_completed_between_its_two_sides() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    fake.push_script(Script {
+        chunks: Some(vec!["a ".into(), "+ b".into()]),
+        ..Script::default()
+    });
+    let body = json!({
+        "model": MODEL,
+        "max_tokens": 256,
+        "temperature": 0.01,
+        "stream": true,
+        "stop": ["<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>",
+                 "<|endoftext|>", "</fim_middle>", "</code>",
+                 "/src/", "#- coding: utf-8", "```"],
+        "prompt": "<fim_prefix>def add(a, b):\n    return <fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>",
+    });
+    let (status, headers, text) = curl(&e, "POST", "/v1/completions", &[auth], Some(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(header(&headers, "content-type"), Some("text/event-stream"));
+    let joined: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| {
+            let chunk: Value = serde_json::from_str(d).unwrap();
+            chunk["choices"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(joined, "a + b", "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let sent = chat_requests(&fake);
+    assert_eq!(sent.len(), 1);
+    let prompt = sent[0].body["messages"].to_string();
+    assert!(prompt.contains("return "), "prefix not sent: {prompt}");
+    assert!(
+        prompt.contains("print(add(1, 2))"),
+        "suffix not sent: {prompt}"
+    );
+    assert!(
+        !prompt.contains("<fim_"),
+        "the template's tokens were sent as code: {prompt}"
+    );
+}
+
+/// Zed's edit predictions with `"provider": "open_ai_compatible_api"` and
+/// `"prompt_format": "star_coder"`: one non-streamed POST to the configured `api_url` with
+/// the template filled in and at most four stop tokens (zed-industries/zed
+/// `crates/edit_prediction/src/fim.rs`, `open_ai_compatible.rs`); Zed parses the answer
+/// into a struct that wants `id`, `object`, `created`, `model`, `choices[].text` and a
+/// `usage` with its three counts.
+#[tokio::test]
+async fn zeds_templated_fim_request_gets_the_answer_zed_parses() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    fake.push_script(Script {
+        content: Some("a + b".into()),
+        ..Script::default()
+    });
+    let body = json!({
+        "model": MODEL,
+        "prompt": "<fim_prefix>def add(a, b):\n    return <fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>",
+        "max_tokens": 256,
+        "stop": ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>"],
+    });
+    let (status, _, text) = curl(&e, "POST", "/v1/completions", &[auth], Some(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["choices"][0]["text"], "a + b", "{answer}");
+    assert_eq!(answer["object"], "text_completion");
+    assert!(
+        answer["id"].is_string() && answer["model"].is_string(),
+        "{answer}"
+    );
+    assert!(answer["created"].is_u64(), "{answer}");
+    for count in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert!(answer["usage"][count].is_u64(), "{count}: {answer}");
+    }
+    let prompt = chat_requests(&fake)[0].body["messages"].to_string();
+    assert!(
+        prompt.contains("return ") && prompt.contains("print(add(1, 2))"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("<fim_"),
+        "the template's tokens were sent as code: {prompt}"
+    );
+}

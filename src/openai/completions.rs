@@ -1,7 +1,8 @@
 //! `POST /v1/completions`: `prompt` (and `suffix`, for fill-in-the-middle) as
 //! `cfgate/complete`'s prefix and suffix, so OpenAI completion clients get cfgate's
 //! completion prompt and cleaning over a chat-only gateway; answered as a
-//! `text_completion` object or a stream of them.
+//! `text_completion` object or a stream of them. A `prompt` that is a FIM template the
+//! client filled in itself (Continue's autocomplete does) is taken apart first ([`fim`]).
 
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use serde_json::{Map, Value, json};
 
 use super::errors::{bad_request, error_body, error_response, json_response};
 use super::{
-    add_gateway_headers, answer_id, gateway_options, include_usage, now_secs, sse, wants_stream,
+    add_gateway_headers, answer_id, fim, gateway_options, include_usage, now_secs, sse,
+    wants_stream,
 };
 use crate::config::Layer;
 use crate::protocol::{CompleteParams, CompleteResult};
@@ -74,13 +76,21 @@ pub async fn completions(
             );
         }
     };
+    // A client that rendered a FIM template itself (Continue) sent both sides in `prompt`.
+    let (prefix, suffix) = match request.suffix {
+        Some(suffix) => (prefix, Some(suffix)),
+        None => match fim::split_templated(&prefix) {
+            Some((before, after)) => (before, Some(after)),
+            None => (prefix, None),
+        },
+    };
     let gateway = match gateway_options(headers) {
         Ok(options) => options,
         Err(e) => return bad_request(e),
     };
     let params = CompleteParams {
         prefix,
-        suffix: request.suffix,
+        suffix,
         model: request.model,
         max_tokens: request.max_tokens,
         temperature: request.temperature,

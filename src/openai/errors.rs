@@ -1,7 +1,9 @@
 //! cfgate's errors in OpenAI's shape: `{"error": {"message", "type", "code", "param"}}` with
 //! the HTTP status an OpenAI client maps to its own exception types (400, 401, 404, 429,
 //! 502, 504), so the tools' usual handling (retry on 429 after `Retry-After`, "check your
-//! key" on 401) is right. The hint goes into the message, because that is what the tools
+//! key" on 401) is right. A 401 is only ever about the key the client sent (the endpoint's);
+//! the gateway refusing cfgate's own Cloudflare token is a 502 that says so, with
+//! `x-should-retry: false` (the SDKs' retry of a 5xx cannot help until the token is fixed). The hint goes into the message, because that is what the tools
 //! show; the Cloudflare code stays in `code`, and the whole of cfgate's error data rides
 //! along under `cfgate` for clients that want it.
 
@@ -10,6 +12,9 @@ use jsonrpsee::server::{HttpBody, HttpResponse};
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorKind};
+
+/// The error `type` of a refusal of cfgate's Cloudflare credentials by the gateway.
+pub const UPSTREAM_AUTH: &str = "upstream_authentication_error";
 
 /// The HTTP status and OpenAI error `type` for an error of `kind`.
 pub fn status_of(err: &Error) -> (StatusCode, &'static str) {
@@ -27,7 +32,9 @@ pub fn status_of(err: &Error) -> (StatusCode, &'static str) {
                 .unwrap_or(StatusCode::BAD_REQUEST);
             (status, "invalid_request_error")
         }
-        ErrorKind::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
+        // The gateway refused cfgate's Cloudflare token: not the client's key, so not a 401
+        // (which every OpenAI client reads as "your API key is wrong").
+        ErrorKind::Unauthorized => (StatusCode::BAD_GATEWAY, UPSTREAM_AUTH),
         ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
         ErrorKind::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "insufficient_quota"),
         ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
@@ -47,10 +54,15 @@ pub fn status_of(err: &Error) -> (StatusCode, &'static str) {
 /// The `{"error": ...}` object for `err` (also sent as the last event of a broken stream).
 pub fn error_body(err: &Error) -> Value {
     let (_, kind) = status_of(err);
-    let message = match &err.hint {
+    let mut message = match &err.hint {
         Some(hint) => format!("{} (hint: {hint})", err.message),
         None => err.message.clone(),
     };
+    if err.kind == ErrorKind::Unauthorized {
+        // What the tools show: say whose credentials these were.
+        message =
+            format!("upstream refused cfgate's credentials, not this endpoint's key: {message}");
+    }
     let code = match err.upstream_code {
         Some(code) => Value::from(code),
         None => Value::from(err.kind.name()),
@@ -82,6 +94,12 @@ pub fn error_response(err: &Error) -> HttpResponse {
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if err.kind == ErrorKind::Unauthorized {
+        // The OpenAI SDKs (Python, Node) obey this header over their retry of a 5xx.
+        response
+            .headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
     }
     response
 }
@@ -142,5 +160,23 @@ mod tests {
         let response = error_response(&err);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn the_gateway_refusing_cfgates_token_is_not_the_clients_401() {
+        let mut err = Error::new(ErrorKind::Unauthorized, "authentication failed");
+        err.upstream_code = Some(10000);
+        let response = error_response(&err);
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.headers()["x-should-retry"], "false");
+        let body = error_body(&err);
+        assert_eq!(body["error"]["type"], UPSTREAM_AUTH);
+        assert_eq!(body["error"]["code"], 10000);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("upstream refused cfgate's credentials")),
+            "{body}"
+        );
     }
 }

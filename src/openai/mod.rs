@@ -14,6 +14,7 @@
 mod chat;
 mod completions;
 pub mod errors;
+mod fim;
 mod models;
 mod sse;
 

@@ -104,6 +104,11 @@ elif scenario == "error_request":
 elif scenario == "error_chat":
     out = error_of(lambda: client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "hi"}]))
+elif scenario == "error_chat_default_retries":
+    # The SDK as most tools build it: its own retries on (2 by default, for 5xx among others).
+    retrying = openai.OpenAI(base_url=base_url, api_key=key, timeout=30)
+    out = error_of(lambda: retrying.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}]))
 elif scenario == "close_mid_stream":
     stream = client.chat.completions.create(model=model, stream=True,
                                             messages=[{"role": "user", "content": "hold"}])
