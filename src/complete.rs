@@ -19,6 +19,23 @@ const SYSTEM: &str = "You are a code completion engine. You are shown a file wit
 explanation, no code fences, and do not repeat the text before or after the cursor. If \
 nothing should be inserted, reply with nothing.";
 
+/// The caller's `stop` as sent to the chat model, without any sequence holding a code
+/// fence: FIM clients (Continue's autocomplete) stop at `` ``` `` because a raw completion
+/// model past the code starts prose there, but a chat model may open its answer with a
+/// fence (which the cleaner removes), and stopping there would leave nothing to insert.
+/// `None` when nothing is left.
+pub fn chat_stop(stop: &Value) -> Option<Value> {
+    let keep = |s: &&Value| s.as_str().is_some_and(|s| !s.contains("```"));
+    match stop {
+        Value::String(_) => Some(stop).filter(keep).cloned(),
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.iter().filter(keep).cloned().collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        _ => Some(stop.clone()),
+    }
+}
+
 /// The chat messages asking for the text between `prefix` and `suffix`.
 pub fn prompt(params: &CompleteParams) -> Vec<Map<String, Value>> {
     let mut user = String::new();
@@ -232,5 +249,20 @@ mod tests {
             let (whole, _) = run(&prefix, &suffix, &[raw.as_str()]);
             prop_assert_eq!(text, whole);
         }
+    }
+
+    #[test]
+    fn stop_sequences_with_a_fence_are_not_sent_to_a_chat_model() {
+        let continues = serde_json::json!(["<fim_prefix>", "\n\n", "```", "```python"]);
+        assert_eq!(
+            chat_stop(&continues),
+            Some(serde_json::json!(["<fim_prefix>", "\n\n"]))
+        );
+        assert_eq!(chat_stop(&serde_json::json!("```")), None);
+        assert_eq!(chat_stop(&serde_json::json!(["```"])), None);
+        assert_eq!(
+            chat_stop(&serde_json::json!("\n")),
+            Some(serde_json::json!("\n"))
+        );
     }
 }

@@ -211,8 +211,16 @@ async fn continues_templated_fim_prompt_is_completed_between_its_two_sides() {
     let fake = FakeGateway::start().await;
     let e = start(&fake).await;
     let auth = format!("authorization: Bearer {}", e.token);
+    // A chat model opening its answer with a fence, as they do despite being asked not to:
+    // Continue's stop list has "```", which must not reach the model (the fake stops at a
+    // stop sequence as the real ones do), and the fences are cleaned away.
     fake.push_script(Script {
-        chunks: Some(vec!["a ".into(), "+ b".into()]),
+        chunks: Some(vec![
+            "```python\n".into(),
+            "a ".into(),
+            "+ b".into(),
+            "\n```".into(),
+        ]),
         ..Script::default()
     });
     let body = json!({
@@ -254,6 +262,9 @@ async fn continues_templated_fim_prompt_is_completed_between_its_two_sides() {
         !prompt.contains("<fim_"),
         "the template's tokens were sent as code: {prompt}"
     );
+    let stop = &sent[0].body["stop"];
+    assert_eq!(stop[0], "<fim_prefix>", "{stop}");
+    assert!(!stop.to_string().contains("```"), "{stop}");
 }
 
 /// Zed's edit predictions with `"provider": "open_ai_compatible_api"` and

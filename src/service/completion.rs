@@ -141,8 +141,8 @@ impl Service {
             "temperature".into(),
             Value::from(params.temperature.unwrap_or(complete::DEFAULT_TEMPERATURE)),
         );
-        if let Some(stop) = &params.stop {
-            body.insert("stop".into(), stop.clone());
+        if let Some(stop) = params.stop.as_ref().and_then(complete::chat_stop) {
+            body.insert("stop".into(), stop);
         }
         let messages = complete::prompt(&params);
         let mut in_flight = CountedRequest::start(&self.counters);

@@ -271,6 +271,45 @@ pub(crate) fn split_pieces(text: &str) -> Vec<String> {
     pieces
 }
 
+/// OpenAI's `stop` (a string or up to four): the answer ends before the first place any
+/// of them appears, the stop sequence itself not included.
+fn cut_at_stop(req: &Value, pieces: &mut Vec<String>, content: &mut Option<String>) {
+    let stops: Vec<&str> = match req.get("stop") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => return,
+    };
+    let Some(text) = content.as_deref() else {
+        return;
+    };
+    let Some(cut) = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s))
+        .min()
+    else {
+        return;
+    };
+    let mut left = cut;
+    let mut kept = Vec::new();
+    for piece in pieces.drain(..) {
+        if left == 0 {
+            break;
+        }
+        if piece.len() <= left {
+            left -= piece.len();
+            kept.push(piece);
+        } else {
+            // A piece cut inside a character (scripted chunks unlike the content) is kept
+            // whole.
+            kept.push(piece.get(..left).unwrap_or(&piece).to_string());
+            left = 0;
+        }
+    }
+    *pieces = kept;
+    *content = Some(text[..cut].to_string());
+}
+
 /// Splits a string into up to three non-empty parts on char boundaries.
 fn split_three(s: &str) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
@@ -343,6 +382,7 @@ impl Answer {
                 "stop".to_string()
             }
         });
+        cut_at_stop(req, &mut pieces, &mut content);
         let max_tokens = req
             .get("max_completion_tokens")
             .and_then(Value::as_u64)
