@@ -261,6 +261,9 @@ mod unix {
                     let version = c["version"].as_str().unwrap_or("");
                     line("client", format!("{name} {version}").trim_end());
                 }
+                for b in status["budgets"].as_array().into_iter().flatten() {
+                    line("rate budget", &super::budget_line(b));
+                }
                 for s in status["sessions"].as_array().into_iter().flatten() {
                     line(
                         "session",
@@ -276,6 +279,31 @@ mod unix {
             Err(e) => line("shared daemon", &format!("not answering: {e}")),
         }
     }
+}
+
+/// One gateway's rate budget as `cfgate status` prints it: `URL: 12 sent in the last
+/// minute, limit 30/min (learned), cooling down 2.5 s`.
+#[cfg(unix)]
+fn budget_line(budget: &serde_json::Value) -> String {
+    let mut text = format!(
+        "{}: {} sent in the last minute",
+        budget["gateway"].as_str().unwrap_or("?"),
+        budget["used_last_minute"]
+    );
+    match budget["limit"].as_u64() {
+        Some(limit) if budget["learned"] == true => {
+            text.push_str(&format!(", limit {limit}/min (learned from 429s)"))
+        }
+        Some(limit) => text.push_str(&format!(", limit {limit}/min (requests_per_minute)")),
+        None => text.push_str(", no limit known"),
+    }
+    if let Some(ms) = budget["cool_down_ms"].as_u64() {
+        text.push_str(&format!(
+            ", cooling down {:.1} s after a 429",
+            ms as f64 / 1000.0
+        ));
+    }
+    text
 }
 
 #[cfg(not(unix))]

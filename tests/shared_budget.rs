@@ -167,6 +167,18 @@ async fn two_editors_typing_and_one_chatting_stay_under_the_limit_and_every_chat
         sent.len(),
         "{status}"
     );
+    // And `cfgate status` in a terminal says the same (it exits 1 here: this world's own
+    // settings have no account id; the clients sent their base_url themselves).
+    let (_, printed) = world.cli(&["status"]).await;
+    let budget_line = printed
+        .lines()
+        .find(|l| l.starts_with("rate budget"))
+        .unwrap_or_else(|| panic!("no rate budget in:\n{printed}"));
+    assert!(
+        budget_line.contains(&format!("{} sent in the last minute", sent.len())),
+        "{budget_line}"
+    );
+    assert!(budget_line.contains("/compat"), "{budget_line}");
 }
 
 /// Waits until the shared daemon counts `n` requests in flight.
