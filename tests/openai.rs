@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::endpoint::{Endpoint, MODEL, start_endpoint as start};
+use common::endpoint::{Endpoint, MODEL, client_json, run_client, start_endpoint as start};
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -20,26 +20,9 @@ const SCRIPT: &str = concat!(
 
 /// Runs one scenario of the SDK script; returns what it printed.
 async fn sdk(e: &Endpoint, key: &str, scenario: &str) -> Value {
-    let out = tokio::process::Command::new("python3")
-        .args([SCRIPT, &e.base_url, key, scenario, MODEL])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("the openai client finished")
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{scenario}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{scenario}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.args([SCRIPT, &e.base_url, key, scenario, MODEL]);
+    client_json(cmd, scenario).await
 }
 
 #[tokio::test]
@@ -320,29 +303,15 @@ async fn the_openai_npm_package_streams_a_chat_and_completes_in_the_middle() {
     let fake = FakeGateway::start().await;
     let e = start(&fake).await;
     let node = |scenario: &'static str| {
-        let out = tokio::process::Command::new("node")
-            .args([
-                &format!("{dir}/client.mjs"),
-                &e.base_url,
-                &e.token,
-                scenario,
-                MODEL,
-            ])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        async move {
-            let out = tokio::time::timeout(WAIT, out)
-                .await
-                .expect("node finished")
-                .expect("node runs");
-            assert!(
-                out.status.success(),
-                "{scenario}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice::<Value>(&out.stdout).unwrap()
-        }
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.args([
+            &format!("{dir}/client.mjs"),
+            &e.base_url,
+            &e.token,
+            scenario,
+            MODEL,
+        ]);
+        client_json(cmd, scenario)
     };
     let streamed = node("stream").await;
     assert_eq!(streamed["joined"], "echo: from node", "{streamed}");
@@ -385,24 +354,10 @@ async fn the_llm_cli_configured_as_documented_prints_the_answer() {
         json!({"cfgate": e.token}).to_string(),
     )
     .unwrap();
-    let out = tokio::process::Command::new("llm")
-        .args(["-m", "cfgate-llama", "hello from llm"])
-        .env("LLM_USER_PATH", home.path())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(WAIT, out)
-        .await
-        .expect("llm finished")
-        .expect("llm runs (pip install llm)");
-    assert!(
-        out.status.success(),
-        "llm: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "echo: hello from llm"
-    );
+    let mut llm = tokio::process::Command::new("llm");
+    llm.args(["-m", "cfgate-llama", "hello from llm"])
+        .env("LLM_USER_PATH", home.path());
+    let out = run_client(llm, "llm (pip install llm)", WAIT).await;
+    assert_eq!(out.trim(), "echo: hello from llm");
     assert_eq!(chat_requests(&fake)[0].body["model"], MODEL);
 }

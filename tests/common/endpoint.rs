@@ -112,3 +112,30 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// Runs a real client to its end, stdin closed (killed and reaped if it outlives `wait`),
+/// asserts that it succeeded and returns what it printed.
+pub async fn run_client(
+    mut cmd: tokio::process::Command,
+    what: &str,
+    wait: std::time::Duration,
+) -> String {
+    let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output();
+    let out = tokio::time::timeout(wait, out)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: did not finish"))
+        .unwrap_or_else(|e| panic!("{what}: does not run ({e})"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`run_client`] for a client script that prints one JSON object.
+pub async fn client_json(cmd: tokio::process::Command, what: &str) -> Value {
+    let out = run_client(cmd, what, WAIT).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {out}"))
+}
