@@ -118,4 +118,30 @@ mod tests {
         assert_eq!(split_templated("<COMPLETION>"), None);
         assert_eq!(split_templated(""), None);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends: no panic, and the two sides come out of the prompt's
+        /// own text (nothing made up), for prompts built of the templates' own markers too.
+        #[test]
+        fn any_prompt_splits_without_panicking(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    proptest::string::string_regex("[a-z\\n ()]{0,8}").unwrap(),
+                    proptest::sample::select(vec![
+                        "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<PRE> ", " <SUF>",
+                        " <MID>", "[SUFFIX]", "[PREFIX]", "<QUERY>\n", HOLE, QUERY_CLOSE,
+                        HOLE_FILLER_END, "<｜fim▁hole｜>", "é",
+                    ]).prop_map(str::to_string),
+                ],
+                0..12,
+            )
+        ) {
+            let prompt = parts.concat();
+            if let Some((prefix, suffix)) = split_templated(&prompt) {
+                prop_assert!(prefix.len() + suffix.len() <= prompt.len());
+            }
+        }
+    }
 }
