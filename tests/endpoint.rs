@@ -5,72 +5,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-
+use common::endpoint::{ALLOWED_ORIGIN, Endpoint, start_endpoint_with};
 use common::*;
 use serde_json::{Value, json};
 
-const ALLOWED_ORIGIN: &str = "http://localhost:5173";
-
-struct Endpoint {
-    daemon: tokio::process::Child,
-    _dirs: tempfile::TempDir,
-    run: PathBuf,
-    addr: String,
-    token: String,
-}
-
+/// The endpoint with every retry of a default daemon, logging at `trace` (the logs are
+/// searched for tokens).
 async fn start(fake: &FakeGateway) -> Endpoint {
-    let dirs = tempfile::tempdir().unwrap();
-    let run = dirs.path().join("run");
-    let config = dirs.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "base_url = \"{}\"\nlisten_origins = [\"{ALLOWED_ORIGIN}\"]\n",
-            fake.compat_base("acc", "gw")
-        ),
-    )
-    .unwrap();
-    let data = dirs.path().join("data");
-    let env = [
-        ("CLOUDFLARE_API_TOKEN", TOKEN),
-        ("CFGATE_RUNTIME_DIR", run.to_str().unwrap()),
-        ("CFGATE_DATA_DIR", data.to_str().unwrap()),
-        ("CFGATE_CONFIG", config.to_str().unwrap()),
-        ("CFGATE_LOG", "trace"),
-    ];
-    let daemon = command(dirs.path(), &env)
-        .args(["daemon", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cfgate daemon");
-    let addr_file = run.join("endpoint.addr");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file) {
-            if text.ends_with('\n') {
-                break text.trim().to_string();
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no endpoint.addr");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
-    let token = std::fs::read_to_string(run.join("endpoint.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Endpoint {
-        daemon,
-        _dirs: dirs,
-        run,
-        addr,
-        token,
-    }
+    start_endpoint_with(fake, "", &[("CFGATE_LOG", "trace")]).await
 }
 
 /// `curl` POSTing one JSON-RPC call; returns (HTTP status, body).
@@ -224,7 +166,7 @@ async fn curl_needs_the_token_and_an_allowed_origin() {
     assert!(!e.run.join("endpoint.token").exists());
     assert!(!e.run.join("endpoint.addr").exists());
     let mut logs = String::new();
-    for entry in std::fs::read_dir(e._dirs.path().join("state/cfgate"))
+    for entry in std::fs::read_dir(e.dirs.path().join("state/cfgate"))
         .unwrap()
         .flatten()
     {

@@ -1,6 +1,7 @@
 //! The loopback endpoint's OpenAI API under test: the real shared daemon with `--listen`
 //! against the fake gateway, and `curl` to see its answers as HTTP.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -11,8 +12,13 @@ pub const ALLOWED_ORIGIN: &str = "http://localhost:5173";
 pub const MODEL: &str = "workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast";
 
 pub struct Endpoint {
-    _daemon: tokio::process::Child,
-    _dirs: tempfile::TempDir,
+    pub daemon: tokio::process::Child,
+    /// Its home (logs under `state/cfgate`), runtime, data and config folders.
+    pub dirs: tempfile::TempDir,
+    /// The runtime folder: `endpoint.addr`, `endpoint.token`.
+    pub run: PathBuf,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
     pub base_url: String,
     pub token: String,
 }
@@ -20,25 +26,35 @@ pub struct Endpoint {
 /// Starts `cfgate daemon --listen 127.0.0.1:0` with one attempt per request (a 429 is the
 /// client's to see, not cfgate's to retry) and [`ALLOWED_ORIGIN`] listed.
 pub async fn start_endpoint(fake: &FakeGateway) -> Endpoint {
+    start_endpoint_with(fake, "max_attempts = 1\n", &[]).await
+}
+
+/// The same with more config file lines and environment variables.
+pub async fn start_endpoint_with(
+    fake: &FakeGateway,
+    config_lines: &str,
+    env: &[(&str, &str)],
+) -> Endpoint {
     let dirs = tempfile::tempdir().unwrap();
     let run = dirs.path().join("run");
     let config = dirs.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "base_url = \"{}\"\nmax_attempts = 1\nlisten_origins = [\"{ALLOWED_ORIGIN}\"]\n",
+            "base_url = \"{}\"\nlisten_origins = [\"{ALLOWED_ORIGIN}\"]\n{config_lines}",
             fake.compat_base("acc", "gw")
         ),
     )
     .unwrap();
     let data = dirs.path().join("data");
-    let env = [
+    let mut all_env = vec![
         ("CLOUDFLARE_API_TOKEN", TOKEN),
         ("CFGATE_RUNTIME_DIR", run.to_str().unwrap()),
         ("CFGATE_DATA_DIR", data.to_str().unwrap()),
         ("CFGATE_CONFIG", config.to_str().unwrap()),
     ];
-    let daemon = command(dirs.path(), &env)
+    all_env.extend_from_slice(env);
+    let daemon = command(dirs.path(), &all_env)
         .args(["daemon", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -62,9 +78,11 @@ pub async fn start_endpoint(fake: &FakeGateway) -> Endpoint {
         .trim()
         .to_string();
     Endpoint {
-        _daemon: daemon,
-        _dirs: dirs,
+        daemon,
+        dirs,
+        run,
         base_url: format!("http://{addr}/v1"),
+        addr,
         token,
     }
 }
