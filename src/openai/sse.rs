@@ -14,8 +14,10 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
 /// One `data:` event (serde_json writes no raw newline, so one line is one event).
 pub fn event(value: &Value) -> Vec<u8> {
-    let mut out = b"data: ".to_vec();
-    out.extend_from_slice(value.to_string().as_bytes());
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    // Serialized straight into the event; writing a `Value` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut out, value);
     out.extend_from_slice(b"\n\n");
     out
 }
