@@ -281,18 +281,36 @@ test("a daemon that dies mid-answer leaves the error in the chat buffer", functi
   back_to_private_daemon()
 end)
 
+test("a daemon's reason is its own stderr, never that of one that ended just before", function()
+  local stderr = require("cfgate.stderr")
+  local exe = "/tmp/cfgate-stderr-test"
+  -- As Neovim's RPC client logs a server's stderr chunk.
+  vim.lsp.log.error("rpc", exe, "stderr", "cfgate: the shared daemon was stopped\n")
+  local started = stderr.offset()
+  check(stderr.last_line(exe, started) == nil, "a line from before the start: %s", tostring(stderr.last_line(exe, started)))
+  vim.lsp.log.error("rpc", exe, "stderr", "some log line\ncfgate: cannot create /dev/null/cfgate\n")
+  local reason = stderr.last_line(exe, started)
+  check(reason == "cannot create /dev/null/cfgate", "reason %s", tostring(reason))
+end)
+
 test("a relay that cannot reach the shared daemon says why, from its stderr", function()
   H.notes = {}
   cfgate.setup({ cmd = { bin, "serve", "--shared" }, cmd_env = { CFGATE_RUNTIME_DIR = "/dev/null/cfgate" }, settings = {} })
-  vim.cmd("CfgateStatus")
-  -- This relay's own notification: the daemon stopped by the test before may still be
-  -- saying goodbye (its connection's end can be reported after this test began).
-  local n = wait_for("the notification", function()
-    return find_note("cannot create /dev/null/cfgate")
+  -- Whatever happens, the tests after this one get a working daemon back.
+  local ok, err = pcall(function()
+    vim.cmd("CfgateStatus")
+    -- This relay's own last words, never those of the relay the test before stopped (it
+    -- may have ended in the same second, and the log's times are whole seconds).
+    local n = wait_for("the notification", function()
+      return find_note("cannot create /dev/null/cfgate")
+    end)
+    check(n.msg:find("the daemon connection ended (cfgate exited with code 1): cannot create /dev/null/cfgate", 1, true), "no reason: %s", n.msg)
+    check(n.msg:find("\nhint: ", 1, true), "no hint: %s", n.msg)
   end)
-  check(n.msg:find("the daemon connection ended (cfgate exited with code 1): cannot create /dev/null/cfgate", 1, true), "no reason: %s", n.msg)
-  check(n.msg:find("\nhint: ", 1, true), "no hint: %s", n.msg)
   cfgate.setup({ cmd = { bin, "serve" }, settings = { base_url = base_url }, inline = { debounce_ms = 60 } })
+  if not ok then
+    error(err, 0)
+  end
 end)
 
 test("ghost text appears and is accepted with <M-l>", function()

@@ -235,7 +235,8 @@ function M.start()
     return nil
   end
 
-  local started_at = os.date("%F %H:%M:%S")
+  local stderr = require("cfgate.stderr")
+  local log_offset = stderr.offset()
   local init_options = nil
   if type(opts.settings) == "table" and next(opts.settings) ~= nil then
     init_options = vim.deepcopy(opts.settings)
@@ -287,9 +288,40 @@ function M.start()
         state.client_id = nil
         state.stopping = false
         state.context_chars = nil
-        local reason = not expected and require("cfgate.stderr").last_line(cmd[1], started_at) or nil
-        local err = expected and { code = M.CANCELLED, message = "cfgate stopped" }
-          or {
+        -- Ended before initialize: this is the one report, not a timeout 15 s later.
+        if state.init_timer then
+          state.init_timer:stop()
+          state.init_timer:close()
+          state.init_timer = nil
+        end
+        -- This daemon's requests, taken now: a daemon started meanwhile has its own.
+        local waiting = state.queue
+        state.queue = {}
+        local in_flight = vim.tbl_keys(state.inflight)
+        local function fail_all(err)
+          for _, fn in ipairs(waiting) do
+            fn(nil, err)
+          end
+          for _, req in ipairs(in_flight) do
+            req:_finish(err)
+          end
+        end
+        if expected then
+          fail_all({ code = M.CANCELLED, message = "cfgate stopped" })
+          return
+        end
+        state.start_failed = true
+        -- The process may end before Neovim has logged the last of its stderr (read on
+        -- another callback): its reason is looked for a few times, 50 ms apart.
+        local function report(tries)
+          local reason = stderr.last_line(cmd[1], log_offset)
+          if not reason and tries > 0 then
+            vim.defer_fn(function()
+              report(tries - 1)
+            end, 50)
+            return
+          end
+          local err = {
             message = ("the daemon connection ended (cfgate exited with code %s%s)%s"):format(
               tostring(code),
               (signal and signal ~= 0) and (", signal " .. tostring(signal)) or "",
@@ -297,15 +329,10 @@ function M.start()
             ),
             data = { hint = "see cfgate's log in ~/.local/state/cfgate/ and :checkhealth cfgate" },
           }
-        if not expected then
-          state.start_failed = true
           M.notify_error(err)
-          err = vim.tbl_extend("force", err, { reported = true })
+          fail_all(vim.tbl_extend("force", err, { reported = true }))
         end
-        fail_queue(err)
-        for req in pairs(state.inflight) do
-          req:_finish(err)
-        end
+        report(4)
       end)
     end,
   }
