@@ -1,4 +1,4 @@
-//! `cfgate/chat`: the request built from params and settings, sent through the gateway,
+//! `cfgate/chat`: a request (built by [`prepare`](super::prepare)) sent through the gateway,
 //! its answer checked (JSON when JSON was asked for) and, for a session, stored as a turn.
 
 use std::future::Future;
@@ -6,29 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::Service;
 use super::counters::CountedRequest;
-use secrecy::{ExposeSecret, SecretString};
+use super::prepare::{PreparedChat, Sending, check_messages};
 
-use crate::config::{self, Endpoint, Layer, Settings};
+use crate::config::{self, Layer};
 use crate::error::{Error, ErrorKind};
-use crate::gateway::budget::{BudgetKey, Priority, WaitReports};
-use crate::gateway::options::GatewayOptions;
-use crate::gateway::{Reply, RetryPolicy, UpstreamRequest};
+use crate::gateway::Reply;
 use crate::protocol::{ChatParams, ChatResult, Piece};
-use crate::route::route_model;
 use crate::sessions::{self, SessionStore, Turn};
-
-const RETRY_BASE_DELAY: Duration = Duration::from_millis(500);
-const RETRY_MAX_DELAY: Duration = Duration::from_secs(8);
-
-const JSON_INSTRUCTION: &str =
-    "Respond only with one valid JSON object: no text before or after it, and no code fences.";
-
-/// Fields of the OpenAI body that cfgate itself sets.
-const OWN_FIELDS: &[&str] = &["model", "messages", "stream"];
 
 /// A chat answer on its way: pieces while it streams, then the whole.
 pub struct Chat {
@@ -39,32 +27,6 @@ pub struct Chat {
     expect_json: bool,
     /// Where this turn is stored once answered.
     turn: Option<PendingTurn>,
-}
-
-/// How a chat is sent, beyond its params.
-pub(super) struct Sending {
-    pub(super) stream: bool,
-    /// Chat goes first; completions are shed when the rate budget runs low.
-    pub(super) priority: Priority,
-    pub(super) waits: Option<WaitReports>,
-}
-
-impl Sending {
-    fn interactive(stream: bool, waits: Option<WaitReports>) -> Sending {
-        Sending {
-            stream,
-            priority: Priority::Interactive,
-            waits,
-        }
-    }
-}
-
-/// A chat request built and ready to send.
-pub(super) struct PreparedChat {
-    pub(super) request: UpstreamRequest,
-    /// The routed model id the request names.
-    pub(super) model: String,
-    pub(super) expect_json: bool,
 }
 
 struct PendingTurn {
@@ -208,105 +170,6 @@ impl Service {
         Ok(sessions::with_history(&turns, messages.to_vec(), budget))
     }
 
-    /// The upstream request for `params`: settings resolved, model routed, body and
-    /// headers built. Nothing is sent yet.
-    pub(super) fn prepare_chat(
-        &self,
-        client: &Layer,
-        params: ChatParams,
-        sending: Sending,
-    ) -> Result<PreparedChat, Error> {
-        let Sending {
-            stream,
-            priority,
-            waits,
-        } = sending;
-        let ChatParams {
-            messages,
-            model,
-            json_mode,
-            gateway,
-            body: extra,
-            ..
-        } = params;
-        check_messages(&messages)?;
-        let options = gateway
-            .as_ref()
-            .map(GatewayOptions::from_json)
-            .transpose()
-            .map_err(|e| Error::new(ErrorKind::InvalidParams, format!("invalid params: {e}")))?;
-        let settings = self.settings(
-            client,
-            &config::request_layer(model.as_deref(), &extra, options),
-        )?;
-        let routed = route_model(&settings.model, settings.endpoint)?;
-        let mut messages: Vec<Value> = messages.into_iter().map(Value::Object).collect();
-        let mut body: Map<String, Value> = extra
-            .into_iter()
-            .filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str()))
-            .collect();
-        if json_mode {
-            add_json_instruction(&mut messages);
-            body.insert("response_format".into(), json!({"type": "json_object"}));
-        }
-        let expect_json = asks_for_json(&body);
-        if let Some(max) = settings.max_tokens {
-            body.entry("max_tokens").or_insert(Value::from(max));
-        }
-        body.insert("model".into(), Value::from(routed.clone()));
-        body.insert("messages".into(), Value::Array(messages));
-        if stream {
-            body.insert("stream".into(), Value::Bool(true));
-            let options = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Some(options) = options.as_object_mut() {
-                options.insert("include_usage".into(), Value::Bool(true));
-            }
-        }
-        let mut headers = reqwest::header::HeaderMap::new();
-        let options = settings
-            .gateway
-            .headers()
-            .map_err(|e| Error::new(ErrorKind::InvalidParams, format!("invalid params: {e}")))?;
-        headers.extend(options);
-        if settings.endpoint == Endpoint::Rest {
-            let id = reqwest::header::HeaderValue::from_str(&settings.gateway_id)
-                .map_err(|_| Error::new(ErrorKind::InvalidSetting, "invalid setting gateway_id"))?;
-            headers.insert("cf-aig-gateway-id", id);
-        }
-        let (token, gateway_token) = settings.auth_tokens();
-        let budget = budget_key(&settings, token.as_ref(), gateway_token.as_ref());
-        let request = UpstreamRequest {
-            budget,
-            priority,
-            requests_per_minute: settings.requests_per_minute,
-            url: settings.base_url.clone(),
-            token,
-            gateway_token,
-            auth: settings.auth_plan(),
-            headers,
-            body: Value::Object(body),
-            stream,
-            timeout: settings.timeout,
-            idle_timeout: settings.idle_timeout,
-            retry: RetryPolicy {
-                max_attempts: settings.max_attempts,
-                deadline: settings.retry_deadline,
-                base_delay: RETRY_BASE_DELAY,
-                max_delay: RETRY_MAX_DELAY,
-            },
-            model: routed.clone(),
-            byok: settings.byok,
-            waits,
-        };
-        Ok(PreparedChat {
-            request,
-            model: routed,
-            expect_json,
-        })
-    }
-
     /// Sends a prepared chat; the answer is counted by `in_flight` until it ends.
     pub(super) async fn send_chat(
         &self,
@@ -332,14 +195,6 @@ impl Service {
     }
 }
 
-/// `response_format` of type `json_object` or `json_schema` asks for JSON.
-fn asks_for_json(body: &Map<String, Value>) -> bool {
-    body.get("response_format")
-        .and_then(|f| f.get("type"))
-        .and_then(Value::as_str)
-        .is_some_and(|t| t == "json_object" || t == "json_schema")
-}
-
 /// The answer was meant to be JSON: say so plainly when it is not, with the text.
 fn check_json(content: &str) -> Result<(), Error> {
     match serde_json::from_str::<serde::de::IgnoredAny>(content.trim()) {
@@ -357,25 +212,6 @@ fn check_json(content: &str) -> Result<(), Error> {
             Err(err)
         }
     }
-}
-
-/// The rate budget a request spends: its gateway (URL, and the gateway id the REST
-/// endpoint names in a header) and the credentials it sends, hashed.
-fn budget_key(
-    settings: &Settings,
-    token: Option<&SecretString>,
-    gateway_token: Option<&SecretString>,
-) -> BudgetKey {
-    let label = match settings.endpoint {
-        Endpoint::Compat => settings.base_url.clone(),
-        Endpoint::Rest => format!("{} (gateway {})", settings.base_url, settings.gateway_id),
-    };
-    let secrets: Vec<&str> = [token, gateway_token]
-        .into_iter()
-        .flatten()
-        .map(|t| t.expose_secret())
-        .collect();
-    BudgetKey::new(label, &secrets)
 }
 
 /// Stores a finished turn. If it cannot be stored the request fails, with the answer
@@ -401,67 +237,9 @@ async fn store_turn(turn: PendingTurn, result: &ChatResult) -> Result<(), Error>
         })
 }
 
-/// Each message must be an object with a string `role`; everything else is the vendor's.
-fn check_messages(messages: &[Map<String, Value>]) -> Result<(), Error> {
-    if messages.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidParams,
-            "invalid params: messages must hold at least one message",
-        ));
-    }
-    for (i, message) in messages.iter().enumerate() {
-        match message.get("role") {
-            Some(Value::String(role)) if !role.is_empty() => {}
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidParams,
-                    format!(
-                        "invalid params: messages[{i}].role must be a non-empty string (system, user, assistant or tool)"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// For models without native structured output: say it in the system message as well.
-fn add_json_instruction(messages: &mut Vec<Value>) {
-    if let Some(Value::Object(first)) = messages.first_mut() {
-        if first.get("role").and_then(Value::as_str) == Some("system") {
-            if let Some(Value::String(text)) = first.get_mut("content") {
-                text.push_str("\n\n");
-                text.push_str(JSON_INSTRUCTION);
-                return;
-            }
-        }
-    }
-    messages.insert(0, json!({"role": "system", "content": JSON_INSTRUCTION}));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_instruction_joins_or_leads() {
-        let mut with_system = vec![
-            json!({"role":"system","content":"Be brief."}),
-            json!({"role":"user","content":"hi"}),
-        ];
-        add_json_instruction(&mut with_system);
-        assert_eq!(with_system.len(), 2);
-        assert!(
-            with_system[0]["content"]
-                .as_str()
-                .unwrap()
-                .starts_with("Be brief.\n\nRespond only")
-        );
-        let mut without = vec![json!({"role":"user","content":"hi"})];
-        add_json_instruction(&mut without);
-        assert_eq!(without[0]["role"], "system");
-        assert_eq!(without.len(), 2);
-    }
 
     /// What an editor's `cfgate/status` (and the loopback endpoint's) shows when the config
     /// file could not be used, and what every request then fails with.
@@ -487,13 +265,5 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidSetting);
         assert_eq!(err.message, problem);
-    }
-
-    #[test]
-    fn messages_are_checked() {
-        assert!(check_messages(&[]).is_err());
-        let bad: Map<String, Value> = serde_json::from_value(json!({"content":"x"})).unwrap();
-        let err = check_messages(&[bad]).unwrap_err();
-        assert!(err.message.contains("messages[0].role"));
     }
 }

@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use super::chat::Sending;
 use super::coalesce::{CompletionKey, Lead, Role};
 use super::counters::CountedRequest;
+use super::prepare::Sending;
 use super::{Chat, Service};
 use crate::complete::{self, InsertionCleaner};
 use crate::config::Layer;

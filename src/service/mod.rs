@@ -6,8 +6,10 @@
 //! likes; the service names no front end (a client's notifications go through the
 //! [`Notifier`](crate::clients::Notifier) it registered). Nothing here blocks and no lock is
 //! held across an `.await`: the settings a request uses are resolved into an owned value
-//! before anything is sent. One file per concern: [`chat`] (and its sessions),
-//! [`completion`], [`models`] (and their cache), [`status`] (and the counters behind it).
+//! before anything is sent. One file per concern: [`prepare`] (a chat's upstream request
+//! built), [`chat`] (sent, and its sessions), [`completion`] (and [`coalesce`]: identical
+//! ones in flight sent once), [`models`] (and their cache), [`status`] (and the counters
+//! behind it).
 
 mod chat;
 mod client_view;
@@ -15,6 +17,7 @@ mod coalesce;
 mod completion;
 mod counters;
 mod models;
+mod prepare;
 mod status;
 
 use std::collections::HashMap;
