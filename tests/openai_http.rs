@@ -311,3 +311,36 @@ async fn zeds_templated_fim_request_gets_the_answer_zed_parses() {
         "the template's tokens were sent as code: {prompt}"
     );
 }
+
+/// A streamed chat that fails before any of its answer (here the upstream stream is cut
+/// right after its headers) is an HTTP error with OpenAI's error body, not a `200` whose
+/// stream holds nothing but an error event: the client's SDK raises it as what it is (and
+/// retries a 502 as it would any). Once the answer has begun, a failure can only be an
+/// event (tests/openai.rs `an_upstream_cut_mid_stream_is_an_error_event_the_sdk_raises`).
+#[tokio::test]
+async fn a_stream_that_fails_before_its_first_piece_is_an_http_error() {
+    let fake = FakeGateway::start().await;
+    let e = start(&fake).await;
+    let auth = format!("authorization: Bearer {}", e.token);
+    fake.push_script(Script {
+        chunks: Some(vec!["never ".into(), "seen".into()]),
+        fault: Some(Fault::ResetAfterChunks(0)),
+        ..Script::default()
+    });
+    let body = json!({
+        "model": MODEL, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    let (status, headers, text) =
+        curl(&e, "POST", "/v1/chat/completions", &[auth], Some(&body)).await;
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    let err: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cut off"),
+        "{err}"
+    );
+}

@@ -83,7 +83,14 @@ pub async fn chat_completions(
     };
     let gateway = chat.gateway().clone();
     let mut response = if stream {
-        streamed(chat, stamp, usage_chunk)
+        // The first piece before the status line: a failure before any of the answer
+        // (a stall, a cut, a refusal in the stream) is then an HTTP error the client's
+        // SDK raises as what it is, and the headers leave with the first chunk.
+        let mut chat = chat;
+        match chat.next_piece().await {
+            Ok(first) => streamed(chat, first, stamp, usage_chunk),
+            Err(err) => error_response(&err),
+        }
     } else {
         whole(chat, stamp).await
     };
@@ -170,19 +177,30 @@ fn delta_of(piece: Piece) -> Map<String, Value> {
 /// The SSE answer: a chunk per piece (the first with the role), a last chunk with the
 /// finish reason, the usage chunk when asked, `[DONE]`. An error after the start is an
 /// `{"error": ...}` event, as OpenAI sends it, and no `[DONE]`.
-fn streamed(chat: Chat, stamp: Stamp, usage_chunk: bool) -> HttpResponse {
-    // The chat while it is open, whether no chunk went yet, what every chunk repeats.
-    let start = (Some(chat), true, stamp);
-    let events = futures_util::stream::unfold(start, move |(chat, first, stamp)| async move {
-        let mut chat = chat?;
-        match chat.next_piece().await {
+fn streamed(
+    chat: Chat,
+    first_piece: Option<Piece>,
+    stamp: Stamp,
+    usage_chunk: bool,
+) -> HttpResponse {
+    // The chat while it is open (with the piece already read, if any), whether no chunk
+    // went yet, what every chunk repeats.
+    let start = (Some((chat, first_piece)), true, stamp);
+    let events = futures_util::stream::unfold(start, move |(open, first, stamp)| async move {
+        let (mut chat, read) = open?;
+        let next = match read {
+            Some(piece) => Ok(Some(piece)),
+            None if first => Ok(None),
+            None => chat.next_piece().await,
+        };
+        match next {
             Ok(Some(piece)) => {
                 let mut delta = delta_of(piece);
                 if first {
                     delta.insert("role".into(), Value::from("assistant"));
                 }
                 let event = sse::event(&stamp.chunk(Value::Object(delta), Value::Null));
-                Some((Bytes::from(event), (Some(chat), false, stamp)))
+                Some((Bytes::from(event), (Some((chat, None)), false, stamp)))
             }
             Ok(None) => {
                 let mut out = Vec::new();
