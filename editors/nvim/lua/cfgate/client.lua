@@ -114,6 +114,15 @@ function Request:_finish(err, result)
   end
 end
 
+--- Stops the wait for `initialize` (it was answered, or the daemon ended first).
+local function stop_init_timer()
+  if state.init_timer then
+    state.init_timer:stop()
+    state.init_timer:close()
+    state.init_timer = nil
+  end
+end
+
 local function fail_queue(err)
   local queue = state.queue
   state.queue = {}
@@ -252,11 +261,7 @@ function M.start()
     on_init = function(client)
       -- Only changes are sent: until the first one, an initialized daemon is ready.
       state.status = { state = "ready" }
-      if state.init_timer then
-        state.init_timer:stop()
-        state.init_timer:close()
-        state.init_timer = nil
-      end
+      stop_init_timer()
       local queue = state.queue
       state.queue = {}
       for _, fn in ipairs(queue) do
@@ -289,11 +294,7 @@ function M.start()
         state.stopping = false
         state.context_chars = nil
         -- Ended before initialize: this is the one report, not a timeout 15 s later.
-        if state.init_timer then
-          state.init_timer:stop()
-          state.init_timer:close()
-          state.init_timer = nil
-        end
+        stop_init_timer()
         -- This daemon's requests, taken now: a daemon started meanwhile has its own.
         local waiting = state.queue
         state.queue = {}
