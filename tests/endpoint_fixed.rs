@@ -71,12 +71,7 @@ impl User {
             .kill_on_drop(true)
             .spawn()
             .expect("start cfgate daemon");
-        let addr_file = self.home.path().join("run/endpoint.addr");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !std::fs::read_to_string(&addr_file).is_ok_and(|t| t.ends_with('\n')) {
-            assert!(tokio::time::Instant::now() < deadline, "no endpoint.addr");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        common::endpoint::endpoint_addr(&self.home.path().join("run")).await;
         child
     }
 }

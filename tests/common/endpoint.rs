@@ -1,7 +1,7 @@
 //! The loopback endpoint's OpenAI API under test: the real shared daemon with `--listen`
 //! against the fake gateway, and `curl` to see its answers as HTTP.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -62,17 +62,7 @@ pub async fn start_endpoint_with(
         .kill_on_drop(true)
         .spawn()
         .expect("start cfgate daemon");
-    let addr_file = run.join("endpoint.addr");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file) {
-            if text.ends_with('\n') {
-                break text.trim().to_string();
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no endpoint.addr");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let addr = endpoint_addr(&run).await;
     let token = std::fs::read_to_string(run.join("endpoint.token"))
         .unwrap()
         .trim()
@@ -84,6 +74,22 @@ pub async fn start_endpoint_with(
         base_url: format!("http://{addr}/v1"),
         addr,
         token,
+    }
+}
+
+/// The address a daemon with runtime folder `run` serves the endpoint on, once it has
+/// written the whole of `endpoint.addr` (a line).
+pub async fn endpoint_addr(run: &Path) -> String {
+    let addr_file = run.join("endpoint.addr");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file) {
+            if text.ends_with('\n') {
+                return text.trim().to_string();
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no endpoint.addr");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
