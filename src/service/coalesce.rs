@@ -11,6 +11,7 @@
 //! an `.await`.
 
 use std::collections::HashMap;
+use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -34,38 +35,49 @@ type Told = watch::Receiver<Option<Arc<Outcome>>>;
 pub(super) struct CompletionKey(u64, u64);
 
 impl CompletionKey {
+    /// Serializes the request once, into two independently seeded hashers.
     pub(super) fn of(request: &UpstreamRequest) -> CompletionKey {
-        static SEEDS: OnceLock<[std::collections::hash_map::RandomState; 2]> = OnceLock::new();
-        let seeds = SEEDS.get_or_init(Default::default);
-        let hash = |seed: &std::collections::hash_map::RandomState| {
-            let mut hasher = seed.build_hasher();
-            request.url.hash(&mut hasher);
-            request.budget.hash(&mut hasher);
-            for (name, value) in &request.headers {
-                name.as_str().hash(&mut hasher);
-                value.as_bytes().hash(&mut hasher);
-            }
-            if let Value::Object(body) = &request.body {
-                for (name, value) in body {
-                    if name != "stream" && name != "stream_options" {
-                        name.hash(&mut hasher);
-                        // Writing into a hasher cannot fail.
-                        let _ = serde_json::to_writer(HashWriter(&mut hasher), value);
-                    }
+        static SEEDS: OnceLock<[RandomState; 2]> = OnceLock::new();
+        let [a, b] = SEEDS.get_or_init(Default::default);
+        let mut hasher = TwoHashers(a.build_hasher(), b.build_hasher());
+        request.url.hash(&mut hasher);
+        request.budget.hash(&mut hasher);
+        for (name, value) in &request.headers {
+            name.as_str().hash(&mut hasher);
+            value.as_bytes().hash(&mut hasher);
+        }
+        if let Value::Object(body) = &request.body {
+            for (name, value) in body {
+                if name != "stream" && name != "stream_options" {
+                    name.hash(&mut hasher);
+                    // Writing into a hasher cannot fail.
+                    let _ = serde_json::to_writer(&mut hasher, value);
                 }
             }
-            hasher.finish()
-        };
-        CompletionKey(hash(&seeds[0]), hash(&seeds[1]))
+        }
+        CompletionKey(hasher.0.finish(), hasher.1.finish())
     }
 }
 
-/// Feeds serialized JSON into a hasher without building the string.
-struct HashWriter<'a, H: Hasher>(&'a mut H);
+/// Two hashers fed the same bytes: 128 bits of key from one pass over the request. Also
+/// a writer, so serialized JSON goes in without building the string.
+struct TwoHashers(DefaultHasher, DefaultHasher);
 
-impl<H: Hasher> std::io::Write for HashWriter<'_, H> {
+impl Hasher for TwoHashers {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+        self.1.write(bytes);
+    }
+
+    /// Only the first half; [`CompletionKey::of`] takes both.
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+impl std::io::Write for TwoHashers {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
+        Hasher::write(self, buf);
         Ok(buf.len())
     }
 
