@@ -133,6 +133,20 @@ impl Lead {
     }
 }
 
+/// Passes `result` on; a failure is told to the followers of `lead` first (once: the lead
+/// is taken), so they get the same error rather than sending again.
+pub(super) fn tell_failure<T>(
+    lead: &mut Option<Lead>,
+    result: Result<T, Error>,
+) -> Result<T, Error> {
+    if let Err(err) = &result {
+        if let Some(lead) = lead.take() {
+            lead.tell(Err(err.clone()));
+        }
+    }
+    result
+}
+
 impl Drop for Lead {
     fn drop(&mut self) {
         lock(&self.table.leaders).remove(&self.key);
@@ -196,5 +210,24 @@ mod tests {
         drop(lead);
         assert!(follower.outcome().await.is_none());
         assert!(matches!(table.join_or_lead(key(1)), Role::Lead(_)));
+    }
+
+    #[tokio::test]
+    async fn only_a_failure_is_told_and_it_ends_the_lead() {
+        let table = Arc::new(InFlightCompletions::default());
+        let Role::Lead(lead) = table.join_or_lead(key(1)) else {
+            panic!("leads")
+        };
+        let Role::Follow(follower) = table.join_or_lead(key(1)) else {
+            panic!("follows")
+        };
+        let mut lead = Some(lead);
+        assert!(tell_failure(&mut lead, Ok::<_, Error>(())).is_ok());
+        assert!(lead.is_some(), "a success keeps the lead");
+        let failed = Error::internal("upstream broke");
+        assert!(tell_failure(&mut lead, Err::<(), _>(failed.clone())).is_err());
+        assert!(lead.is_none());
+        let outcome = follower.outcome().await.expect("told");
+        assert_eq!(outcome.as_ref().as_ref().unwrap_err(), &failed);
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::coalesce::{CompletionKey, Lead, Role};
+use super::coalesce::{CompletionKey, Lead, Role, tell_failure};
 use super::counters::CountedRequest;
 use super::prepare::Sending;
 use super::{Chat, Service};
@@ -59,23 +59,14 @@ impl Completion {
             // The whole text comes with `finish`.
             return Ok(None);
         };
-        loop {
-            match chat.next_piece().await {
-                Ok(Some(Piece::Content(text))) => {
-                    if let Some(clean) = self.cleaner.push(&text) {
-                        return Ok(Some(clean));
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(None),
-                Err(err) => {
-                    if let Some(lead) = lead.take() {
-                        lead.tell(Err(err.clone()));
-                    }
-                    return Err(err);
+        while let Some(piece) = tell_failure(lead, chat.next_piece().await)? {
+            if let Piece::Content(text) = piece {
+                if let Some(clean) = self.cleaner.push(&text) {
+                    return Ok(Some(clean));
                 }
             }
         }
+        Ok(None)
     }
 
     /// The whole insertion, and its last part if not yet shown.
@@ -84,7 +75,7 @@ impl Completion {
             source,
             mut cleaner,
         } = self;
-        let (chat, lead) = match source {
+        let (chat, mut lead) = match source {
             Source::Answering { chat, lead } => (chat, lead),
             Source::Answered(answered) => {
                 let result = answered.result;
@@ -92,16 +83,7 @@ impl Completion {
                 return Ok((result, rest));
             }
         };
-        let finished = chat.finish().await;
-        let result = match finished {
-            Ok(result) => result,
-            Err(err) => {
-                if let Some(lead) = lead {
-                    lead.tell(Err(err.clone()));
-                }
-                return Err(err);
-            }
-        };
+        let result = tell_failure(&mut lead, chat.finish().await)?;
         if !result.content.is_empty() && cleaner.is_empty() {
             // The answer came whole (not streamed): clean it in one go.
             cleaner.push(&result.content);
@@ -168,15 +150,8 @@ impl Service {
         loop {
             let follower = match self.completions.join_or_lead(key) {
                 Role::Lead(lead) => {
-                    let chat = self.send_chat(prepared, in_flight).await;
-                    let chat = match chat {
-                        Ok(chat) => chat,
-                        Err(err) => {
-                            lead.tell(Err(err.clone()));
-                            return Err(err);
-                        }
-                    };
-                    let lead = Some(lead);
+                    let mut lead = Some(lead);
+                    let chat = tell_failure(&mut lead, self.send_chat(prepared, in_flight).await)?;
                     let source = Source::Answering { chat, lead };
                     return Ok(Completion { source, cleaner });
                 }
